@@ -1,0 +1,39 @@
+# Two entry points: `make demo` and `make test`. Both bootstrap .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m glarelite.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check glarelite mirror tests bench
+	$(BIN)/ruff format --check glarelite mirror tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy glarelite mirror
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/catalog.py
+	$(BIN)/python bench/blobs.py
+	$(BIN)/python bench/register.py
+	$(BIN)/python bench/mirror.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

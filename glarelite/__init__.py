@@ -1,0 +1,66 @@
+"""glarelite: an artifact catalog that embeds in any Python application, modelled on
+OpenStack Glare, plus a mirror for sites that have no internet.
+
+The public API is exactly ``__all__``; everything in ``_modules`` is private.
+"""
+
+from __future__ import annotations
+
+from ._blobops import CheckResult, GcReport
+from .catalog import Catalog, CatalogSettings, Scope, open
+from .errors import (
+    ChecksumMismatch,
+    Conflict,
+    Forbidden,
+    GlareliteError,
+    IllegalTransition,
+    InvalidInput,
+    LockedError,
+    NetworkError,
+    NotFound,
+    QuotaExceeded,
+    ReadOnly,
+    RefusedLocation,
+    TooLarge,
+    UpstreamChanged,
+    VerificationError,
+)
+from .models import Artifact, Blob, Page
+from .progress import NULL_PROGRESS, Progress
+from .settings import HttpSettings, RetryPolicy
+from .types import ArtifactType, Property
+from .urls import internal_url
+
+__all__ = [
+    "NULL_PROGRESS",
+    "Artifact",
+    "ArtifactType",
+    "Blob",
+    "Catalog",
+    "CatalogSettings",
+    "CheckResult",
+    "ChecksumMismatch",
+    "Conflict",
+    "Forbidden",
+    "GcReport",
+    "GlareliteError",
+    "HttpSettings",
+    "IllegalTransition",
+    "InvalidInput",
+    "LockedError",
+    "NetworkError",
+    "NotFound",
+    "Page",
+    "Progress",
+    "Property",
+    "QuotaExceeded",
+    "ReadOnly",
+    "RefusedLocation",
+    "RetryPolicy",
+    "Scope",
+    "TooLarge",
+    "UpstreamChanged",
+    "VerificationError",
+    "internal_url",
+    "open",
+]

@@ -1,0 +1,682 @@
+"""The catalog: artifact types, artifacts and their lifecycle, in one SQLite file.
+
+A ``Catalog`` is a context manager over one file. Every method is one transaction.
+Blob operations live in ``_blobops`` and are reached through the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import _blobops, _query, _semver
+from ._blobops import CheckResult, GcReport
+from ._db import Database, utcnow
+from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
+from ._values import (
+    check_description,
+    check_name,
+    check_owner,
+    check_tags,
+    coerce_property,
+    empty_value,
+    prop_rows,
+)
+from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from .models import Artifact, Blob, Page
+from .progress import Progress
+from .settings import HttpSettings
+from .types import ArtifactType, Property, make_type
+
+_UNSET: Any = object()
+STATUSES = ("drafted", "active", "deactivated", "deleted")
+VISIBILITIES = ("private", "public")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who is asking. An owner sees its own artifacts plus public ones; admin sees all.
+    ``owner`` is also who new artifacts belong to."""
+
+    owner: str = "admin"
+    admin: bool = True
+
+    @classmethod
+    def of(cls, owner: str) -> Scope:
+        return cls(owner=check_owner(owner), admin=False)
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """Immutable catalog options.
+
+    ``synchronous``: SQLite's NORMAL (durable across process crashes, the default) or
+    FULL (also across power loss, slower commits). ``max_blob_size``: catalog-wide cap
+    per blob and per blob dict, bytes. ``stale_after``: seconds after which ``gc`` treats
+    an upload still ``saving`` (and its temporary) as abandoned.
+    """
+
+    busy_timeout: float = 60.0
+    synchronous: str = "NORMAL"
+    max_blob_size: int | None = None
+    stale_after: float = 6 * 3600.0
+    http: HttpSettings = field(default_factory=HttpSettings)
+    cache_dir: str | None = None
+    cache_max_bytes: int = 10 * 2**30
+    mirror_base_url: str | None = None
+
+
+class Catalog:
+    """An artifact catalog in one SQLite file with blobs on fsspec storage."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        scope: Scope,
+        settings: CatalogSettings,
+        storage_options: Mapping[str, Any] | None = None,
+        _shared: dict[str, Any] | None = None,
+    ) -> None:
+        self._database = database
+        self.scope = scope
+        self.settings = settings
+        self._storage_options = dict(storage_options or {})
+        # state shared by scoped views of the same catalog (store, fetcher, type cache)
+        self._shared: dict[str, Any] = _shared if _shared is not None else {"types": {}}
+
+    # -- lifetime ------------------------------------------------------------------
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        fetcher = self._shared.pop("fetcher", None)
+        if fetcher is not None:
+            fetcher.close()
+        self._database.close()
+
+    @property
+    def path(self) -> str:
+        return self._database.path
+
+    def scoped(self, owner: str | None = None, *, admin: bool = False) -> Catalog:
+        """A view of the same catalog acting for ``owner`` (or as admin)."""
+        scope = Scope(owner=owner or "admin", admin=True) if admin else Scope.of(owner or "")
+        return Catalog(
+            self._database,
+            scope=scope,
+            settings=self.settings,
+            storage_options=self._storage_options,
+            _shared=self._shared,
+        )
+
+    # -- catalog settings stored in the file ----------------------------------------
+    def _get_setting(self, key: str, default: Any = None) -> Any:
+        with self._database.read() as conn:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def _set_setting(self, key: str, value: Any) -> None:
+        with self._database.write() as conn:
+            conn.execute(
+                "INSERT INTO settings(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # -- types -------------------------------------------------------------------
+    def define_type(
+        self,
+        name: str | ArtifactType,
+        *,
+        blobs: Iterable[str] = (),
+        blob_dicts: Iterable[str] = (),
+        properties: Mapping[str, Property | str] | None = None,
+        max_blob_size: int | None = None,
+    ) -> ArtifactType:
+        """Define an artifact type, or confirm an identical existing definition.
+
+        Defining a type again with a *different* definition is a Conflict: artifacts
+        already stored were validated against the old one."""
+        atype = (
+            name
+            if isinstance(name, ArtifactType)
+            else make_type(
+                name,
+                blobs=blobs,
+                blob_dicts=blob_dicts,
+                properties=properties,
+                max_blob_size=max_blob_size,
+            )
+        )
+        self._require_admin("define types")
+        text = atype.dumps()
+        with self._database.write() as conn:
+            row = conn.execute(
+                "SELECT definition FROM artifact_types WHERE name = ?", (atype.name,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO artifact_types(name, definition, created_at) VALUES (?, ?, ?)",
+                    (atype.name, text, utcnow()),
+                )
+            elif row[0] != text:
+                raise Conflict(
+                    f"type {atype.name!r} is already defined differently; "
+                    f"existing definition: {row[0]}"
+                )
+        self._shared["types"][atype.name] = atype
+        return atype
+
+    def get_type(self, name: str) -> ArtifactType:
+        cached: ArtifactType | None = self._shared["types"].get(name)
+        if cached is not None:
+            return cached
+        with self._database.read() as conn:
+            row = conn.execute(
+                "SELECT definition FROM artifact_types WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no artifact type {name!r}; define it first")
+        atype = ArtifactType.from_json(json.loads(row[0]))
+        self._shared["types"][name] = atype
+        return atype
+
+    def types(self) -> list[ArtifactType]:
+        with self._database.read() as conn:
+            rows = conn.execute("SELECT definition FROM artifact_types ORDER BY name").fetchall()
+        return [ArtifactType.from_json(json.loads(r[0])) for r in rows]
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, artifact_id: str) -> Artifact:
+        """The artifact with this id, if the caller may see it (else NotFound)."""
+        with self._database.read() as conn:
+            row = self._visible_row(conn, artifact_id)
+            blob_rows = conn.execute(
+                f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id = ? ORDER BY field, key",
+                (artifact_id,),
+            ).fetchall()
+        return artifact_from_row(row, self._type_or_none(row[1]), blob_rows)
+
+    def list(
+        self,
+        type_name: str | None = None,
+        *,
+        filters: Sequence[str | tuple[str, str]] | Mapping[str, Any] = (),
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+        latest: bool = False,
+    ) -> Page:
+        """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging."""
+        atype = self.get_type(type_name) if type_name is not None else None
+        parsed = _query.parse_filters(filters, atype)
+        owner = None if self.scope.admin else self.scope.owner
+        with self._database.read() as conn:
+            rows, next_marker = _query.select_page(
+                conn,
+                type_name=type_name,
+                atype=atype,
+                owner=owner,
+                filters=parsed,
+                sort=sort,
+                limit=limit,
+                marker=marker,
+                latest=latest,
+            )
+            blobs = blob_rows_for(conn, [r[0] for r in rows])
+        items = [artifact_from_row(r, self._type_or_none(r[1]), blobs[r[0]]) for r in rows]
+
+        def count() -> int:
+            with self._database.read() as conn:
+                return _query.count(
+                    conn,
+                    type_name=type_name,
+                    atype=atype,
+                    owner=owner,
+                    filters=parsed,
+                    latest=latest,
+                )
+
+        return Page(items=items, next_marker=next_marker, _count=count)
+
+    def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterable[Artifact]:
+        """Every matching artifact, page by page (the ``list`` keywords apply)."""
+        marker = kwargs.pop("marker", None)
+        kwargs.setdefault("limit", 1000)
+        while True:
+            page = self.list(type_name, marker=marker, **kwargs)
+            yield from page.items
+            if page.next_marker is None:
+                return
+            marker = page.next_marker
+
+    # -- writes ----------------------------------------------------------------
+    def create(
+        self,
+        type_name: str,
+        name: str,
+        *,
+        version: str | int | None = None,
+        owner: str | None = None,
+        visibility: str = "private",
+        description: str | None = None,
+        tags: Iterable[str] = (),
+        properties: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Create a drafted artifact. ``owner`` may be given by an admin scope only."""
+        atype = self.get_type(type_name)
+        check_name(name)
+        canonical, key = _semver.canonical(version)
+        if owner is not None and not self.scope.admin and owner != self.scope.owner:
+            raise Forbidden("only an admin scope may create artifacts for another owner")
+        owner = check_owner(owner if owner is not None else self.scope.owner)
+        if visibility not in VISIBILITIES:
+            raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
+        description = check_description(description)
+        tag_list = check_tags(list(tags))
+        props = self._initial_properties(atype, properties or {})
+        artifact_id = str(uuid.uuid4())
+        now = utcnow()
+        with self._database.write() as conn:
+            conn.execute(
+                f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'drafted', ?, ?, ?, ?, ?, NULL)",
+                (
+                    artifact_id,
+                    type_name,
+                    name,
+                    canonical,
+                    key,
+                    owner,
+                    visibility,
+                    description,
+                    json.dumps(tag_list),
+                    json.dumps(props, sort_keys=True),
+                    now,
+                    now,
+                ),
+            )
+            self._write_index_rows(conn, artifact_id, atype, tag_list, props)
+        blobs: dict[str, Any] = {f: None for f in atype.blobs}
+        blobs.update({f: {} for f in atype.blob_dicts})
+        return Artifact(
+            id=artifact_id,
+            type_name=type_name,
+            name=name,
+            version=canonical,
+            owner=owner,
+            visibility=visibility,
+            status="drafted",
+            description=description,
+            tags=tuple(tag_list),
+            properties=props,
+            created_at=now,
+            updated_at=now,
+            blobs=blobs,
+        )
+
+    def update(
+        self,
+        artifact_id: str,
+        *,
+        name: str = _UNSET,
+        version: str | int | None = _UNSET,
+        description: str | None = _UNSET,
+        visibility: str = _UNSET,
+        tags: Iterable[str] = _UNSET,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        properties: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Change an artifact. Drafted artifacts accept any change; active ones only
+        description, visibility, tags and mutable properties; others none."""
+        with self._database.write() as conn:
+            row = self._owned_row(conn, artifact_id)
+            atype = self.get_type(row[1])
+            status = row[7]
+            if status not in ("drafted", "active"):
+                raise IllegalTransition(f"a {status} artifact cannot be changed")
+            active = status == "active"
+            sets: dict[str, Any] = {}
+            if name is not _UNSET:
+                if active and name != row[2]:
+                    raise IllegalTransition("the name of an active artifact cannot change")
+                sets["name"] = check_name(name)
+            if version is not _UNSET:
+                canonical, key = _semver.canonical(version)
+                if active and canonical != row[3]:
+                    raise IllegalTransition("the version of an active artifact cannot change")
+                sets["version"], sets["version_key"] = canonical, key
+            if description is not _UNSET:
+                sets["description"] = check_description(description)
+            if visibility is not _UNSET:
+                sets["visibility"] = self._check_visibility_change(row, visibility)
+            old_tags = json.loads(row[9])
+            new_tags = old_tags if tags is _UNSET else check_tags(list(tags))
+            new_tags = check_tags(
+                (set(new_tags) | set(check_tags(list(add_tags)))) - set(remove_tags)
+            )
+            props = json.loads(row[10])
+            if properties:
+                for pname, value in properties.items():
+                    prop = atype.properties.get(pname)
+                    if prop is None:
+                        raise InvalidInput(f"type {atype.name!r} has no property {pname!r}")
+                    if active and not prop.mutable and value != props.get(pname):
+                        raise IllegalTransition(
+                            f"property {pname!r} is not mutable once the artifact is active"
+                        )
+                    coerced = coerce_property(atype, pname, value)
+                    if coerced is None:
+                        props.pop(pname, None)
+                    else:
+                        props[pname] = coerced
+            sets["tags"] = json.dumps(new_tags)
+            sets["properties"] = json.dumps(props, sort_keys=True)
+            sets["updated_at"] = utcnow()
+            assignments = ", ".join(f"{k} = ?" for k in sets)
+            conn.execute(
+                f"UPDATE artifacts SET {assignments} WHERE id = ?", (*sets.values(), artifact_id)
+            )
+            conn.execute("DELETE FROM artifact_tags WHERE artifact_id = ?", (artifact_id,))
+            conn.execute("DELETE FROM artifact_props WHERE artifact_id = ?", (artifact_id,))
+            self._write_index_rows(conn, artifact_id, atype, new_tags, props)
+        return self.get(artifact_id)
+
+    def publish(self, artifact_id: str) -> Artifact:
+        """Make an active artifact public (a Conflict if a public twin exists)."""
+        return self.update(artifact_id, visibility="public")
+
+    def activate(self, artifact_id: str) -> Artifact:
+        """drafted -> active (every required property set, no blob saving);
+        deactivated -> active; active -> active is a no-op."""
+        return self._transition(artifact_id, "active")
+
+    def deactivate(self, artifact_id: str) -> Artifact:
+        return self._transition(artifact_id, "deactivated")
+
+    def reactivate(self, artifact_id: str) -> Artifact:
+        """deactivated -> active, without re-checking required properties."""
+        with self._database.read() as conn:
+            status = self._visible_row(conn, artifact_id)[7]
+        if status != "deactivated":
+            raise IllegalTransition(f"only a deactivated artifact can be reactivated, not {status}")
+        return self._transition(artifact_id, "active")
+
+    def _transition(self, artifact_id: str, target: str) -> Artifact:
+        with self._database.write() as conn:
+            row = self._owned_row(conn, artifact_id)
+            status = row[7]
+            if status == target:
+                return self.get(artifact_id)
+            allowed = {
+                ("drafted", "active"),
+                ("active", "deactivated"),
+                ("deactivated", "active"),
+            }
+            if (status, target) not in allowed:
+                raise IllegalTransition(f"cannot go from {status} to {target}")
+            self._refuse_if_saving(conn, artifact_id, f"change the status to {target}")
+            now = utcnow()
+            activated_at = row[13]
+            if status == "drafted":
+                atype = self.get_type(row[1])
+                props = json.loads(row[10])
+                missing = [
+                    n for n, p in sorted(atype.properties.items()) if p.required and n not in props
+                ]
+                if missing:
+                    raise IllegalTransition(
+                        f"cannot activate: required properties not set: {', '.join(missing)}"
+                    )
+                activated_at = now
+            conn.execute(
+                "UPDATE artifacts SET status = ?, updated_at = ?, activated_at = ? WHERE id = ?",
+                (target, now, activated_at, artifact_id),
+            )
+        return self.get(artifact_id)
+
+    def delete(self, artifact_id: str) -> None:
+        """Delete an artifact: its records, and the stored bytes of its internal blobs that
+        nothing else references. External blobs are records only: nothing is sent to
+        their servers."""
+        from ._blobops import delete_artifact
+
+        delete_artifact(self, artifact_id)
+
+    # -- blobs -------------------------------------------------------------------
+    def upload(
+        self,
+        artifact_id: str,
+        slot: str,
+        source: Any,
+        *,
+        content_type: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+        algorithms: Iterable[str] = (),
+        progress: Progress | None = None,
+    ) -> Blob:
+        """Upload bytes into ``"field"`` or ``"field/key"`` of a drafted artifact.
+
+        ``source``: a path, a binary file object or an iterable of bytes; streamed, hashed
+        in the same pass, stored content-addressed. ``sha256``/``size``, when given, must
+        match. ``algorithms``: extra checksums to record (e.g. ``("md5",)``). On any
+        failure the slot is left as it was."""
+        return _blobops.upload(
+            self,
+            artifact_id,
+            slot,
+            source,
+            content_type=content_type,
+            sha256=sha256,
+            size=size,
+            algorithms=algorithms,
+            progress=progress,
+        )
+
+    def add_location(
+        self,
+        artifact_id: str,
+        slot: str,
+        url: str,
+        *,
+        sha256: str | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+    ) -> Blob:
+        """Register an external blob: download ``url`` once, record size, sha256, ETag,
+        Last-Modified and the final URL. A given ``sha256`` must match."""
+        return _blobops.add_location(
+            self, artifact_id, slot, url, sha256=sha256, content_type=content_type,
+            progress=progress,
+        )
+
+    def remove_blob(self, artifact_id: str, slot: str) -> None:
+        """Remove a blob or blob-dict entry from a drafted artifact."""
+        _blobops.remove_blob(self, artifact_id, slot)
+
+    def open_blob(
+        self, artifact_id: str, slot: str, *, offset: int | None = None, length: int | None = None
+    ) -> BinaryIO:
+        """A stream of the blob's bytes. Reading a whole blob to the end verifies its size
+        and sha256 (ChecksumMismatch otherwise); a ranged read (``offset``/``length``)
+        cannot be verified and says so (``verified_on_eof`` is False)."""
+        return _blobops.open_blob(self, artifact_id, slot, offset=offset, length=length)
+
+    def download(
+        self,
+        artifact_id: str,
+        slot: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Blob:
+        """Write a blob to ``dest`` atomically, verified."""
+        return _blobops.download(self, artifact_id, slot, dest, progress=progress)
+
+    def blob_url(self, artifact_id: str, slot: str) -> str:
+        """What a client should fetch (see ``glarelite.urls``): the mirror's URL when the
+        catalog has ``mirror_base_url``, else an external blob's URL, else the internal
+        URL."""
+        return _blobops.resolve_url(self, artifact_id, slot)
+
+    def check(self, *, rehash: bool = False, progress: Progress | None = None) -> list[CheckResult]:
+        """Re-validate external blobs; a changed one is marked and no longer served."""
+        return _blobops.check(self, rehash=rehash, progress=progress)
+
+    def gc(self, *, stale_after: float | None = None) -> GcReport:
+        """Clean abandoned uploads, temporaries and unreferenced stored objects."""
+        return _blobops.gc(self, stale_after=stale_after)
+
+    # -- helpers ---------------------------------------------------------------
+    def _require_admin(self, what: str) -> None:
+        if not self.scope.admin:
+            raise Forbidden(f"only an admin scope may {what}")
+
+    def _type_or_none(self, name: str) -> ArtifactType | None:
+        try:
+            return self.get_type(name)
+        except NotFound:
+            return None
+
+    def _visible_row(self, conn: Any, artifact_id: str) -> Any:
+        if not isinstance(artifact_id, str):
+            raise InvalidInput(f"artifact id must be a string, not {artifact_id!r}")
+        row = conn.execute(
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = ? AND status != 'deleted'",
+            (artifact_id,),
+        ).fetchone()
+        if row is None or not (
+            self.scope.admin or row[5] == self.scope.owner or row[6] == "public"
+        ):
+            # never 'forbidden' here: that would reveal that the artifact exists
+            raise NotFound(f"no artifact {artifact_id}")
+        return row
+
+    def _owned_row(self, conn: Any, artifact_id: str) -> Any:
+        row = self._visible_row(conn, artifact_id)
+        if not self.scope.admin and row[5] != self.scope.owner:
+            raise Forbidden(f"artifact {artifact_id} belongs to another owner")
+        return row
+
+    def _refuse_if_saving(self, conn: Any, artifact_id: str, what: str) -> None:
+        saving = conn.execute(
+            "SELECT field, key FROM blobs WHERE artifact_id = ? AND status = 'saving' LIMIT 1",
+            (artifact_id,),
+        ).fetchone()
+        if saving:
+            slot = f"{saving[0]}/{saving[1]}" if saving[1] else saving[0]
+            raise Conflict(f"cannot {what}: blob {slot} is still being written")
+
+    def _check_visibility_change(self, row: Any, visibility: str) -> str:
+        if visibility not in VISIBILITIES:
+            raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
+        if visibility == row[6]:
+            return visibility
+        if visibility == "private":
+            raise IllegalTransition("a public artifact cannot be made private again")
+        if row[7] != "active":
+            raise IllegalTransition("only an active artifact can be made public")
+        return visibility
+
+    @staticmethod
+    def _initial_properties(atype: ArtifactType, given: Mapping[str, Any]) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for pname, prop in atype.properties.items():
+            value = empty_value(prop)
+            if value is not None:
+                props[pname] = value
+        for pname, value in given.items():
+            coerced = coerce_property(atype, pname, value)
+            if coerced is None:
+                props.pop(pname, None)
+            else:
+                props[pname] = coerced
+        return props
+
+    @staticmethod
+    def _write_index_rows(
+        conn: Any, artifact_id: str, atype: ArtifactType, tags: list[str], props: dict[str, Any]
+    ) -> None:
+        if tags:
+            conn.executemany(
+                "INSERT INTO artifact_tags(artifact_id, tag) VALUES (?, ?)",
+                [(artifact_id, t) for t in tags],
+            )
+        rows = prop_rows(artifact_id, atype, props)
+        if rows:
+            conn.executemany(
+                "INSERT INTO artifact_props(artifact_id, name, key, position, value) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+def open(  # noqa: A001 - mirrors the built-in's role: glarelite.open(path)
+    path: str | Path,
+    *,
+    storage: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    owner: str | None = None,
+    admin: bool | None = None,
+    settings: CatalogSettings | None = None,
+    allow_hosts: Iterable[str] = (),
+    create: bool = True,
+) -> Catalog:
+    """Open (or create) the catalog in ``path``.
+
+    ``storage`` is fixed when the catalog is created (an fsspec URL; default: a folder
+    ``<name>-blobs`` beside the catalog file, or ``memory://`` for ``:memory:``) and
+    remembered by it. ``storage_options`` (credentials, endpoint) are never stored.
+    ``owner`` opens the catalog in that owner's scope; without it, or with
+    ``admin=True``, the scope is admin. ``allow_hosts`` adds hosts or CIDRs to the
+    location guard's allow-list and is remembered.
+    """
+    settings = settings or CatalogSettings()
+    database = Database(
+        path, busy_timeout=settings.busy_timeout, synchronous=settings.synchronous, create=create
+    )
+    try:
+        if owner is not None and not admin:
+            scope = Scope.of(owner)
+        else:
+            scope = Scope(owner=owner or "admin", admin=True)
+        catalog = Catalog(
+            database, scope=scope, settings=settings, storage_options=storage_options
+        )
+        stored = catalog._get_setting("storage")
+        if stored is None:
+            stored = storage or _default_storage(database.path)
+            catalog._set_setting("storage", stored)
+        elif storage is not None and storage.rstrip("/") != str(stored).rstrip("/"):
+            raise Conflict(
+                f"catalog {database.path} keeps its blobs in {stored}; storage is fixed at "
+                "creation"
+            )
+        hosts = list(allow_hosts)
+        if hosts:
+            known = catalog._get_setting("allow_hosts", [])
+            merged = sorted(set(known) | set(hosts))
+            if merged != known:
+                catalog._set_setting("allow_hosts", merged)
+        return catalog
+    except BaseException:
+        database.close()
+        raise
+
+
+def _default_storage(path: str) -> str:
+    if path == ":memory:":
+        return f"memory://glarelite-{uuid.uuid4().hex}"
+    p = Path(path).resolve()
+    return str(p.parent / f"{p.stem}-blobs")

@@ -1,0 +1,70 @@
+"""The exception tree: one root, each leaf also a fitting builtin.
+
+The CLI maps each leaf to an exit code (see ``glarelite.cli.EXIT_CODES``), so a script
+can tell bad input from a missing artifact from a verification failure.
+"""
+
+from __future__ import annotations
+
+
+class GlareliteError(Exception):
+    """Root of every error glarelite raises on purpose."""
+
+
+class InvalidInput(GlareliteError, ValueError):
+    """The caller gave something malformed: unknown field, wrong kind, bad semver, unsafe name."""
+
+
+class NotFound(GlareliteError, KeyError):
+    """No such artifact, type, blob or marker visible to the caller."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(GlareliteError, RuntimeError):
+    """The request clashes with the current state: a duplicate, a blob still saving, a lock."""
+
+
+class Forbidden(GlareliteError, PermissionError):
+    """The caller can see the artifact but may not change it, or the catalog is read-only."""
+
+
+class IllegalTransition(Forbidden):
+    """A status change the lifecycle does not allow (or a change to a frozen field)."""
+
+
+class TooLarge(GlareliteError, ValueError):
+    """A blob or blob dict exceeds its size cap."""
+
+
+class QuotaExceeded(GlareliteError, RuntimeError):
+    """A quota on artifact count or stored bytes would be exceeded."""
+
+
+class VerificationError(GlareliteError, ValueError):
+    """Bytes do not match what the catalog recorded."""
+
+
+class ChecksumMismatch(VerificationError):
+    """Size or sha256 of bytes read differ from the record (corrupt store, changed upstream)."""
+
+
+class UpstreamChanged(VerificationError):
+    """An external blob's bytes changed upstream since registration; it is not served."""
+
+
+class NetworkError(GlareliteError, ConnectionError):
+    """An external location could not be fetched (timeouts, resets, HTTP errors)."""
+
+
+class RefusedLocation(InvalidInput):
+    """A URL refused by the location guard (scheme, userinfo, private address, redirect)."""
+
+
+class LockedError(Conflict):
+    """Another process holds the lock (for instance another mirror of the same tree)."""
+
+
+class ReadOnly(Forbidden):
+    """A write was attempted on a read-only catalog (a mirror tree)."""

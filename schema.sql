@@ -1,0 +1,99 @@
+-- glarelite catalog schema, version 1.
+-- The single source of the catalog's tables. glarelite applies it to a new file and records
+-- the version in PRAGMA user_version; glarelite/_schema.py migrates older files forward.
+-- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),
+-- so text order is time order.
+
+-- Catalog-wide settings (storage URL, allow-list, size caps), one JSON value per key.
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Artifact type definitions. `definition` is JSON: blob fields, blob-dict fields and
+-- property fields with their kinds and options (see glarelite/types.py).
+CREATE TABLE IF NOT EXISTS artifact_types (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS artifacts (
+    id           TEXT PRIMARY KEY,
+    type_name    TEXT NOT NULL REFERENCES artifact_types(name),
+    name         TEXT NOT NULL,
+    version      TEXT NOT NULL,             -- canonical semver, build metadata included
+    version_key  TEXT NOT NULL,             -- precedence key: text order = semver order (no build)
+    owner        TEXT NOT NULL,
+    visibility   TEXT NOT NULL CHECK (visibility IN ('private', 'public')),
+    status       TEXT NOT NULL CHECK (status IN ('drafted', 'active', 'deactivated', 'deleted')),
+    description  TEXT NOT NULL DEFAULT '',
+    tags         TEXT NOT NULL DEFAULT '[]', -- JSON list, sorted; artifact_tags indexes it
+    properties   TEXT NOT NULL DEFAULT '{}', -- JSON object; artifact_props indexes it
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    activated_at TEXT
+) WITHOUT ROWID;
+
+-- Glare's uniqueness: private artifacts per (type, owner, name, version); public ones per
+-- (type, name, version) whatever the owner. Partial unique indexes make it hold under
+-- concurrent writers without a lock. An artifact being deleted no longer blocks a twin.
+CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_private
+    ON artifacts (type_name, owner, name, version)
+    WHERE visibility = 'private' AND status != 'deleted';
+CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_public
+    ON artifacts (type_name, name, version)
+    WHERE visibility = 'public' AND status != 'deleted';
+CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id);
+CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id);
+CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (type_name, name, version_key);
+
+CREATE TABLE IF NOT EXISTS artifact_tags (
+    artifact_id TEXT NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+    tag         TEXT NOT NULL,
+    PRIMARY KEY (artifact_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS artifact_tags_by_tag ON artifact_tags (tag, artifact_id);
+
+-- One row per scalar property, per list element (position >= 0) and per dict entry
+-- (key != ''). `value` has no declared type on purpose: SQLite keeps integers, reals and
+-- text as they are bound, so one indexed column filters and sorts every kind.
+CREATE TABLE IF NOT EXISTS artifact_props (
+    artifact_id TEXT NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    key         TEXT NOT NULL DEFAULT '',
+    position    INTEGER NOT NULL DEFAULT -1,
+    value,
+    PRIMARY KEY (artifact_id, name, key, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS artifact_props_by_value ON artifact_props (name, value);
+
+-- One row per blob: a blob field (key = '') or a blob-dict entry (key != '').
+-- Internal blobs live in storage under their digest; external ones at `location`.
+CREATE TABLE IF NOT EXISTS blobs (
+    artifact_id   TEXT NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+    field         TEXT NOT NULL,
+    key           TEXT NOT NULL DEFAULT '',
+    status        TEXT NOT NULL CHECK (status IN ('saving', 'active')),
+    external      INTEGER NOT NULL DEFAULT 0,
+    size          INTEGER,
+    digest        TEXT,                      -- 'sha256:<hex>': the algorithm travels with the hash
+    checksums     TEXT NOT NULL DEFAULT '{}',-- extra algorithms asked for at upload, JSON
+    content_type  TEXT NOT NULL DEFAULT 'application/octet-stream',
+    location      TEXT,                      -- external: the URL as registered
+    final_url     TEXT,                      -- external: the URL after redirects
+    etag          TEXT,
+    last_modified TEXT,
+    verified_at   TEXT,
+    upstream      TEXT NOT NULL DEFAULT 'ok' CHECK (upstream IN ('ok', 'changed', 'unreachable')),
+    upload_token  TEXT,                      -- set while saving: which upload owns the slot
+    previous      TEXT,                      -- JSON of the blob a saving upload replaces
+    previous_digest TEXT,                    -- its internal digest: still referenced until done
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (artifact_id, field, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_by_digest ON blobs (digest) WHERE external = 0;
+CREATE INDEX IF NOT EXISTS blobs_by_previous ON blobs (previous_digest)
+    WHERE previous_digest IS NOT NULL;
+CREATE INDEX IF NOT EXISTS blobs_saving ON blobs (status, updated_at) WHERE status = 'saving';
