@@ -490,10 +490,8 @@ def open_blob(
         cached = cache.open(digest, offset=start, length=count)
         if cached is not None:
             return cached
-    stream = fetcher_of(cat).stream(blob.external_url or "", offset=start, max_size=None)
-    reader = VerifyingReader(
-        _ChunkFile(stream, count), size=blob.size, sha256=hexdigest, offset=start, length=count
-    )
+    body = _ChunkFile(fetcher_of(cat), blob.external_url or "", start, count)
+    reader = VerifyingReader(body, size=blob.size, sha256=hexdigest, offset=start, length=count)
     if cache is not None and start == 0 and count is None:
         return cache.tee(digest, reader)  # type: ignore[return-value]
     return reader  # type: ignore[return-value]
@@ -514,14 +512,25 @@ def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int 
 
 
 class _ChunkFile:
-    """A file-like ``read`` over an iterator of chunks (an HTTP body), bounded to
-    ``limit`` bytes when given, that closes the body when closed."""
+    """A file-like ``read`` over an external blob's HTTP body from byte ``start``, bounded
+    to ``limit`` bytes when given.
 
-    def __init__(self, stream: Any, limit: int | None) -> None:
-        self._stream = stream
-        self._chunks: Iterator[bytes] = iter(stream)
-        self._buffer = b""
+    When the fetcher has to start the body over from byte 0 (the server ignored a Range
+    request, or answered a resume with the whole body), the bytes already handed out are
+    skipped in the new body; the sha256 check at the end of a whole read proves the two
+    bodies agreed."""
+
+    def __init__(self, fetcher: Fetcher, url: str, start: int, limit: int | None) -> None:
+        self._next = start  # absolute offset of the next byte to hand out
+        self._stream_pos = start  # absolute offset of the stream's next byte
         self._left = limit
+        self._buffer = b""
+        self._stream = fetcher.stream(url, offset=start, on_restart=self._restarted)
+        self._chunks: Iterator[bytes] = iter(self._stream)
+
+    def _restarted(self) -> None:
+        self._stream_pos = 0
+        self._buffer = b""
 
     def read(self, n: int = -1) -> bytes:
         if self._left == 0:
@@ -531,18 +540,21 @@ class _ChunkFile:
             want = min(want, self._left)
         while not self._buffer:
             try:
-                self._buffer = next(self._chunks)
+                chunk = next(self._chunks)
             except StopIteration:
                 return b""
+            chunk_start = self._stream_pos
+            self._stream_pos += len(chunk)
+            if self._stream_pos > self._next:
+                self._buffer = chunk[max(self._next - chunk_start, 0) :]
         out, self._buffer = self._buffer[:want], self._buffer[want:]
+        self._next += len(out)
         if self._left is not None:
             self._left -= len(out)
         return out
 
     def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
+        self._stream.close()
 
 
 def download(
