@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     last_modified TEXT,
     verified_at   TEXT,
     upstream      TEXT NOT NULL DEFAULT 'ok' CHECK (upstream IN ('ok', 'changed', 'unreachable')),
+    reserved      INTEGER NOT NULL DEFAULT 0,-- saving: bytes declared by the upload (quotas)
     upload_token  TEXT,                      -- set while saving: which upload owns the slot
     previous      TEXT,                      -- JSON of the blob a saving upload replaces
     previous_digest TEXT,                    -- its internal digest: still referenced until done
@@ -97,3 +98,13 @@ CREATE INDEX IF NOT EXISTS blobs_by_digest ON blobs (digest) WHERE external = 0;
 CREATE INDEX IF NOT EXISTS blobs_by_previous ON blobs (previous_digest)
     WHERE previous_digest IS NOT NULL;
 CREATE INDEX IF NOT EXISTS blobs_saving ON blobs (status, updated_at) WHERE status = 'saving';
+
+-- Quotas: at most max_artifacts artifacts and max_bytes of internal blob bytes, for the
+-- whole catalog (scope 'global', target ''), one type or one owner. NULL: no limit.
+CREATE TABLE IF NOT EXISTS quotas (
+    scope         TEXT NOT NULL CHECK (scope IN ('global', 'type', 'owner')),
+    target        TEXT NOT NULL DEFAULT '',
+    max_artifacts INTEGER,
+    max_bytes     INTEGER,
+    PRIMARY KEY (scope, target)
+);

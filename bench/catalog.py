@@ -33,7 +33,10 @@ def bench_creates(folder: Path, n: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         for i in range(n):
             cat.create(
-                "images", f"img-{i}", version=f"1.{i % 100}.0", tags=["bench"],
+                "images",
+                f"img-{i}",
+                version=f"1.{i % 100}.0",
+                tags=["bench"],
                 properties={"os": "linux", "ram": i},
             )
         api = n / (time.perf_counter() - t0)
@@ -76,12 +79,25 @@ def build_big(path: Path, n: int) -> None:
             vis = "public" if i % 3 == 0 and status == "active" else "private"
             ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + i)) + f".{i % 1000000:06d}Z"
             os_name = ("linux", "windows", "bsd")[i % 3]
-            arts.append((
-                aid, tname, f"name-{i % 20000}", version, key, f"owner-{i % 100}", vis, status,
-                "", json.dumps(["t%d" % (i % 10)]), json.dumps({"os": os_name, "ram": i % 4096}),
-                ts, ts, ts if status != "drafted" else None,
-            ))
-            tags.append((aid, "t%d" % (i % 10)))
+            arts.append(
+                (
+                    aid,
+                    tname,
+                    f"name-{i % 20000}",
+                    version,
+                    key,
+                    f"owner-{i % 100}",
+                    vis,
+                    status,
+                    "",
+                    json.dumps([f"t{i % 10}"]),
+                    json.dumps({"os": os_name, "ram": i % 4096}),
+                    ts,
+                    ts,
+                    ts if status != "drafted" else None,
+                )
+            )
+            tags.append((aid, f"t{i % 10}"))
             if tname == "images":
                 props.append((aid, "os", "", -1, os_name))
                 props.append((aid, "ram", "", -1, i % 4096))
@@ -99,14 +115,22 @@ def build_big(path: Path, n: int) -> None:
 
 
 QUERIES = [
-    ("type+status+visibility, newest first",
-     {"type_name": "images", "filters": ["status=active", "visibility=public"], "sort": None}),
-    ("type+property eq, newest first",
-     {"type_name": "images", "filters": ["os=linux", "status=active"], "sort": None}),
-    ("name eq, sort version",
-     {"type_name": "images", "filters": ["name=name-123"], "sort": "version"}),
-    ("tag + ram range, sort name:asc",
-     {"type_name": "images", "filters": ["tags=t3", "ram=gte:4000"], "sort": "name:asc"}),
+    (
+        "type+status+visibility, newest first",
+        {"type_name": "images", "filters": ["status=active", "visibility=public"], "sort": None},
+    ),
+    (
+        "type+property eq, newest first",
+        {"type_name": "images", "filters": ["os=linux", "status=active"], "sort": None},
+    ),
+    (
+        "name eq, sort version",
+        {"type_name": "images", "filters": ["name=name-123"], "sort": "version"},
+    ),
+    (
+        "tag + ram range, sort name:asc",
+        {"type_name": "images", "filters": ["tags=t3", "ram=gte:4000"], "sort": "name:asc"},
+    ),
 ]
 
 
@@ -123,13 +147,20 @@ def bench_list(path: Path, queries: int) -> None:
                 marker = None
                 for k in range(queries):
                     t0 = time.perf_counter()
-                    page = c.list(q["type_name"], filters=q["filters"], sort=q["sort"], limit=50,
-                                  marker=marker)
+                    page = c.list(
+                        q["type_name"],
+                        filters=q["filters"],
+                        sort=q["sort"],
+                        limit=50,
+                        marker=marker,
+                    )
                     times.append((time.perf_counter() - t0) * 1000)
                     # every 5th query pages on, so markers are exercised too
                     marker = page.next_marker if k % 5 and page.next_marker else None
-                print(f"  list [{who:5}] {label:40} p50 {pct(times, 50):6.2f} ms  "
-                      f"p99 {pct(times, 99):6.2f} ms  (rows {len(page.items)})")
+                print(
+                    f"  list [{who:5}] {label:40} p50 {pct(times, 50):6.2f} ms  "
+                    f"p99 {pct(times, 99):6.2f} ms  (rows {len(page.items)})"
+                )
     # reference: the raw SELECT of one page of ids by the most common query
     conn = sqlite3.connect(path)
     times = []
@@ -140,8 +171,10 @@ def bench_list(path: Path, queries: int) -> None:
             "visibility='public' ORDER BY created_at DESC, id LIMIT 50"
         ).fetchall()
         times.append((time.perf_counter() - t0) * 1000)
-    print(f"  raw sqlite3 reference (ids only, first query)    p50 {pct(times, 50):6.2f} ms  "
-          f"p99 {pct(times, 99):6.2f} ms")
+    print(
+        f"  raw sqlite3 reference (ids only, first query)    p50 {pct(times, 50):6.2f} ms  "
+        f"p99 {pct(times, 99):6.2f} ms"
+    )
 
 
 def main() -> None:
@@ -154,8 +187,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         api, ref = bench_creates(folder, args.creates)
-        print(f"creates: glarelite {api:,.0f}/s   raw sqlite3 {ref:,.0f}/s   "
-              f"ratio {api / ref:.2f} (target >= 5,000/s)")
+        print(
+            f"creates: glarelite {api:,.0f}/s   raw sqlite3 {ref:,.0f}/s   "
+            f"ratio {api / ref:.2f} (target >= 5,000/s)"
+        )
         big = args.keep or folder / "big.db"
         if not big.exists():
             t0 = time.perf_counter()
@@ -164,8 +199,10 @@ def main() -> None:
         t0 = time.perf_counter()
         with glarelite.open(big) as cat:
             total = cat.list("images", filters=["status=active"]).total
-        print(f"count of active images: {total:,} in {(time.perf_counter() - t0) * 1000:.0f} ms "
-              "(Page.total is lazy: a page alone does not pay for it)")
+        print(
+            f"count of active images: {total:,} in {(time.perf_counter() - t0) * 1000:.0f} ms "
+            "(Page.total is lazy: a page alone does not pay for it)"
+        )
         print(f"list, limit 50, on {args.artifacts:,} artifacts (target p99 <= 5 ms):")
         bench_list(big, args.queries)
 

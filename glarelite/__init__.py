@@ -25,8 +25,10 @@ from .errors import (
     UpstreamChanged,
     VerificationError,
 )
+from .hooks import HookEvent, Hooks
 from .models import Artifact, Blob, Page
 from .progress import NULL_PROGRESS, Progress
+from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
 from .types import ArtifactType, Property
 from .urls import internal_url
@@ -44,6 +46,8 @@ __all__ = [
     "Forbidden",
     "GcReport",
     "GlareliteError",
+    "HookEvent",
+    "Hooks",
     "HttpSettings",
     "IllegalTransition",
     "InvalidInput",
@@ -53,6 +57,7 @@ __all__ = [
     "Page",
     "Progress",
     "Property",
+    "Quota",
     "QuotaExceeded",
     "ReadOnly",
     "RefusedLocation",

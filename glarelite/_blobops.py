@@ -23,9 +23,10 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from dataclasses import dataclass, field, replace
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
+from . import quotas
 from ._db import utcnow
 from ._hashing import iter_source, make_digest, split_digest
 from ._names import split_slot
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ._http import Fetcher
     from ._store import BlobStore
     from .catalog import Catalog
+    from .quotas import Quota
     from .types import ArtifactType
 
 MAX_DICT_KEYS = 255
@@ -87,8 +89,9 @@ class _Slot:
     field: str
     key: str
     token: str
-    cap: int | None  # bytes this blob may still take (per-blob and per-dict caps)
+    cap: int | None  # bytes this blob may still take (caps and quotas)
     previous_digest: str | None
+    quota: Quota | None = None  # set when a quota, not a size cap, bounds ``cap``
 
 
 def _new_token() -> str:
@@ -112,7 +115,9 @@ def token_is_dead(token: str | None) -> bool:
     return False
 
 
-def _reserve(cat: Catalog, artifact_id: str, slot: str, declared_size: int | None) -> _Slot:
+def _reserve(
+    cat: Catalog, artifact_id: str, slot: str, declared_size: int | None, *, internal: bool
+) -> _Slot:
     field_name, key = split_slot(slot)
     if declared_size is not None and (not isinstance(declared_size, int) or declared_size < 0):
         raise InvalidInput(f"size must be a non-negative integer, not {declared_size!r}")
@@ -144,25 +149,48 @@ def _reserve(cat: Catalog, artifact_id: str, slot: str, declared_size: int | Non
                 cap = max(cap - used, 0)
         if declared_size is not None and cap is not None and declared_size > cap:
             raise TooLarge(f"blob {slot}: {declared_size} bytes is over the cap of {cap} bytes")
+        binding = None
+        if internal:  # external blobs hold no stored bytes
+            left, quota = quotas.bytes_left(conn, row[1], row[5])
+            if left is not None and quota is not None:
+                # the blob this upload replaces is freed when it succeeds
+                if existing is not None and not existing[4]:
+                    left += existing[5] or 0
+                if declared_size is not None and declared_size > left:
+                    raise quotas.exceeded(quota, left, declared_size)
+                if cap is None or left < cap:
+                    cap, binding = left, quota
         token = _new_token()
         now = utcnow()
         previous_digest = None
         if existing is not None:
-            previous = dict(zip(BLOB_COLUMNS.replace(" ", "").split(","), existing[:-1]))
+            previous = dict(
+                zip(BLOB_COLUMNS.replace(" ", "").split(","), existing[:-1], strict=True)
+            )
             if not existing[4]:
                 previous_digest = existing[6]
             conn.execute(
                 "UPDATE blobs SET status = 'saving', upload_token = ?, previous = ?, "
-                "previous_digest = ?, updated_at = ? WHERE artifact_id = ? AND field = ? AND key = ?",
-                (token, json.dumps(previous), previous_digest, now, artifact_id, field_name, key),
+                "previous_digest = ?, reserved = ?, updated_at = ? "
+                "WHERE artifact_id = ? AND field = ? AND key = ?",
+                (
+                    token,
+                    json.dumps(previous),
+                    previous_digest,
+                    declared_size or 0,
+                    now,
+                    artifact_id,
+                    field_name,
+                    key,
+                ),
             )
         else:
             conn.execute(
-                "INSERT INTO blobs (artifact_id, field, key, status, upload_token, created_at, "
-                "updated_at) VALUES (?, ?, ?, 'saving', ?, ?, ?)",
-                (artifact_id, field_name, key, token, now, now),
+                "INSERT INTO blobs (artifact_id, field, key, status, upload_token, reserved, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'saving', ?, ?, ?, ?)",
+                (artifact_id, field_name, key, token, declared_size or 0, now, now),
             )
-    return _Slot(artifact_id, row[1], field_name, key, token, cap, previous_digest)
+    return _Slot(artifact_id, row[1], field_name, key, token, cap, previous_digest, binding)
 
 
 def _check_slot(atype: ArtifactType, field_name: str, key: str) -> None:
@@ -198,7 +226,7 @@ def _record_digest(cat: Catalog, slot: _Slot, digest: str) -> None:
 
 def _activate(cat: Catalog, slot: _Slot, values: dict[str, Any]) -> Blob:
     where, params = _where(slot)
-    values = {**values, "status": "active", "upload_token": None, "previous": None}
+    values = {**values, "status": "active", "upload_token": None, "previous": None, "reserved": 0}
     values["previous_digest"] = None
     values["updated_at"] = utcnow()
     assignments = ", ".join(f"{k} = ?" for k in values)
@@ -209,7 +237,8 @@ def _activate(cat: Catalog, slot: _Slot, values: dict[str, Any]) -> Blob:
         if cur.rowcount != 1:
             raise Conflict(f"upload to {slot.field} was abandoned meanwhile (gc); retry")
         conn.execute(
-            "UPDATE artifacts SET updated_at = ? WHERE id = ?", (values["updated_at"], slot.artifact_id)
+            "UPDATE artifacts SET updated_at = ? WHERE id = ?",
+            (values["updated_at"], slot.artifact_id),
         )
         row = conn.execute(
             f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
@@ -227,7 +256,9 @@ def _abort(cat: Catalog, slot: _Slot) -> None:
 
 def _restore(conn: Any, where: str, params: tuple[Any, ...]) -> str | None:
     """Undo a saving row; returns the digest it had recorded (now maybe unreferenced)."""
-    row = conn.execute(f"SELECT previous, digest, external FROM blobs WHERE {where}", params).fetchone()
+    row = conn.execute(
+        f"SELECT previous, digest, external FROM blobs WHERE {where}", params
+    ).fetchone()
     if row is None:
         return None
     previous, digest, external = row
@@ -237,7 +268,7 @@ def _restore(conn: Any, where: str, params: tuple[Any, ...]) -> str | None:
         assignments = ", ".join(f"{c} = ?" for c in cols)
         conn.execute(
             f"UPDATE blobs SET {assignments}, upload_token = NULL, previous = NULL, "
-            f"previous_digest = NULL WHERE {where}",
+            f"previous_digest = NULL, reserved = 0 WHERE {where}",
             (*[old[c] for c in cols], *params),
         )
     else:
@@ -245,14 +276,14 @@ def _restore(conn: Any, where: str, params: tuple[Any, ...]) -> str | None:
     return None if external else digest
 
 
-def release(cat: Catalog, digests: Iterable[str | None]) -> int:
-    """Delete stored objects nothing references any more; returns bytes freed (if known).
+def release(cat: Catalog, digests: Iterable[str | None]) -> tuple[int, int]:
+    """Delete stored objects nothing references any more; returns (objects, bytes) freed.
 
     Each check-and-delete holds the write lock, so no upload can record a reference to
     the object between the check and the delete."""
     st = store_of(cat)
-    freed = 0
-    for digest in {d for d in digests if d}:
+    removed = freed = 0
+    for digest in sorted({d for d in digests if d}):
         with cat._database.write() as conn:
             if conn.execute(
                 "SELECT 1 FROM blobs WHERE digest = ? AND external = 0 "
@@ -265,7 +296,8 @@ def release(cat: Catalog, digests: Iterable[str | None]) -> int:
             except NotFound:
                 continue
             st.delete(digest)
-    return freed
+            removed += 1
+    return removed, freed
 
 
 # -- upload ------------------------------------------------------------------------
@@ -284,7 +316,7 @@ def upload(
     progress = progress or NULL_PROGRESS
     expected = _check_sha256(sha256)
     chunks = iter_source(source)  # validates the source before anything is reserved
-    slot = _reserve(cat, artifact_id, slot_name, size)
+    slot = _reserve(cat, artifact_id, slot_name, size, internal=True)
     st = store_of(cat)
     task = f"upload {artifact_id}/{slot_name}"
     progress.begin(task, f"upload {slot_name}", size)
@@ -324,6 +356,12 @@ def upload(
                 "upstream": "ok",
             },
         )
+    except TooLarge as exc:
+        progress.end(task, ok=False)
+        _abort(cat, slot)
+        if slot.quota is not None and slot.cap is not None:
+            raise quotas.exceeded(slot.quota, slot.cap, None) from exc
+        raise
     except BaseException:
         progress.end(task, ok=False)
         _abort(cat, slot)
@@ -365,7 +403,7 @@ def add_location(
     expected = _check_sha256(sha256)
     fetcher = fetcher_of(cat)
     check_url(url, fetcher.settings)  # refuse before reserving anything
-    slot = _reserve(cat, artifact_id, slot_name, None)
+    slot = _reserve(cat, artifact_id, slot_name, None, internal=False)
     task = f"register {artifact_id}/{slot_name}"
     progress.begin(task, f"register {slot_name}", None)
     try:
@@ -475,9 +513,10 @@ def open_blob(
     _, hexdigest = split_digest(digest)
     if not blob.external:
         raw = store_of(cat).open(digest, offset=start, length=count)
-        return VerifyingReader(  # type: ignore[return-value]
-            raw, size=blob.size, sha256=hexdigest, offset=start, length=count
+        reader = VerifyingReader(
+            raw, size=blob.size or 0, sha256=hexdigest, offset=start, length=count
         )
+        return cast(BinaryIO, reader)
     if blob.upstream == "changed":
         raise UpstreamChanged(
             f"blob {slot_name} of {artifact_id} changed upstream at {blob.external_url}; "
@@ -489,12 +528,14 @@ def open_blob(
     if cache is not None:
         cached = cache.open(digest, offset=start, length=count)
         if cached is not None:
-            return cached
+            return cast(BinaryIO, cached)
     body = _ChunkFile(fetcher_of(cat), blob.external_url or "", start, count)
-    reader = VerifyingReader(body, size=blob.size, sha256=hexdigest, offset=start, length=count)
+    reader = VerifyingReader(
+        body, size=blob.size or 0, sha256=hexdigest, offset=start, length=count
+    )
     if cache is not None and start == 0 and count is None:
-        return cache.tee(digest, reader)  # type: ignore[return-value]
-    return reader  # type: ignore[return-value]
+        return cast(BinaryIO, cache.tee(digest, reader))
+    return cast(BinaryIO, reader)
 
 
 def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int | None]:
@@ -652,7 +693,9 @@ class GcReport:
         return dict(self.__dict__)
 
 
-def check(cat: Catalog, *, rehash: bool = False, progress: Progress | None = None) -> list[CheckResult]:
+def check(
+    cat: Catalog, *, rehash: bool = False, progress: Progress | None = None
+) -> list[CheckResult]:
     """Re-validate every active external blob visible to the caller."""
     progress = progress or NULL_PROGRESS
     fetcher = fetcher_of(cat)
@@ -660,36 +703,21 @@ def check(cat: Catalog, *, rehash: bool = False, progress: Progress | None = Non
     params: tuple[str, ...] = () if cat.scope.admin else (cat.scope.owner,)
     with cat._database.read() as conn:
         rows = conn.execute(
-            "SELECT b.artifact_id, a.type_name, b.field, b.key, b.location, b.final_url, b.size, "
-            "b.digest, b.etag, b.last_modified FROM blobs b JOIN artifacts a ON a.id = b.artifact_id "
+            "SELECT b.artifact_id, a.type_name, b.field, b.key, b.location, b.size, b.digest, "
+            "b.etag, b.last_modified FROM blobs b JOIN artifacts a ON a.id = b.artifact_id "
             f"WHERE b.external = 1 AND b.status = 'active' {owner_clause} "
             "ORDER BY b.artifact_id, b.field, b.key",
             params,
         ).fetchall()
     results = []
     progress.begin("check", "check external blobs", len(rows))
-    for artifact_id, type_name, field_name, key, location, final_url, size, digest, etag, lm in rows:
+    for artifact_id, type_name, field_name, key, location, size, digest, etag, lm in rows:
         slot = f"{field_name}/{key}" if key else field_name
-        _, sha = split_digest(digest)
-        result = CheckResult(artifact_id, type_name, slot, location, "unchanged", size, sha)
-        try:
-            if not rehash and (etag or lm) and fetcher.revalidate(location, etag=etag, last_modified=lm):
-                result = CheckResult(
-                    artifact_id, type_name, slot, location, "unchanged", size, sha, method="conditional"
-                )
-            else:
-                reg = fetcher.register(location)
-                if reg.sha256 != sha or reg.size != size:
-                    result = CheckResult(
-                        artifact_id, type_name, slot, location, "changed", size, sha,
-                        new_size=reg.size, new_sha256=reg.sha256,
-                        detail="the bytes served differ from the registered ones",
-                    )
-        except (NetworkError, TooLarge, InvalidInput) as exc:
-            result = CheckResult(
-                artifact_id, type_name, slot, location, "unreachable", size, sha, detail=str(exc)
-            )
-        upstream = {"unchanged": "ok"}.get(result.state, result.state)
+        base = CheckResult(
+            artifact_id, type_name, slot, location, "unchanged", size, split_digest(digest)[1]
+        )
+        result = _check_one(fetcher, base, etag, lm, rehash)
+        upstream = "ok" if result.state == "unchanged" else result.state
         with cat._database.write() as conn:
             conn.execute(
                 "UPDATE blobs SET upstream = ?, verified_at = CASE WHEN ? = 'ok' THEN ? "
@@ -702,6 +730,31 @@ def check(cat: Catalog, *, rehash: bool = False, progress: Progress | None = Non
     return results
 
 
+def _check_one(
+    fetcher: Fetcher, base: CheckResult, etag: str | None, lm: str | None, rehash: bool
+) -> CheckResult:
+    """Conditional GET first (a 304 proves nothing changed), else a full re-hash."""
+    try:
+        if (
+            not rehash
+            and (etag or lm)
+            and fetcher.revalidate(base.url, etag=etag, last_modified=lm)
+        ):
+            return replace(base, method="conditional")
+        reg = fetcher.register(base.url)
+    except (NetworkError, TooLarge, InvalidInput) as exc:
+        return replace(base, state="unreachable", detail=str(exc))
+    if reg.sha256 != base.sha256 or reg.size != base.size:
+        return replace(
+            base,
+            state="changed",
+            new_size=reg.size,
+            new_sha256=reg.sha256,
+            detail="the bytes served differ from the registered ones",
+        )
+    return base
+
+
 # -- garbage collection ------------------------------------------------------------------
 def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
     """Clean what interrupted uploads and deletes left: uploads stuck in ``saving`` whose
@@ -711,9 +764,7 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
 
     cat._require_admin("run gc")
     age = cat.settings.stale_after if stale_after is None else stale_after
-    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )
+    cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     report = GcReport()
     candidates: list[str | None] = []
     with cat._database.write() as conn:
@@ -739,8 +790,5 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
         report.temporaries_removed += 1
     for digest, _size in st.iter_objects():
         candidates.append(digest)
-    before = report.bytes_freed
-    freed = release(cat, candidates)
-    report.bytes_freed = before + freed
-    report.objects_removed = sum(1 for d in {c for c in candidates if c} if not st.exists(d))
+    report.objects_removed, report.bytes_freed = release(cat, candidates)
     return report

@@ -31,7 +31,7 @@ class ReadCache:
         if cache is None:
             cache = cls(cat.settings.cache_dir, cat.settings.cache_max_bytes)
             cat._shared["cache"] = cache
-        return cache  # type: ignore[no-any-return]
+        return cache
 
     def _path(self, digest: str) -> Path:
         algo, hexdigest = split_digest(digest)

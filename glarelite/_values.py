@@ -143,9 +143,11 @@ def check_owner(owner: object) -> str:
     return owner
 
 
-def prop_rows(artifact_id: str, atype: ArtifactType, props: Mapping[str, Any]) -> list[tuple]:
+def prop_rows(
+    artifact_id: str, atype: ArtifactType, props: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     """Rows of ``artifact_props`` for a validated property mapping (None values skipped)."""
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     for name, value in props.items():
         prop = atype.properties[name]
         if value is None:

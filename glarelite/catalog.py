@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _query, _semver
+from . import _blobops, _query, _semver, quotas
 from ._blobops import CheckResult, GcReport
 from ._db import Database, utcnow
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -28,12 +28,15 @@ from ._values import (
     prop_rows,
 )
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from .hooks import Hooks, hooked
 from .models import Artifact, Blob, Page
 from .progress import Progress
+from .quotas import Quota
 from .settings import HttpSettings
 from .types import ArtifactType, Property, make_type
 
 _UNSET: Any = object()
+_List = list  # the method Catalog.list shadows the builtin inside the class
 STATUSES = ("drafted", "active", "deactivated", "deleted")
 VISIBILITIES = ("private", "public")
 
@@ -88,7 +91,15 @@ class Catalog:
         self.settings = settings
         self._storage_options = dict(storage_options or {})
         # state shared by scoped views of the same catalog (store, fetcher, type cache)
-        self._shared: dict[str, Any] = _shared if _shared is not None else {"types": {}}
+        self._shared: dict[str, Any] = (
+            _shared if _shared is not None else {"types": {}, "hooks": Hooks()}
+        )
+
+    @property
+    def hooks(self) -> Hooks:
+        """Before/after hooks and upload wrappers of this catalog object (see hooks.py)."""
+        hooks: Hooks = self._shared["hooks"]
+        return hooks
 
     # -- lifetime ------------------------------------------------------------------
     def __enter__(self) -> Catalog:
@@ -190,7 +201,7 @@ class Catalog:
         self._shared["types"][name] = atype
         return atype
 
-    def types(self) -> list[ArtifactType]:
+    def types(self) -> _List[ArtifactType]:
         with self._database.read() as conn:
             rows = conn.execute("SELECT definition FROM artifact_types ORDER BY name").fetchall()
         return [ArtifactType.from_json(json.loads(r[0])) for r in rows]
@@ -260,6 +271,7 @@ class Catalog:
             marker = page.next_marker
 
     # -- writes ----------------------------------------------------------------
+    @hooked("create")
     def create(
         self,
         type_name: str,
@@ -287,6 +299,7 @@ class Catalog:
         artifact_id = str(uuid.uuid4())
         now = utcnow()
         with self._database.write() as conn:
+            quotas.check_create(conn, type_name, owner)
             conn.execute(
                 f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'drafted', ?, ?, ?, ?, ?, NULL)",
@@ -324,6 +337,7 @@ class Catalog:
             blobs=blobs,
         )
 
+    @hooked("update")
     def update(
         self,
         artifact_id: str,
@@ -396,14 +410,17 @@ class Catalog:
         """Make an active artifact public (a Conflict if a public twin exists)."""
         return self.update(artifact_id, visibility="public")
 
+    @hooked("activate")
     def activate(self, artifact_id: str) -> Artifact:
         """drafted -> active (every required property set, no blob saving);
         deactivated -> active; active -> active is a no-op."""
         return self._transition(artifact_id, "active")
 
+    @hooked("deactivate")
     def deactivate(self, artifact_id: str) -> Artifact:
         return self._transition(artifact_id, "deactivated")
 
+    @hooked("reactivate")
     def reactivate(self, artifact_id: str) -> Artifact:
         """deactivated -> active, without re-checking required properties."""
         with self._database.read() as conn:
@@ -445,6 +462,7 @@ class Catalog:
             )
         return self.get(artifact_id)
 
+    @hooked("delete")
     def delete(self, artifact_id: str) -> None:
         """Delete an artifact: its records, and the stored bytes of its internal blobs that
         nothing else references. External blobs are records only: nothing is sent to
@@ -454,6 +472,7 @@ class Catalog:
         delete_artifact(self, artifact_id)
 
     # -- blobs -------------------------------------------------------------------
+    @hooked("upload")
     def upload(
         self,
         artifact_id: str,
@@ -484,6 +503,7 @@ class Catalog:
             progress=progress,
         )
 
+    @hooked("add_location")
     def add_location(
         self,
         artifact_id: str,
@@ -497,7 +517,12 @@ class Catalog:
         """Register an external blob: download ``url`` once, record size, sha256, ETag,
         Last-Modified and the final URL. A given ``sha256`` must match."""
         return _blobops.add_location(
-            self, artifact_id, slot, url, sha256=sha256, content_type=content_type,
+            self,
+            artifact_id,
+            slot,
+            url,
+            sha256=sha256,
+            content_type=content_type,
             progress=progress,
         )
 
@@ -513,6 +538,7 @@ class Catalog:
         cannot be verified and says so (``verified_on_eof`` is False)."""
         return _blobops.open_blob(self, artifact_id, slot, offset=offset, length=length)
 
+    @hooked("download")
     def download(
         self,
         artifact_id: str,
@@ -530,13 +556,50 @@ class Catalog:
         URL."""
         return _blobops.resolve_url(self, artifact_id, slot)
 
-    def check(self, *, rehash: bool = False, progress: Progress | None = None) -> list[CheckResult]:
+    def check(
+        self, *, rehash: bool = False, progress: Progress | None = None
+    ) -> _List[CheckResult]:
         """Re-validate external blobs; a changed one is marked and no longer served."""
         return _blobops.check(self, rehash=rehash, progress=progress)
 
     def gc(self, *, stale_after: float | None = None) -> GcReport:
         """Clean abandoned uploads, temporaries and unreferenced stored objects."""
         return _blobops.gc(self, stale_after=stale_after)
+
+    # -- quotas ------------------------------------------------------------------
+    def set_quota(
+        self,
+        scope: str = "global",
+        target: str = "",
+        *,
+        max_artifacts: int | None = None,
+        max_bytes: int | None = None,
+    ) -> Quota:
+        """Limit artifacts and stored bytes of the catalog (``scope="global"``), a type
+        (``"type", "images"``) or an owner (``"owner", "alice"``). Both None removes it.
+        External blobs count toward the artifact count, not the stored bytes."""
+        self._require_admin("set quotas")
+        quota = Quota(scope, target, max_artifacts, max_bytes)
+        with self._database.write() as conn:
+            if max_artifacts is None and max_bytes is None:
+                conn.execute("DELETE FROM quotas WHERE scope = ? AND target = ?", (scope, target))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO quotas VALUES (?, ?, ?, ?)",
+                    (scope, target, max_artifacts, max_bytes),
+                )
+        return quota
+
+    def quotas(self) -> _List[Quota]:
+        with self._database.read() as conn:
+            rows = conn.execute("SELECT * FROM quotas ORDER BY scope, target").fetchall()
+        return [Quota(*r) for r in rows]
+
+    def usage(self, scope: str = "global", target: str = "") -> tuple[int, int]:
+        """(artifacts, stored bytes) counted as the quota of that scope counts them."""
+        quota = Quota(scope, target)
+        with self._database.read() as conn:
+            return quotas.artifact_count(conn, quota), quotas.stored_bytes(conn, quota)
 
     # -- helpers ---------------------------------------------------------------
     def _require_admin(self, what: str) -> None:
@@ -606,7 +669,7 @@ class Catalog:
 
     @staticmethod
     def _write_index_rows(
-        conn: Any, artifact_id: str, atype: ArtifactType, tags: list[str], props: dict[str, Any]
+        conn: Any, artifact_id: str, atype: ArtifactType, tags: _List[str], props: dict[str, Any]
     ) -> None:
         if tags:
             conn.executemany(
@@ -622,7 +685,7 @@ class Catalog:
             )
 
 
-def open(  # noqa: A001 - mirrors the built-in's role: glarelite.open(path)
+def open(
     path: str | Path,
     *,
     storage: str | None = None,
@@ -651,17 +714,14 @@ def open(  # noqa: A001 - mirrors the built-in's role: glarelite.open(path)
             scope = Scope.of(owner)
         else:
             scope = Scope(owner=owner or "admin", admin=True)
-        catalog = Catalog(
-            database, scope=scope, settings=settings, storage_options=storage_options
-        )
+        catalog = Catalog(database, scope=scope, settings=settings, storage_options=storage_options)
         stored = catalog._get_setting("storage")
         if stored is None:
             stored = storage or _default_storage(database.path)
             catalog._set_setting("storage", stored)
         elif storage is not None and storage.rstrip("/") != str(stored).rstrip("/"):
             raise Conflict(
-                f"catalog {database.path} keeps its blobs in {stored}; storage is fixed at "
-                "creation"
+                f"catalog {database.path} keeps its blobs in {stored}; storage is fixed at creation"
             )
         hosts = list(allow_hosts)
         if hosts:

@@ -8,7 +8,8 @@ internal bytes are stored: blobs carry their internal URL only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from .urls import internal_url
@@ -25,7 +26,7 @@ class Blob:
     status: str  # 'saving' | 'active'
     size: int | None
     sha256: str | None  # hex, without the algorithm tag
-    checksums: Mapping[str, str] = field(default_factory=dict)
+    checksums: Mapping[str, str] = dc_field(default_factory=dict)
     content_type: str = "application/octet-stream"
     external: bool = False
     external_url: str | None = None
@@ -101,11 +102,11 @@ class Artifact:
     status: str
     description: str = ""
     tags: tuple[str, ...] = ()
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = dc_field(default_factory=dict)
     created_at: str = ""
     updated_at: str = ""
     activated_at: str | None = None
-    blobs: Mapping[str, BlobValue] = field(default_factory=dict)
+    blobs: Mapping[str, BlobValue] = dc_field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -203,7 +204,7 @@ class Page:
 
     items: list[Artifact]
     next_marker: str | None
-    _count: Callable[[], int] = field(repr=False, compare=False)
+    _count: Callable[[], int] = dc_field(repr=False, compare=False)
 
     @property
     def total(self) -> int:

@@ -51,8 +51,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 def cat(tmp_path: Path, backend: tuple[str, dict[str, Any]]) -> Iterator[glarelite.Catalog]:
     url, options = backend
     with glarelite.open(tmp_path / "c.db", storage=url, storage_options=options) as c:
-        c.define_type("images", blobs=["file", "kernel"], blob_dicts=["regions"],
-                      max_blob_size=1 << 20)
+        c.define_type(
+            "images", blobs=["file", "kernel"], blob_dicts=["regions"], max_blob_size=1 << 20
+        )
         yield c
 
 
@@ -242,7 +243,7 @@ def test_ranged_reads_say_they_are_unverified(cat: glarelite.Catalog) -> None:
 def test_gc_restores_an_upload_whose_process_died(cat: glarelite.Catalog) -> None:
     a = cat.create("images", "a")
     cat.upload(a.id, "file", [b"keep me"])
-    slot = _blobops._reserve(cat, a.id, "file", None)
+    slot = _blobops._reserve(cat, a.id, "file", None, internal=True)
     # pretend the reserving process died: a token of a pid that cannot exist
     with cat._database.write() as conn:
         conn.execute(

@@ -59,8 +59,12 @@ class Lifecycle(RuleBasedStateMachine):
             return "missing"
         assert not clash
         self.model[a.id] = {
-            "name": name, "version": CANON[version], "owner": owner,
-            "visibility": "private", "status": "drafted", "req": req,
+            "name": name,
+            "version": CANON[version],
+            "owner": owner,
+            "visibility": "private",
+            "status": "drafted",
+            "req": req,
         }
         return a.id
 
@@ -107,28 +111,32 @@ class Lifecycle(RuleBasedStateMachine):
             self.cat.publish(aid)
         except NotFound:
             assert m is None
-        except IllegalTransition:
-            assert m is not None and m["status"] != "active" and m["visibility"] == "private"
+        except IllegalTransition:  # only an active artifact changes (drafted ones stay private)
+            assert m is not None and m["status"] != "active"
         except Conflict:
             assert m is not None and self._clash(aid, m["owner"], m["name"], m["version"], "public")
         else:
-            assert m is not None and (m["status"] == "active" or m["visibility"] == "public")
+            assert m is not None and m["status"] == "active"
             m["visibility"] = "public"
 
     @rule(aid=ids, version=VERSIONS, req=st.booleans())
     def update(self, aid: str, version: str, req: bool) -> None:
         m = self.model.get(aid)
+        # an active artifact accepts an update that leaves its frozen fields as they are
+        unchanged = m is not None and (m["version"], m["req"]) == (CANON[version], req)
         try:
             self.cat.update(aid, version=version, properties={"req": "x" if req else None})
         except NotFound:
             assert m is None
         except IllegalTransition:
-            assert m is not None and m["status"] != "drafted"
+            assert m is not None
+            assert m["status"] == "deactivated" or (m["status"] == "active" and not unchanged)
         except Conflict:
             assert m is not None
             assert self._clash(aid, m["owner"], m["name"], CANON[version], m["visibility"])
         else:
-            assert m is not None and m["status"] == "drafted"
+            assert m is not None
+            assert m["status"] == "drafted" or (m["status"] == "active" and unchanged)
             m["version"], m["req"] = CANON[version], req
 
     @rule(aid=ids)
@@ -147,7 +155,10 @@ class Lifecycle(RuleBasedStateMachine):
         for aid, m in self.model.items():
             a = listed[aid]
             assert (a.status, a.visibility, a.version, a.owner) == (
-                m["status"], m["visibility"], m["version"], m["owner"]
+                m["status"],
+                m["visibility"],
+                m["version"],
+                m["owner"],
             )
             assert (a.activated_at is not None) == (m["status"] != "drafted")
 

@@ -1,0 +1,683 @@
+"""Content-addressed storage of internal blob bytes on any fsspec URL.
+
+Layout under the storage root::
+
+    blobs/sha256/ab/cdef…   one object per distinct content (first two hex digits = folder)
+    tmp/<uuid4>[.<tag>]     uploads in flight (the tag names the upload that owns it)
+
+An upload is two steps so the catalog can record the digest in between: ``write`` streams
+the bytes into a unique temporary object while hashing them, ``commit`` moves the
+temporary into place (or drops it when the same bytes are already stored). No final path
+ever holds partial bytes: on a local disk the temporary is fsynced and renamed; on an
+object store the final key appears whole through one server-side copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
+
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from ._hashing import (
+    CHUNK,
+    SHA256,
+    BytesLike,
+    Hasher,
+    as_bytes,
+    iter_source,
+    make_digest,
+    parse_sha256,
+    split_digest,
+)
+from .errors import ChecksumMismatch, InvalidInput, NotFound, TooLarge
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["BlobStore", "Temporary", "VerifyingReader", "Written"]
+
+# Protocols where a "directory" is only a key prefix: no makedirs round trips there.
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "oss"})
+# Multipart part size on object stores: the buffer one upload holds in memory. s3fs's
+# default is 50 MiB; 16 MiB still allows 160 GiB objects within S3's 10,000 parts.
+_OBJECT_STORE_BLOCK = 16 * CHUNK
+_TEMP_NAME = re.compile(r"([0-9a-f]{32})(?:\.([A-Za-z0-9_-]{1,64}))?")
+_TAG = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+_HEX62 = re.compile(r"[0-9a-f]{62}")
+
+
+class _RawFile(Protocol):
+    """What VerifyingReader needs of the file it wraps (readinto is used when present)."""
+
+    def read(self, n: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Temporary(NamedTuple):
+    """A temporary object: an upload in flight, or garbage left by a dead one."""
+
+    path: str
+    tag: str | None  # as given to ``write``: lets gc spare the temporaries of live uploads
+    modified: float | None  # POSIX timestamp; None where the backend does not say
+
+
+@dataclass(frozen=True)
+class Written:
+    """Bytes hashed and stored under a temporary name, not yet committed."""
+
+    digest: str
+    size: int
+    checksums: dict[str, str]
+    temp_path: str
+
+    @property
+    def sha256(self) -> str:
+        return split_digest(self.digest)[1]
+
+
+class BlobStore:
+    """Internal blob bytes, content-addressed, on a local folder, memory:// or s3://…."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidInput("storage URL must be a non-empty string")
+        try:
+            fs, root = url_to_fs(url, **dict(storage_options or {}))
+        except (ValueError, ImportError) as exc:
+            raise InvalidInput(f"unusable storage URL: {exc}") from exc
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        self.fs = fs
+        self.root: str = root.rstrip("/")
+        self._local = isinstance(fs, LocalFileSystem)
+        self._memory = isinstance(fs, MemoryFileSystem)
+        self._object_store = bool(_OBJECT_STORES.intersection(protocols))
+        if self._object_store and not self.root:
+            raise InvalidInput("an object-store URL must name a bucket (s3://bucket/prefix)")
+        self._blobs = self._join("blobs", SHA256)
+        self._tmp = self._join("tmp")
+
+    def __repr__(self) -> str:  # never the storage options: they may hold credentials
+        return f"BlobStore(protocol={self._protocol!r}, root={self.root!r})"
+
+    @property
+    def _protocol(self) -> str:
+        p = self.fs.protocol
+        return str(p[0] if isinstance(p, (tuple, list)) else p)
+
+    def _join(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def object_path(self, digest: str) -> str:
+        """Storage-internal path of an object; for the store and its tests, never readers."""
+        algorithm, hexdigest = split_digest(digest)
+        if algorithm != SHA256:
+            raise InvalidInput(f"the store addresses objects by sha256, not {algorithm}")
+        return f"{self._blobs}/{hexdigest[:2]}/{hexdigest[2:]}"
+
+    def _new_temp_path(self, tag: str | None) -> str:
+        if tag is None:
+            return f"{self._tmp}/{uuid.uuid4().hex}"
+        return f"{self._tmp}/{uuid.uuid4().hex}.{tag}"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        chunks: Iterable[BytesLike] | BytesLike,
+        *,
+        max_size: int | None = None,
+        expected_sha256: str | None = None,
+        extra_algorithms: Iterable[str] = (),
+        on_progress: Callable[[int], None] | None = None,
+        tag: str | None = None,
+    ) -> Written:
+        """Stream ``chunks`` into a new temporary object, hashing in the same pass.
+
+        ``expected_sha256`` is bare hex or ``sha256:<hex>``. Raises TooLarge as soon as more
+        than ``max_size`` bytes arrive and ChecksumMismatch at the end; on any exception the
+        temporary is removed. ``on_progress`` gets the byte count so far after each chunk.
+        ``tag`` (letters, digits, ``_``, ``-``; up to 64) is kept in the temporary's name and
+        reported by ``iter_temporaries``.
+        """
+        if tag is not None and (not isinstance(tag, str) or not _TAG.fullmatch(tag)):
+            raise InvalidInput(f"upload tag must be 1-64 of [A-Za-z0-9_-], got {tag!r}")
+        expected = None if expected_sha256 is None else parse_sha256(expected_sha256)
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+        ):
+            raise InvalidInput(f"max_size must be a non-negative integer, got {max_size!r}")
+        hasher = Hasher(extra_algorithms)
+        source: Iterator[object]
+        data: object = chunks  # callers are not always typed: check what really came
+        if isinstance(data, str):
+            raise InvalidInput("blob data must be bytes, got text")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            source = iter_source(data)
+        else:
+            source = iter(chunks)
+        temp = self._new_temp_path(tag)
+        try:
+            if self._local:
+                self._write_local(temp, source, hasher, max_size, on_progress)
+            else:
+                self._write_fs(temp, source, hasher, max_size, on_progress)
+            if expected is not None and hasher.sha256_hex != expected:
+                raise ChecksumMismatch(
+                    f"uploaded bytes have sha256:{hasher.sha256_hex}, "
+                    f"expected sha256:{expected} ({hasher.size} bytes read)"
+                )
+        except BaseException:
+            # Also on KeyboardInterrupt: a temporary nobody will commit is only garbage.
+            with contextlib.suppress(Exception):
+                self._remove(temp)
+            raise
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):  # release a generator's file even when we stopped early
+                with contextlib.suppress(Exception):
+                    close()
+        return Written(hasher.digest, hasher.size, hasher.checksums(), temp)
+
+    @staticmethod
+    def _feed(
+        source: Iterator[object],
+        hasher: Hasher,
+        max_size: int | None,
+        on_progress: Callable[[int], None] | None,
+        sink: Callable[[bytes], object],
+    ) -> None:
+        for chunk in source:
+            data = as_bytes(chunk)
+            if not data:
+                continue
+            if max_size is not None and hasher.size + len(data) > max_size:
+                raise TooLarge(f"blob exceeds the size cap of {max_size} bytes")
+            hasher.update(data)
+            sink(data)
+            if on_progress is not None:
+                on_progress(hasher.size)
+
+    def _write_local(
+        self,
+        temp: str,
+        source: Iterator[object],
+        hasher: Hasher,
+        max_size: int | None,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        os.makedirs(os.path.dirname(temp), exist_ok=True)
+        with open(temp, "xb") as f:
+            self._feed(source, hasher, max_size, on_progress, f.write)
+            f.flush()
+            # Durable before the catalog records the digest and before the rename.
+            os.fsync(f.fileno())
+
+    def _write_fs(
+        self,
+        temp: str,
+        source: Iterator[object],
+        hasher: Hasher,
+        max_size: int | None,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        kwargs: dict[str, Any] = {}
+        if self._object_store:
+            kwargs["block_size"] = _OBJECT_STORE_BLOCK
+        else:
+            self.fs.makedirs(self._tmp, exist_ok=True)
+        f = self.fs.open(temp, "wb", **kwargs)
+        try:
+            self._feed(source, hasher, max_size, on_progress, f.write)
+        except BaseException:
+            # close() would upload what was buffered; discard() aborts a multipart upload.
+            discard = getattr(f, "discard", None)
+            if callable(discard):
+                with contextlib.suppress(Exception):
+                    discard()
+            with contextlib.suppress(Exception):
+                f.close()
+            raise
+        f.close()
+
+    def commit(self, written: Written) -> None:
+        """Move a written temporary into place, or drop it when the object already exists.
+
+        Idempotent: committing again after success is a no-op.
+        """
+        final = self.object_path(written.digest)
+        temp = written.temp_path
+        self._check_temp_path(temp)
+        if self._local:
+            self._commit_local(written, final)
+            return
+        existing = self._info(final)
+        if existing is not None and existing.get("size") == written.size:
+            self._remove(temp)  # the same bytes are stored once
+            return
+        if self._info(temp) is None:
+            raise NotFound(f"upload of {written.digest} is gone (discarded or collected)")
+        if not self._object_store:
+            self.fs.makedirs(self.fs._parent(final), exist_ok=True)
+        # On object stores this is a server-side copy, then a delete: the final key
+        # appears whole or not at all.
+        self.fs.mv(temp, final)
+        self.fs.invalidate_cache(final)
+        self.fs.invalidate_cache(temp)
+
+    def _commit_local(self, written: Written, final: str) -> None:
+        temp = written.temp_path
+        try:
+            existing: int | None = os.stat(final).st_size
+        except FileNotFoundError:
+            existing = None
+        if existing == written.size:
+            self._remove(temp)  # the same bytes are stored once
+            return
+        # A final object of another size is damaged; the verified upload replaces it.
+        if not os.path.isfile(temp):
+            raise NotFound(f"upload of {written.digest} is gone (discarded or collected)")
+        parent = os.path.dirname(final)
+        created = not os.path.isdir(parent)
+        os.makedirs(parent, exist_ok=True)
+        os.replace(temp, final)  # atomic: readers see no object or the whole object
+        _fsync_dir(parent)
+        if created:
+            _fsync_dir(os.path.dirname(parent))
+
+    def discard(self, written: Written) -> None:
+        """Remove an uncommitted temporary (missing is fine)."""
+        self._check_temp_path(written.temp_path)
+        self._remove(written.temp_path)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def exists(self, digest: str) -> bool:
+        final = self.object_path(digest)
+        if self._local:
+            return os.path.isfile(final)
+        info = self._info(final)
+        return info is not None and info.get("type") == "file"
+
+    def size(self, digest: str) -> int:
+        final = self.object_path(digest)
+        if self._local:
+            try:
+                return os.stat(final).st_size
+            except FileNotFoundError:
+                raise NotFound(f"blob {digest} is not in the store") from None
+        info = self._info(final)
+        if info is None or info.get("type") != "file":
+            raise NotFound(f"blob {digest} is not in the store")
+        return int(info["size"])
+
+    def open(self, digest: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """A raw readable file positioned at ``offset``; the caller stops after ``length``.
+
+        ``length`` only tunes read-ahead on object stores. Nothing is verified here: wrap
+        the file in a VerifyingReader (see ``reader``) to check size and sha256.
+        """
+        _check_range(offset, length)
+        final = self.object_path(digest)
+        f: IO[bytes] | _BufferReader
+        try:
+            if self._local:
+                f = open(final, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+            elif self._memory:
+                # MemoryFileSystem hands out the stored object itself, with one shared
+                # position; a view gives each reader its own.
+                f = _BufferReader(self.fs.open(final, "rb").getbuffer())
+            else:
+                self.fs.invalidate_cache(final)
+                kwargs: dict[str, Any] = {}
+                if self._object_store:
+                    want = _OBJECT_STORE_BLOCK if length is None else length
+                    kwargs["block_size"] = max(CHUNK, min(want, _OBJECT_STORE_BLOCK))
+                f = self.fs.open(final, "rb", **kwargs)
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the store") from None
+        if offset:
+            try:
+                f.seek(offset)
+            except BaseException:
+                f.close()
+                raise
+        return cast(BinaryIO, f)
+
+    def reader(
+        self, digest: str, size: int, *, offset: int = 0, length: int | None = None
+    ) -> VerifyingReader:
+        """Open ``digest`` through a VerifyingReader that checks ``size`` (the record's) and
+        the sha256 the digest names; a partial range is not verified."""
+        f = self.open(digest, offset, length)
+        return VerifyingReader(f, size=size, sha256=digest, offset=offset, length=length)
+
+    # -- deleting and listing (for garbage collection) ------------------------------------
+
+    def delete(self, digest: str) -> None:
+        """Remove an object; a missing one is fine."""
+        self._remove(self.object_path(digest))
+
+    def iter_objects(self) -> Iterator[tuple[str, int]]:
+        """Every stored object as ``(digest, size)``, sorted by digest; stray names skipped."""
+        if self._local:
+            yield from self._iter_objects_local()
+            return
+        for path, info in self._find(self._blobs):
+            rel = path[len(self._blobs) + 1 :].split("/")
+            hexdigest = _hex_of(rel)
+            if hexdigest is not None and info.get("type", "file") == "file":
+                yield make_digest(hexdigest), int(info.get("size") or 0)
+
+    def _iter_objects_local(self) -> Iterator[tuple[str, int]]:
+        try:
+            folders = sorted(e.name for e in os.scandir(self._blobs) if e.is_dir())
+        except FileNotFoundError:
+            return
+        for folder in folders:
+            try:
+                entries = sorted(os.scandir(os.path.join(self._blobs, folder)), key=_name)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                hexdigest = _hex_of([folder, entry.name])
+                if hexdigest is None or not entry.is_file(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # deleted while listing
+                    yield make_digest(hexdigest), entry.stat(follow_symlinks=False).st_size
+
+    def iter_temporaries(self) -> Iterator[Temporary]:
+        """Uploads in flight or abandoned, as ``Temporary(path, tag, modified)``.
+
+        Names this store did not write are not listed, so gc never removes them.
+        """
+        if self._local:
+            try:
+                entries = sorted(os.scandir(self._tmp), key=_name)
+            except FileNotFoundError:
+                return
+            for entry in entries:
+                match = _TEMP_NAME.fullmatch(entry.name)
+                if match is None or not entry.is_file(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # committed while listing
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                    yield Temporary(f"{self._tmp}/{entry.name}", match[2], mtime)
+            return
+        for path, info in self._find(self._tmp):
+            match = _TEMP_NAME.fullmatch(path.rpartition("/")[2])
+            if match is not None and info.get("type", "file") == "file":
+                yield Temporary(path, match[2], _modified(info))
+
+    def remove_temporary(self, path: str) -> None:
+        """Remove one temporary found by ``iter_temporaries`` (missing is fine)."""
+        self._check_temp_path(path)
+        self._remove(path)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _check_temp_path(self, path: str) -> None:
+        # The gc passes paths back; never let it delete anything outside tmp/.
+        prefix, _, name = path.rpartition("/") if isinstance(path, str) else ("", "", "")
+        if prefix != self._tmp or not _TEMP_NAME.fullmatch(name):
+            raise InvalidInput(f"not a temporary of this store: {path!r}")
+
+    def _info(self, path: str) -> dict[str, Any] | None:
+        # s3fs answers info/exists from its listing cache when it can: drop it first, as
+        # another process may have written or deleted the object since.
+        self.fs.invalidate_cache(path)
+        try:
+            return cast(dict[str, Any], self.fs.info(path))
+        except FileNotFoundError:
+            return None
+
+    def _find(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        self.fs.invalidate_cache(path)
+        try:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(cast(dict[str, dict[str, Any]], found).items())
+
+    def _remove(self, path: str) -> None:
+        if self._local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        finally:
+            self.fs.invalidate_cache(path)
+
+
+class VerifyingReader(io.RawIOBase):
+    """Reads through ``raw``, hashing as bytes pass; at EOF the size and sha256 must match.
+
+    Raises ChecksumMismatch (naming what differs) as soon as more bytes than ``size``
+    arrive, when the last expected byte completes a wrong sha256, or at an early EOF. A
+    reader for a partial range (``offset``/``length``) cannot verify the hash:
+    ``verified_on_eof`` is False and it only checks that the range is not cut short.
+    ``raw`` must already be positioned at ``offset``; closing the reader closes ``raw``.
+    """
+
+    def __init__(
+        self,
+        raw: _RawFile,
+        *,
+        size: int,
+        sha256: str,
+        offset: int = 0,
+        length: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_range(offset, length)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidInput(f"size must be a non-negative integer, got {size!r}")
+        self._raw = raw
+        self._size = size
+        self._expected_hex = parse_sha256(sha256)
+        self.name = name or make_digest(self._expected_hex)
+        self.offset = offset
+        self.verified_on_eof = offset == 0 and (length is None or length >= size)
+        # A partial reader stops at the end of its range, within the recorded size.
+        end = size if length is None else min(size, offset + length)
+        self._limit = max(0, end - offset)
+        self._hash = hashlib.sha256() if self.verified_on_eof else None
+        self._pos = 0
+        self._eof = False
+        self._failure: str | None = None
+        self.verified = False
+
+    @property
+    def bytes_read(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        if self._failure is not None:
+            raise ChecksumMismatch(self._failure)
+        if self._eof:
+            return 0
+        view = memoryview(buffer).cast("B")
+        if self._hash is None:
+            view = view[: self._limit - self._pos]
+        if not len(view):
+            if self._hash is None and self._pos >= self._limit:
+                self._eof = True
+            return 0
+        n = self._read_raw(view)
+        if n is None:
+            return None
+        if n == 0:
+            self._eof = True
+            self._check_eof()
+            return 0
+        self._pos += n
+        if self._hash is not None:
+            if self._pos > self._size:
+                self._fail(f"more bytes than the recorded size of {self._size}")
+            self._hash.update(view[:n])
+            if self._pos == self._size:
+                # Check now, so a consumer never receives the last chunk of bad bytes.
+                self._check_hash()
+        return n
+
+    def _check_hash(self) -> None:
+        assert self._hash is not None
+        got = self._hash.hexdigest()
+        if got != self._expected_hex:
+            self._fail(
+                f"sha256 of the bytes read is sha256:{got}, recorded sha256:{self._expected_hex}"
+            )
+
+    def _read_raw(self, view: memoryview) -> int | None:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            return cast("int | None", readinto(view))
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def _check_eof(self) -> None:
+        if self._hash is not None:
+            if self._pos != self._size:
+                self._fail(f"read {self._pos} bytes, recorded size {self._size}")
+            self._check_hash()  # again: an empty object never reached the check above
+            self.verified = True
+        elif self._pos < self._limit:
+            self._fail(
+                f"the object ends before byte {self.offset + self._limit} "
+                f"({self._pos} bytes of the range read), recorded size {self._size}"
+            )
+
+    def _fail(self, what: str) -> None:
+        self._failure = f"blob {self.name}: {what}"
+        raise ChecksumMismatch(self._failure)
+
+    def readall(self) -> bytes:
+        # RawIOBase's default reads 8 KiB at a time.
+        return b"".join(self.iter_chunks())
+
+    def iter_chunks(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        """The bytes in chunks; the last ``next`` raises if verification fails."""
+        while data := self.read(chunk_size):
+            yield data
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._raw.close()
+            finally:
+                super().close()
+
+
+class _BufferReader(io.RawIOBase):
+    """A seekable reader over a memoryview with its own position (memory:// objects)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view: memoryview | None = view.cast("B")
+        self._pos = 0
+
+    def _buf(self) -> memoryview:
+        if self._view is None:
+            raise ValueError("I/O operation on closed file")
+        return self._view
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        data = self._buf()
+        out = memoryview(buffer).cast("B")
+        n = max(0, min(len(out), len(data) - self._pos))
+        out[:n] = data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._buf())}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()  # let the stored object be replaced or grown again
+            self._view = None
+        super().close()
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput(f"offset must be a non-negative integer, got {offset!r}")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+        raise InvalidInput(f"length must be a non-negative integer, got {length!r}")
+    if length is not None and length < 0:
+        raise InvalidInput(f"length must be a non-negative integer, got {length!r}")
+
+
+def _hex_of(parts: list[str]) -> str | None:
+    if len(parts) == 2 and _HEX2.fullmatch(parts[0]) and _HEX62.fullmatch(parts[1]):
+        return parts[0] + parts[1]
+    return None
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _modified(info: Mapping[str, Any]) -> float | None:
+    """Modification time (POSIX) from an fsspec info dict; key and type vary by backend."""
+    for key in ("LastModified", "mtime", "modified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, datetime):
+            if value.tzinfo is None:  # naive times from object stores are UTC
+                value = value.replace(tzinfo=timezone.utc)
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _fsync_dir(path: str) -> None:
+    # Makes a rename durable; not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
