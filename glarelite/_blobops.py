@@ -464,10 +464,14 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
         release(cat, [brow[2]])
 
 
-def delete_artifact(cat: Catalog, artifact_id: str) -> None:
+def delete_artifact(cat: Catalog, artifact_id: str, *, force: bool = False) -> None:
+    from ._links import refuse_if_linked
+
     with cat._database.write() as conn:
-        cat._owned_row(conn, artifact_id)
+        row = cat._owned_row(conn, artifact_id)
         cat._refuse_if_saving(conn, artifact_id, "delete the artifact")
+        if not force:
+            refuse_if_linked(conn, row[1], artifact_id)
         digests = [
             r[0]
             for r in conn.execute(

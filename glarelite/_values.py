@@ -20,7 +20,7 @@ _FALSE = {"false", "no", "off", "0", "n", "f"}
 
 def coerce_scalar(kind: str, value: Any, what: str) -> str | int | float | bool:
     """Coerce one scalar to ``kind``; text is accepted for every kind (filters, CLI)."""
-    if kind == "string":
+    if kind in ("string", "link"):  # a link's target is resolved by the catalog
         if not isinstance(value, str):
             raise InvalidInput(f"{what}: expected a string, got {type(value).__name__}")
         if len(value) > MAX_STRING:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _query, _semver, quotas
+from . import _blobops, _links, _query, _semver, quotas
 from ._blobops import CheckResult, GcReport
 from ._db import Database, utcnow
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -300,6 +300,7 @@ class Catalog:
         now = utcnow()
         with self._database.write() as conn:
             quotas.check_create(conn, type_name, owner)
+            _links.resolve(self, conn, atype, props)
             conn.execute(
                 f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'drafted', ?, ?, ?, ?, ?, NULL)",
@@ -395,6 +396,9 @@ class Catalog:
                     else:
                         props[pname] = coerced
             sets["tags"] = json.dumps(new_tags)
+            _links.resolve(self, conn, atype, props)
+            if active:
+                _links.check_targets(conn, atype, props)
             sets["properties"] = json.dumps(props, sort_keys=True)
             sets["updated_at"] = utcnow()
             assignments = ", ".join(f"{k} = ?" for k in sets)
@@ -456,6 +460,8 @@ class Catalog:
                         f"cannot activate: required properties not set: {', '.join(missing)}"
                     )
                 activated_at = now
+            if target == "active":
+                _links.check_targets(conn, self.get_type(row[1]), json.loads(row[10]))
             conn.execute(
                 "UPDATE artifacts SET status = ?, updated_at = ?, activated_at = ? WHERE id = ?",
                 (target, now, activated_at, artifact_id),
@@ -463,13 +469,12 @@ class Catalog:
         return self.get(artifact_id)
 
     @hooked("delete")
-    def delete(self, artifact_id: str) -> None:
+    def delete(self, artifact_id: str, *, force: bool = False) -> None:
         """Delete an artifact: its records, and the stored bytes of its internal blobs that
         nothing else references. External blobs are records only: nothing is sent to
-        their servers."""
-        from ._blobops import delete_artifact
-
-        delete_artifact(self, artifact_id)
+        their servers. Refused (Conflict) while active artifacts link to it, unless
+        ``force``."""
+        _blobops.delete_artifact(self, artifact_id, force=force)
 
     # -- blobs -------------------------------------------------------------------
     @hooked("upload")

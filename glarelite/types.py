@@ -13,8 +13,16 @@ from typing import Any, Literal, cast
 from ._names import check_identifier
 from .errors import InvalidInput
 
-PropertyKind = Literal["string", "integer", "number", "boolean", "list", "dict"]
-PROPERTY_KINDS: tuple[str, ...] = ("string", "integer", "number", "boolean", "list", "dict")
+PropertyKind = Literal["string", "integer", "number", "boolean", "list", "dict", "link"]
+PROPERTY_KINDS: tuple[str, ...] = (
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "list",
+    "dict",
+    "link",
+)
 SCALAR_KINDS: tuple[str, ...] = ("string", "integer", "number", "boolean")
 
 # Fields every artifact has; property and blob names may not reuse them.
@@ -39,7 +47,11 @@ RESERVED_NAMES: frozenset[str] = frozenset(BASE_FIELDS) | {"tags_any", "latest",
 
 @dataclass(frozen=True)
 class Property:
-    """A property field. ``items`` is the scalar kind of list elements and dict values."""
+    """A property field. ``items`` is the scalar kind of list elements and dict values.
+
+    A ``link`` references another artifact of the catalog: given as its id, its internal
+    URL or ``type/name@version`` (``@latest`` for the highest version), it is stored and
+    shown as the internal URL ``/artifacts/{type}/{id}``."""
 
     kind: PropertyKind = "string"
     required: bool = False
