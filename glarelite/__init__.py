@@ -6,7 +6,7 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 
 from __future__ import annotations
 
-from ._blobops import CheckResult, GcReport
+from ._maintenance import CheckResult, GcReport
 from .catalog import Catalog, CatalogSettings, Scope, open
 from .errors import (
     ChecksumMismatch,

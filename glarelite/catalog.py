@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _links, _query, _semver, quotas
-from ._blobops import CheckResult, GcReport
+from . import _blobops, _blobread, _links, _maintenance, _query, _semver, quotas
 from ._db import Database, utcnow
+from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
 from ._values import (
     check_description,
@@ -541,7 +541,7 @@ class Catalog:
         """A stream of the blob's bytes. Reading a whole blob to the end verifies its size
         and sha256 (ChecksumMismatch otherwise); a ranged read (``offset``/``length``)
         cannot be verified and says so (``verified_on_eof`` is False)."""
-        return _blobops.open_blob(self, artifact_id, slot, offset=offset, length=length)
+        return _blobread.open_blob(self, artifact_id, slot, offset=offset, length=length)
 
     @hooked("download")
     def download(
@@ -553,23 +553,23 @@ class Catalog:
         progress: Progress | None = None,
     ) -> Blob:
         """Write a blob to ``dest`` atomically, verified."""
-        return _blobops.download(self, artifact_id, slot, dest, progress=progress)
+        return _blobread.download(self, artifact_id, slot, dest, progress=progress)
 
     def blob_url(self, artifact_id: str, slot: str) -> str:
         """What a client should fetch (see ``glarelite.urls``): the mirror's URL when the
         catalog has ``mirror_base_url``, else an external blob's URL, else the internal
         URL."""
-        return _blobops.resolve_url(self, artifact_id, slot)
+        return _blobread.resolve_url(self, artifact_id, slot)
 
     def check(
         self, *, rehash: bool = False, progress: Progress | None = None
     ) -> _List[CheckResult]:
         """Re-validate external blobs; a changed one is marked and no longer served."""
-        return _blobops.check(self, rehash=rehash, progress=progress)
+        return _maintenance.check(self, rehash=rehash, progress=progress)
 
     def gc(self, *, stale_after: float | None = None) -> GcReport:
         """Clean abandoned uploads, temporaries and unreferenced stored objects."""
-        return _blobops.gc(self, stale_after=stale_after)
+        return _maintenance.gc(self, stale_after=stale_after)
 
     # -- quotas ------------------------------------------------------------------
     def set_quota(

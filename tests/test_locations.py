@@ -65,9 +65,9 @@ def test_register_records_size_sha_validators_and_final_url(cat, origin) -> None
     with cat.open_blob(a.id, "regions/eu") as f:
         assert f.read() == data
     # nothing was stored: an external blob is a record only
-    from glarelite import _blobops
+    from glarelite import _slots
 
-    assert list(_blobops.store_of(cat).iter_objects()) == []
+    assert list(_slots.store_of(cat).iter_objects()) == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,99 @@
+"""Immutable settings for fetching external locations.
+
+Settings are frozen dataclasses: derive a variation with :func:`dataclasses.replace`,
+e.g. ``replace(HttpSettings(), allow_hosts=("127.0.0.1",))``. Nothing here reads the
+environment at import time; :meth:`HttpSettings.effective_allow_hosts` reads it per call.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from .errors import InvalidInput
+
+ALLOW_HOSTS_ENV = "GLARELITE_ALLOW_HOSTS"
+MIB = 1024 * 1024
+
+
+def _version() -> str:
+    try:
+        return metadata.version("glarelite")
+    except metadata.PackageNotFoundError:  # running from a bare checkout
+        return "0"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed request is retried.
+
+    ``total`` counts retries, not attempts: at most ``total + 1`` requests per fetch,
+    resumes included. The n-th retry waits ``min(backoff_max, backoff_factor * 2**(n-1))``
+    plus a uniform random ``[0, jitter]`` seconds, unless the reply carried a
+    ``Retry-After`` (honoured when ``respect_retry_after``, capped at ``max_retry_after``).
+    """
+
+    total: int = 5
+    backoff_factor: float = 0.2
+    backoff_max: float = 10.0
+    jitter: float = 0.2
+    status_forcelist: tuple[int, ...] = (429, 500, 502, 503, 504)
+    respect_retry_after: bool = True
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            raise InvalidInput(f"retry total must be >= 0, not {self.total}")
+        for name in ("backoff_factor", "backoff_max", "jitter", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"retry {name} must be >= 0, not {getattr(self, name)}")
+        # A list would make the frozen object mutable through the back door.
+        object.__setattr__(self, "status_forcelist", tuple(self.status_forcelist))
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Everything the fetcher of external blobs may be told.
+
+    ``allow_hosts`` admits hosts the location guard would refuse (loopback, private, ...):
+    hostnames (exact, case-insensitive) or IP addresses / CIDR networks. ``ca_certs``
+    names a PEM bundle to trust instead of the system store (private CAs, tests).
+    """
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_redirects: int = 5
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+    allow_hosts: tuple[str, ...] = ()
+    chunk_size: int = MIB
+    user_agent: str | None = None
+    ca_certs: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise InvalidInput("timeouts must be > 0")
+        if self.max_redirects < 0:
+            raise InvalidInput(f"max_redirects must be >= 0, not {self.max_redirects}")
+        if self.chunk_size <= 0:
+            raise InvalidInput(f"chunk_size must be > 0, not {self.chunk_size}")
+        for name in ("allowed_schemes", "allow_hosts"):
+            value: object = getattr(self, name)
+            if isinstance(value, str):  # ("http") is a str, not a one-element tuple
+                raise InvalidInput(f"{name} must be a sequence of strings, not {value!r}")
+        schemes = tuple(s.lower() for s in self.allowed_schemes)
+        unknown = sorted(set(schemes) - {"http", "https"})
+        if unknown:  # the fetcher speaks nothing else; a typo must not pass silently
+            raise InvalidInput(f"unsupported schemes in allowed_schemes: {unknown}")
+        object.__setattr__(self, "allowed_schemes", schemes)
+        object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
+
+    def effective_user_agent(self) -> str:
+        return self.user_agent or f"glarelite/{_version()}"
+
+    def effective_allow_hosts(self) -> tuple[str, ...]:
+        """``allow_hosts`` plus the comma-separated entries of ``$GLARELITE_ALLOW_HOSTS``."""
+        extra = os.environ.get(ALLOW_HOSTS_ENV, "")
+        from_env = tuple(e.strip() for e in extra.split(",") if e.strip())
+        return tuple(self.allow_hosts) + from_env
