@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m glarelite.demo
+	$(BIN)/python demo/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check glarelite mirror tests bench

@@ -4,12 +4,13 @@ Every write follows the slot protocol of ``_slots``."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import quotas
 from ._db import utcnow
-from ._hashing import iter_source, make_digest
+from ._hashing import Hasher, iter_source, make_digest
 from ._names import split_slot
 from ._slots import (
     _abort,
@@ -49,22 +50,37 @@ def upload(
     st = store_of(cat)
     task = f"upload {artifact_id}/{slot_name}"
     progress.begin(task, f"upload {slot_name}", size)
+    advance = _Deltas(progress, task)
     try:
-        written = st.write(
-            chunks,
-            max_size=slot.cap,
-            expected_sha256=expected,
-            extra_algorithms=tuple(algorithms),
-            on_progress=lambda n: progress.advance(task, n),
-            tag=slot.token.rsplit(":", 1)[-1],
-        )
+        if st.writes_direct and expected is None and isinstance(source, (str, os.PathLike)):
+            # one local read to learn the digest saves a server-side copy of every byte
+            expected = _hash_file(source)
+        if st.writes_direct and expected is not None:
+            _record_digest(cat, slot, make_digest(expected))  # referenced before it exists
+            written = st.write_direct(
+                chunks,
+                expected_sha256=expected,
+                max_size=slot.cap,
+                extra_algorithms=tuple(algorithms),
+                on_progress=advance,
+            )
+        else:
+            written = st.write(
+                chunks,
+                max_size=slot.cap,
+                expected_sha256=expected,
+                extra_algorithms=tuple(algorithms),
+                on_progress=advance,
+                tag=slot.token.rsplit(":", 1)[-1],
+            )
         try:
             if size is not None and written.size != size:
                 raise ChecksumMismatch(
                     f"blob {slot_name}: declared {size} bytes but {written.size} arrived"
                 )
-            _record_digest(cat, slot, written.digest)
-            st.commit(written)
+            if not written.direct:
+                _record_digest(cat, slot, written.digest)
+                st.commit(written)
         except BaseException:
             st.discard(written)
             raise
@@ -99,6 +115,24 @@ def upload(
     if slot.previous_digest != written.digest:
         release(cat, [slot.previous_digest])
     return blob
+
+
+class _Deltas:
+    """Turns the store's running byte count into the progress protocol's increments."""
+
+    def __init__(self, progress: Progress, task: str) -> None:
+        self._progress, self._task, self._seen = progress, task, 0
+
+    def __call__(self, total: int) -> None:
+        self._progress.advance(self._task, total - self._seen)
+        self._seen = total
+
+
+def _hash_file(path: str | os.PathLike[str]) -> str:
+    hasher = Hasher()
+    for chunk in iter_source(path):
+        hasher.update(chunk)
+    return hasher.sha256_hex
 
 
 def _check_sha256(sha256: str | None) -> str | None:

@@ -58,6 +58,8 @@ class Database:
             raise InvalidInput(f"no catalog at {self.path}; create one first (glarelite init)")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidInput(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        if self.path != ":memory:" and create and not readonly:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         uri = self.path
         if readonly:
             uri = f"file:{Path(self.path).resolve()}?mode=ro"

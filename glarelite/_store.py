@@ -82,6 +82,7 @@ class Written:
     size: int
     checksums: dict[str, str]
     temp_path: str
+    direct: bool = False  # written straight to its content address (see write_direct)
 
     @property
     def sha256(self) -> str:
@@ -254,11 +255,66 @@ class BlobStore:
             raise
         f.close()
 
+    @property
+    def writes_direct(self) -> bool:
+        """Whether a known digest saves a copy: on object stores a rename is a server-side
+        copy of every byte, so ``write_direct`` uploads to the content address itself."""
+        return self._object_store
+
+    def write_direct(
+        self,
+        chunks: Iterable[BytesLike],
+        *,
+        expected_sha256: str,
+        max_size: int | None = None,
+        extra_algorithms: Iterable[str] = (),
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Written:
+        """Upload bytes whose sha256 is known in advance straight to their content address.
+
+        The caller must have recorded the digest in the catalog first (so no gc removes
+        the object before it is referenced). The multipart upload is completed only when
+        the streamed bytes hash to ``expected_sha256``; otherwise it is aborted and no
+        object appears. When the object already exists the bytes are only hashed."""
+        expected = parse_sha256(expected_sha256)
+        final = self.object_path(make_digest(expected))
+        hasher = Hasher(extra_algorithms)
+        source = iter(chunks)
+        exists = self._info(final) is not None
+        f: Any = None
+        try:
+            if not exists:
+                f = self.fs.open(final, "wb", block_size=_OBJECT_STORE_BLOCK)
+            self._feed(source, hasher, max_size, on_progress, f.write if f else len)
+            if hasher.sha256_hex != expected:
+                raise ChecksumMismatch(
+                    f"uploaded bytes have sha256:{hasher.sha256_hex}, "
+                    f"expected sha256:{expected} ({hasher.size} bytes read)"
+                )
+        except BaseException:
+            if f is not None:
+                with contextlib.suppress(Exception):
+                    f.discard()  # abort the multipart upload: nothing appears
+                with contextlib.suppress(Exception):
+                    f.close()
+            raise
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
+        if f is not None:
+            f.close()  # completes the upload: the object appears whole
+            self.fs.invalidate_cache(final)
+        return Written(hasher.digest, hasher.size, hasher.checksums(), final, direct=True)
+
     def commit(self, written: Written) -> None:
         """Move a written temporary into place, or drop it when the object already exists.
 
         Idempotent: committing again after success is a no-op.
         """
+        if written.direct:
+            return
         final = self.object_path(written.digest)
         temp = written.temp_path
         self._check_temp_path(temp)
@@ -301,6 +357,8 @@ class BlobStore:
 
     def discard(self, written: Written) -> None:
         """Remove an uncommitted temporary (missing is fine)."""
+        if written.direct:
+            return  # already at its content address, where others may reference it
         self._check_temp_path(written.temp_path)
         self._remove(written.temp_path)
 

@@ -1,0 +1,147 @@
+"""Blob benchmark, each figure beside a reference tool timed in the same run.
+
+(1) Upload a 1 GiB file to local storage (streamed, hashed, fsynced, renamed into its
+    content address) beside ``cp`` of the same file, and beside ``cp`` + ``sync FILE``
+    (our upload is durable; plain cp is not). Target: upload <= 1.25x cp.
+(2) 256 MiB put and get against a real SeaweedFS (started here, killed at the end)
+    through the catalog, beside raw s3fs ``put_file`` / ``get_file`` of the same file.
+    Target: >= 0.9x raw s3fs throughput.
+
+Usage: python bench/blobs.py [--local-mib 1024] [--s3-mib 256] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import glarelite  # noqa: E402
+from tests.fixtures.seaweed import _start, _stop, _weed_binary  # noqa: E402
+
+
+def make_file(path: Path, mib: int) -> None:
+    block = os.urandom(1 << 20)
+    with path.open("wb") as f:
+        for i in range(mib):
+            f.write(i.to_bytes(8, "big") + block[8:])
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_local(folder: Path, mib: int, repeat: int) -> None:
+    src = folder / "src.bin"
+    make_file(src, mib)
+    dst = folder / "copy.bin"
+
+    def cp() -> None:
+        subprocess.run(["cp", str(src), str(dst)], check=True)
+
+    def cp_sync() -> None:
+        subprocess.run(["cp", str(src), str(dst)], check=True)
+        subprocess.run(["sync", str(dst)], check=True)
+
+    def upload() -> None:
+        # a new catalog and storage each time: the same bytes twice would be deduplicated
+        sub = folder / uuid.uuid4().hex
+        with glarelite.open(sub / "c.db", storage=str(sub / "blobs")) as cat:
+            cat.define_type("t", blobs=["f"])
+            a = cat.create("t", "x")
+            cat.upload(a.id, "f", src)
+
+    t_cp, t_cps, t_up = best(cp, repeat), best(cp_sync, repeat), best(upload, repeat)
+    print(
+        f"local upload {mib} MiB: glarelite {t_up:.2f} s   cp {t_cp:.2f} s   cp+sync {t_cps:.2f} s"
+    )
+    print(
+        f"  ratio upload/cp {t_up / t_cp:.2f} (target <= 1.25)   "
+        f"upload/(cp+sync) {t_up / t_cps:.2f}"
+    )
+
+
+def bench_s3(folder: Path, mib: int, repeat: int) -> None:
+    import s3fs
+
+    src = folder / "s3src.bin"
+    make_file(src, mib)
+    proc, server, log = _start(_weed_binary(), Path(tempfile.mkdtemp(prefix="glb-weed-")))
+    try:
+        deadline = time.monotonic() + 30
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **server.storage_options)
+        while time.monotonic() < deadline:
+            try:
+                fs.ls(server.bucket)
+                break
+            except Exception:
+                time.sleep(0.3)
+        raw_key = f"{server.bucket}/raw/{uuid.uuid4().hex}"
+
+        def raw_put() -> None:
+            fs.put_file(str(src), raw_key)
+
+        def raw_get() -> None:
+            fs.get_file(raw_key, str(folder / "raw-get.bin"))
+
+        cats: list[tuple[glarelite.Catalog, str]] = []
+
+        def put() -> None:
+            sub = folder / uuid.uuid4().hex
+            cat = glarelite.open(
+                sub / "c.db",
+                storage=server.url(f"glarelite/{uuid.uuid4().hex}"),
+                storage_options=server.storage_options,
+            )
+            cat.define_type("t", blobs=["f"])
+            a = cat.create("t", "x")
+            cat.upload(a.id, "f", src)
+            cats.append((cat, a.id))
+
+        def get() -> None:
+            cat, aid = cats[-1]
+            cat.download(aid, "f", folder / "get.bin")
+
+        t_rp, t_p = best(raw_put, repeat), best(put, repeat)
+        t_rg, t_g = best(raw_get, repeat), best(get, repeat)
+        for cat, _ in cats:
+            cat.close()
+        print(
+            f"s3 (SeaweedFS) {mib} MiB put: glarelite {t_p:.2f} s   raw s3fs {t_rp:.2f} s   "
+            f"throughput ratio {t_rp / t_p:.2f} (target >= 0.9)"
+        )
+        print(
+            f"s3 (SeaweedFS) {mib} MiB get: glarelite {t_g:.2f} s   raw s3fs {t_rg:.2f} s   "
+            f"throughput ratio {t_rg / t_g:.2f} (target >= 0.9; ours verifies sha256)"
+        )
+    finally:
+        _stop(proc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--local-mib", type=int, default=1024)
+    ap.add_argument("--s3-mib", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_local(Path(tmp), args.local_mib, args.repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_s3(Path(tmp), args.s3_mib, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
