@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import glarelite  # noqa: E402
-from tests.fixtures.seaweed import _start, _stop, _weed_binary  # noqa: E402
+import glarelite
+from tests.fixtures.seaweed import _start, _stop, _weed_binary
 
 
 def make_file(path: Path, mib: int) -> None:
@@ -79,7 +79,7 @@ def bench_s3(folder: Path, mib: int, repeat: int) -> None:
 
     src = folder / "s3src.bin"
     make_file(src, mib)
-    proc, server, log = _start(_weed_binary(), Path(tempfile.mkdtemp(prefix="glb-weed-")))
+    proc, server, _log = _start(_weed_binary(), Path(tempfile.mkdtemp(prefix="glb-weed-")))
     try:
         deadline = time.monotonic() + 30
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **server.storage_options)
