@@ -84,8 +84,17 @@ def test_wheel_ships_schema_and_uses_it(tmp_path: Path) -> None:
     """An installed wheel (not only an editable checkout) finds schema.sql."""
     out = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out),
-         str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -159,9 +168,17 @@ def test_create_defaults_and_get(catalog: glarelite.Catalog) -> None:
 
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [("1", "1.0.0"), ("1.2", "1.2.0"), ("1-beta", "1.0.0-beta"), ("1.2.3.4", "1.2.3+4"), (None, "0.0.0")],
+    [
+        ("1", "1.0.0"),
+        ("1.2", "1.2.0"),
+        ("1-beta", "1.0.0-beta"),
+        ("1.2.3.4", "1.2.3+4"),
+        (None, "0.0.0"),
+    ],
 )
-def test_versions_are_coerced(catalog: glarelite.Catalog, given: str | None, canonical: str) -> None:
+def test_versions_are_coerced(
+    catalog: glarelite.Catalog, given: str | None, canonical: str
+) -> None:
     assert catalog.create("images", "n", version=given).version == canonical
 
 
