@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/python demo/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check glarelite mirror tests bench
-	$(BIN)/ruff format --check glarelite mirror tests bench
+	$(BIN)/ruff check glarelite mirror tests bench demo
+	$(BIN)/ruff format --check glarelite mirror tests bench demo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy glarelite mirror

@@ -6,6 +6,7 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 
 from __future__ import annotations
 
+from . import tree
 from ._maintenance import CheckResult, GcReport
 from .catalog import Catalog, CatalogSettings, Scope, open
 from .errors import (
@@ -26,6 +27,7 @@ from .errors import (
     VerificationError,
 )
 from .hooks import HookEvent, Hooks
+from .mirror_reader import MirrorCatalog, open_mirror
 from .models import Artifact, Blob, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
@@ -52,6 +54,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidInput",
     "LockedError",
+    "MirrorCatalog",
     "NetworkError",
     "NotFound",
     "Page",
@@ -68,4 +71,6 @@ __all__ = [
     "VerificationError",
     "internal_url",
     "open",
+    "open_mirror",
+    "tree",
 ]

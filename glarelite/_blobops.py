@@ -45,6 +45,8 @@ def upload(
 ) -> Blob:
     progress = progress or NULL_PROGRESS
     expected = _check_sha256(sha256)
+    algorithms = _check_algorithms(algorithms)
+    _check_content_type(content_type)
     chunks = iter_source(source)  # validates the source before anything is reserved
     slot = _reserve(cat, artifact_id, slot_name, size, internal=True)
     st = store_of(cat)
@@ -135,6 +137,28 @@ def _hash_file(path: str | os.PathLike[str]) -> str:
     return hasher.sha256_hex
 
 
+def _check_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(algorithms, str):  # "md5" would iterate as letters
+        algorithms = (algorithms,)
+    if not isinstance(algorithms, Iterable):
+        raise InvalidInput(f"algorithms must be a list of hash names, not {algorithms!r}")
+    names = tuple(algorithms)
+    Hasher(names)  # refuses unknown names before anything is reserved
+    return names
+
+
+def _check_content_type(content_type: str | None) -> None:
+    # it is served as a header (mirrors, downloads): text, one line, of a sane length
+    if content_type is not None and (
+        not isinstance(content_type, str)
+        or len(content_type) > 255
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in content_type)
+    ):
+        raise InvalidInput(
+            f"content_type must be one line of at most 255 characters, not {content_type!r}"
+        )
+
+
 def _check_sha256(sha256: str | None) -> str | None:
     if sha256 is None:
         return None
@@ -164,6 +188,7 @@ def add_location(
 
     progress = progress or NULL_PROGRESS
     expected = _check_sha256(sha256)
+    _check_content_type(content_type)
     fetcher = fetcher_of(cat)
     check_url(url, fetcher.settings)  # refuse before reserving anything
     slot = _reserve(cat, artifact_id, slot_name, None, internal=False)
@@ -208,7 +233,7 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
     with cat._database.write() as conn:
         row = cat._owned_row(conn, artifact_id)
         if row[7] != "drafted":
-            raise IllegalTransition(f"blobs of a {row[7]} artifact cannot change")
+            raise IllegalTransition(f"blobs of an artifact that is {row[7]} cannot change")
         _check_slot(cat.get_type(row[1]), field_name, key)
         brow = conn.execute(
             "SELECT status, external, digest FROM blobs WHERE artifact_id = ? AND field = ? "

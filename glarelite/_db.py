@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .errors import Conflict, GlareliteError, InvalidInput
+from .errors import Conflict, GlareliteError, InvalidInput, NotFound
 
 SCHEMA_VERSION = 1
 
@@ -55,7 +55,7 @@ class Database:
     ) -> None:
         self.path = str(path)
         if self.path != ":memory:" and not create and not Path(self.path).exists():
-            raise InvalidInput(f"no catalog at {self.path}; create one first (glarelite init)")
+            raise NotFound(f"no catalog at {self.path}; create one first (glarelite init)")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidInput(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         if self.path != ":memory:" and create and not readonly:
@@ -118,6 +118,9 @@ class Database:
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK")
                 raise Conflict(_integrity_message(exc)) from exc
+            except UnicodeEncodeError as exc:
+                conn.execute("ROLLBACK")
+                raise _not_unicode(exc) from None
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -135,6 +138,8 @@ class Database:
             conn.execute("BEGIN")
             try:
                 yield conn
+            except UnicodeEncodeError as exc:
+                raise _not_unicode(exc) from None
             finally:
                 conn.execute("COMMIT")
 
@@ -156,6 +161,11 @@ def _statements(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def _not_unicode(exc: UnicodeEncodeError) -> InvalidInput:
+    # A str with a lone surrogate passes every isinstance check but cannot be bound.
+    return InvalidInput(f"text is not valid Unicode: {exc.object[exc.start : exc.end]!r}")
 
 
 def _integrity_message(exc: sqlite3.IntegrityError) -> str:

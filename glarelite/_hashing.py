@@ -11,7 +11,7 @@ import io
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import InvalidInput
 
@@ -23,6 +23,7 @@ __all__ = [
     "SHA256",
     "BytesLike",
     "Hasher",
+    "PathChunks",
     "Source",
     "as_bytes",
     "iter_source",
@@ -158,7 +159,7 @@ def iter_source(source: Source, chunk_size: int = CHUNK) -> Iterator[bytes]:
     if chunk_size <= 0:
         raise InvalidInput("chunk_size must be positive")
     if isinstance(source, (str, os.PathLike)):
-        return _iter_path(os.fspath(source), chunk_size)
+        return PathChunks(os.fspath(source), chunk_size)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _iter_buffer(memoryview(source), chunk_size)
     if isinstance(source, io.TextIOBase):
@@ -175,14 +176,63 @@ def iter_source(source: Source, chunk_size: int = CHUNK) -> Iterator[bytes]:
     )
 
 
-def _iter_path(path: str, chunk_size: int) -> Iterator[bytes]:
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the with below, opened lazily
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with f:
-        while chunk := f.read(chunk_size):
-            yield chunk
+class PathChunks(Iterator[bytes]):
+    """Chunks of the file at ``path``, opened on the first ``next`` (or ``open``).
+
+    An iterator like any other; a consumer that can copy a file faster than chunk by chunk
+    (the local store) takes ``open()`` instead, as long as nothing was read yet.
+    """
+
+    def __init__(self, path: str, chunk_size: int = CHUNK) -> None:
+        self.path = path
+        self._chunk_size = chunk_size
+        self._file: IO[bytes] | None = None
+        self._started = False
+        self._closed = False
+
+    @property
+    def started(self) -> bool:
+        """Whether a chunk was read already (then ``open()`` is no longer at the start)."""
+        return self._started
+
+    def open(self) -> IO[bytes]:
+        """The file, opened now if need be; it stays this iterator's and closes with it.
+
+        Raises InvalidInput when the path cannot be read."""
+        if self._closed:
+            raise ValueError("I/O operation on a closed PathChunks")
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+            except ValueError as exc:  # a NUL or a lone surrogate in the name
+                raise InvalidInput(f"cannot read {self.path!r}: {exc}") from None
+        return self._file
+
+    def __iter__(self) -> PathChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        f = self.open()
+        self._started = True
+        chunk = f.read(self._chunk_size)
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        self._closed = True
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.close()
+
+    def __del__(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _iter_buffer(view: memoryview, chunk_size: int) -> Iterator[bytes]:

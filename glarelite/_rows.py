@@ -120,8 +120,7 @@ def blob_rows_for(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, lis
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for brow in conn.execute(
-            f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id IN ({marks}) "
-            "ORDER BY field, key",
+            f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id IN ({marks}) ORDER BY field, key",
             chunk,
         ):
             out[brow[0]].append(brow)

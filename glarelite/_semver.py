@@ -95,9 +95,7 @@ def parse(value: object) -> Version:
                     )
         if plus:
             build = build + _identifiers(build_text, "build", text)
-    version = Version(
-        int(major), int(minor or 0), int(patch or 0), prerelease, build
-    )
+    version = Version(int(major), int(minor or 0), int(patch or 0), prerelease, build)
     version.key  # noqa: B018 - raises InvalidInput for components too wide to order
     return version
 

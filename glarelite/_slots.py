@@ -115,7 +115,8 @@ def _reserve(
         atype = cat.get_type(row[1])
         if row[7] != "drafted":
             raise IllegalTransition(
-                f"blobs of a {row[7]} artifact cannot change; only drafted artifacts accept blobs"
+                f"blobs of an artifact that is {row[7]} cannot change; only drafted artifacts "
+                "accept blobs"
             )
         _check_slot(atype, field_name, key)
         existing = conn.execute(
@@ -274,10 +275,13 @@ def release(cat: Catalog, digests: Iterable[str | None]) -> tuple[int, int]:
     removed = freed = 0
     for digest in sorted({d for d in digests if d}):
         with cat._database.write() as conn:
+            # A saving row's recorded digest is a reference whatever its ``external``
+            # says: that column is still the replaced blob's until the upload activates.
             if conn.execute(
                 "SELECT 1 FROM blobs WHERE digest = ? AND external = 0 "
+                "UNION ALL SELECT 1 FROM blobs WHERE status = 'saving' AND digest = ? "
                 "UNION ALL SELECT 1 FROM blobs WHERE previous_digest = ? LIMIT 1",
-                (digest, digest),
+                (digest, digest, digest),
             ).fetchone():
                 continue
             try:

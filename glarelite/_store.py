@@ -10,17 +10,28 @@ the bytes into a unique temporary object while hashing them, ``commit`` moves th
 temporary into place (or drops it when the same bytes are already stored). No final path
 ever holds partial bytes: on a local disk the temporary is fsynced and renamed; on an
 object store the final key appears whole through one server-side copy.
+
+Hashing overlaps the writing: on a local disk a second thread writes (or, for a file on
+the same file system, copies in the kernel, the copy then being hashed as it grows); on S3
+up to ``_PARTS_IN_FLIGHT`` multipart parts upload at once while the next is hashed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
 import re
+import stat
+import sys
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
@@ -34,6 +45,7 @@ from ._hashing import (
     SHA256,
     BytesLike,
     Hasher,
+    PathChunks,
     as_bytes,
     iter_source,
     make_digest,
@@ -52,6 +64,21 @@ _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "oss"
 # Multipart part size on object stores: the buffer one upload holds in memory. s3fs's
 # default is 50 MiB; 16 MiB still allows 160 GiB objects within S3's 10,000 parts.
 _OBJECT_STORE_BLOCK = 16 * CHUNK
+# Parts uploading at once on S3 while the next one fills. Memory is bounded whatever the
+# object's size: about (_PARTS_IN_FLIGHT + 1) parts, twice that over plain http, where
+# aiohttp copies each body once more.
+_PARTS_IN_FLIGHT = 4
+# Local disk: bytes hashed but not yet written that the writer thread may lag behind.
+_WRITE_BEHIND = 8 * CHUNK
+# Local disk, path sources: bytes per in-kernel copy call (the hashing follows behind),
+# and how far the copy may run ahead of the hashing (which reads from the page cache).
+_COPY_STEP = 8 * CHUNK
+_COPY_LEAD = 512 * CHUNK
+# A failed in-kernel copy with one of these falls back to a plainer way of copying.
+_COPY_UNSUPPORTED = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
+    | {errno.EPERM, errno.ETXTBSY, errno.ENOTSOCK}
+)
 _TEMP_NAME = re.compile(r"([0-9a-f]{32})(?:\.([A-Za-z0-9_-]{1,64}))?")
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
@@ -105,6 +132,8 @@ class BlobStore:
         self._local = isinstance(fs, LocalFileSystem)
         self._memory = isinstance(fs, MemoryFileSystem)
         self._object_store = bool(_OBJECT_STORES.intersection(protocols))
+        # s3fs: parts are uploaded concurrently through its client (see _S3Upload).
+        self._s3 = self._object_store and callable(getattr(fs, "call_s3", None))
         if self._object_store and not self.root:
             raise InvalidInput("an object-store URL must name a bucket (s3://bucket/prefix)")
         self._blobs = self._join("blobs", SHA256)
@@ -223,10 +252,15 @@ class BlobStore:
     ) -> None:
         os.makedirs(os.path.dirname(temp), exist_ok=True)
         with open(temp, "xb") as f:
-            self._feed(source, hasher, max_size, on_progress, f.write)
-            f.flush()
-            # Durable before the catalog records the digest and before the rename.
-            os.fsync(f.fileno())
+            # Hashing runs here while another thread writes (and fsyncs) the temporary:
+            # sha256 alone takes about as long as the copy, so the two overlap.
+            src = source.open() if isinstance(source, PathChunks) and not source.started else None
+            if src is not None and _same_file_system(src.fileno(), f.fileno()):
+                # A file: copied in the kernel, then the temporary itself is hashed as it
+                # grows, so the digest is that of the bytes stored, not of the source.
+                _copy_and_hash(src.fileno(), f.fileno(), temp, hasher, max_size, on_progress)
+            else:
+                _write_behind(source, f, hasher, max_size, on_progress, self._feed)
 
     def _write_fs(
         self,
@@ -236,24 +270,24 @@ class BlobStore:
         max_size: int | None,
         on_progress: Callable[[int], None] | None,
     ) -> None:
+        if not self._object_store:
+            self.fs.makedirs(self._tmp, exist_ok=True)
+        out = self._object_writer(temp)
+        try:
+            self._feed(source, hasher, max_size, on_progress, out.write)
+            out.commit()
+        except BaseException:
+            out.abort()
+            raise
+
+    def _object_writer(self, path: str) -> _ObjectWriter:
+        """A writer whose ``commit`` makes ``path`` appear whole and ``abort`` leaves nothing."""
+        if self._s3:
+            return _S3Upload(self.fs, path, _OBJECT_STORE_BLOCK, _PARTS_IN_FLIGHT)
         kwargs: dict[str, Any] = {}
         if self._object_store:
             kwargs["block_size"] = _OBJECT_STORE_BLOCK
-        else:
-            self.fs.makedirs(self._tmp, exist_ok=True)
-        f = self.fs.open(temp, "wb", **kwargs)
-        try:
-            self._feed(source, hasher, max_size, on_progress, f.write)
-        except BaseException:
-            # close() would upload what was buffered; discard() aborts a multipart upload.
-            discard = getattr(f, "discard", None)
-            if callable(discard):
-                with contextlib.suppress(Exception):
-                    discard()
-            with contextlib.suppress(Exception):
-                f.close()
-            raise
-        f.close()
+        return _FsspecWriter(self.fs.open(path, "wb", **kwargs))
 
     @property
     def writes_direct(self) -> bool:
@@ -281,30 +315,28 @@ class BlobStore:
         hasher = Hasher(extra_algorithms)
         source = iter(chunks)
         exists = self._info(final) is not None
-        f: Any = None
+        out: _ObjectWriter | None = None
         try:
             if not exists:
-                f = self.fs.open(final, "wb", block_size=_OBJECT_STORE_BLOCK)
-            self._feed(source, hasher, max_size, on_progress, f.write if f else len)
+                out = self._object_writer(final)
+            self._feed(source, hasher, max_size, on_progress, out.write if out else len)
             if hasher.sha256_hex != expected:
                 raise ChecksumMismatch(
                     f"uploaded bytes have sha256:{hasher.sha256_hex}, "
                     f"expected sha256:{expected} ({hasher.size} bytes read)"
                 )
+            if out is not None:
+                out.commit()  # completes the upload: the object appears whole
         except BaseException:
-            if f is not None:
-                with contextlib.suppress(Exception):
-                    f.discard()  # abort the multipart upload: nothing appears
-                with contextlib.suppress(Exception):
-                    f.close()
+            if out is not None:
+                out.abort()  # abort the multipart upload: nothing appears
             raise
         finally:
             close = getattr(source, "close", None)
             if callable(close):
                 with contextlib.suppress(Exception):
                     close()
-        if f is not None:
-            f.close()  # completes the upload: the object appears whole
+        if out is not None:
             self.fs.invalidate_cache(final)
         return Written(hasher.digest, hasher.size, hasher.checksums(), final, direct=True)
 
@@ -522,6 +554,413 @@ class BlobStore:
             pass
         finally:
             self.fs.invalidate_cache(path)
+
+
+# -- writers -------------------------------------------------------------------------------
+
+
+class _ObjectWriter(Protocol):
+    """Bytes on their way to one object: ``commit`` makes it appear whole, ``abort`` leaves
+    nothing (and never raises)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class _FsspecWriter:
+    """A file fsspec opened for writing (memory://, object stores other than S3)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.write = f.write
+
+    def commit(self) -> None:
+        self._f.close()
+
+    def abort(self) -> None:
+        # close() would upload what was buffered; discard() aborts a multipart upload.
+        discard = getattr(self._f, "discard", None)
+        if callable(discard):
+            with contextlib.suppress(Exception):
+                discard()
+        with contextlib.suppress(Exception):
+            self._f.close()
+
+
+class _S3Upload:
+    """One S3 object uploaded in parts of ``part_size``, up to ``in_flight`` at once.
+
+    ``write`` only keeps the bytes for the part being filled; a full part goes to a small
+    thread pool (through s3fs's ``call_s3``) while the caller reads and hashes the next
+    one, so memory is bounded by the parts in flight whatever the object's size. Part
+    numbers are fixed in ``write``'s order, whatever order the uploads finish in. An
+    object smaller than one part is a single ``put_object`` at ``commit``; a larger one
+    appears only when ``commit`` completes the multipart upload. ``abort`` waits for the
+    parts in flight, then aborts the multipart upload, so no part outlives it.
+    """
+
+    def __init__(self, fs: Any, path: str, part_size: int, in_flight: int) -> None:
+        if part_size < 5 * CHUNK or in_flight < 1:
+            raise ValueError("S3 parts are at least 5 MiB, and one at least must be in flight")
+        self._fs = fs
+        self._path = path
+        bucket, key, _ = fs.split_path(path)
+        self._where = {"Bucket": bucket, "Key": key}
+        self._part_size = part_size
+        self._in_flight_max = in_flight
+        # Views of the (immutable) bytes written: joined once, when the part is sent.
+        self._pieces: list[memoryview] = []
+        self._filled = 0
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: deque[Future[dict[str, Any]]] = deque()
+        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+
+    def write(self, data: BytesLike, /) -> None:
+        if not isinstance(data, bytes):  # a view must not change under us
+            data = bytes(data)
+        view = memoryview(data)
+        while view.nbytes:
+            take = min(self._part_size - self._filled, view.nbytes)
+            self._pieces.append(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled >= self._part_size:
+                self._send_part()
+
+    def _take_part(self) -> bytes:
+        # bytes, not a bytearray: aiohttp would copy a bytearray once more, and s3fs's
+        # retries send the same object again (a stream would be at its end by then).
+        body = b"".join(self._pieces)
+        self._pieces, self._filled = [], 0
+        return body
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._call("create_multipart_upload")["UploadId"]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self._in_flight_max, thread_name_prefix="glarelite-s3-part"
+            )
+        # A free slot first, then the part's bytes: one part less in memory meanwhile.
+        while len(self._in_flight) >= self._in_flight_max:
+            self._parts.append(self._in_flight.popleft().result())  # raises a part's error
+        for future in self._in_flight:  # a later part that failed: stop now, not at the end
+            if future.done() and future.exception() is not None:
+                future.result()
+        number, self._next_part = self._next_part, self._next_part + 1
+        self._in_flight.append(self._pool.submit(self._upload_part, number, self._take_part()))
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        out = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
+        part: dict[str, Any] = {"PartNumber": number, "ETag": out["ETag"]}
+        if "ChecksumSHA256" in out:  # as s3fs does: only present when asked for
+            part["ChecksumSHA256"] = out["ChecksumSHA256"]
+        return part
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        return cast(dict[str, Any], self._fs.call_s3(method, **self._where, **kwargs))
+
+    def commit(self) -> None:
+        if self._upload_id is None:
+            self._call("put_object", Body=self._take_part())
+        else:
+            if self._filled:
+                self._send_part()  # the last part may be short
+            while self._in_flight:
+                self._parts.append(self._in_flight.popleft().result())
+            self._call(
+                "complete_multipart_upload",
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._parts, key=_part_number)},
+            )
+            self._upload_id = None
+        self._shutdown()
+        self._fs.invalidate_cache(self._path)
+
+    def abort(self) -> None:
+        self._pieces, self._filled = [], 0
+        for future in self._in_flight:
+            future.cancel()
+        # A part still uploading when the upload is aborted could be stored after the
+        # abort (S3 says so): wait for every part first, failed or not.
+        while True:
+            try:
+                wait_futures(self._in_flight)
+                break
+            except BaseException:  # KeyboardInterrupt: the parts must still finish first
+                continue
+        self._in_flight.clear()
+        self._shutdown()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            with contextlib.suppress(Exception):
+                self._call("abort_multipart_upload", UploadId=upload_id)
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _part_number(part: Mapping[str, Any]) -> int:
+    return int(part["PartNumber"])
+
+
+class _Handoff:
+    """Chunks from the thread that hashes to the thread that writes them.
+
+    At most ``budget`` bytes wait (one chunk always may). An error of the writer is raised
+    to the producer at its next ``put`` or at ``close``."""
+
+    def __init__(self, budget: int) -> None:
+        self._cond = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._budget = budget
+        self._closed = False  # the producer has no more chunks
+        self.stopped = False  # the producer gave up: the writer drops what is left
+        self._done = False  # the writer wrote and synced everything
+        self._error: BaseException | None = None
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            while self._queued >= self._budget and self._error is None:
+                self._cond.wait()
+            self._raise_error()
+            self._chunks.append(data)
+            self._queued += len(data)
+            self._cond.notify_all()
+
+    def take(self) -> bytes | None:
+        """The next chunk; None once closed and drained, or stopped."""
+        with self._cond:
+            while not self._chunks and not self._closed and not self.stopped:
+                self._cond.wait()
+            if self.stopped or not self._chunks:
+                return None
+            data = self._chunks.popleft()
+            self._queued -= len(data)
+            self._cond.notify_all()
+            return data
+
+    def close(self) -> None:
+        """No more chunks: wait until the writer is done, raising its error."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            while not self._done and self._error is None:
+                self._cond.wait()
+            self._raise_error()
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopped = True
+            self._chunks.clear()
+            self._queued = 0
+            self._cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._done = error is None
+            self._error = error
+            self._cond.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _write_behind(
+    source: Iterator[object],
+    f: BinaryIO,
+    hasher: Hasher,
+    max_size: int | None,
+    on_progress: Callable[[int], None] | None,
+    feed: Callable[..., None],
+) -> None:
+    """Hash each chunk here while a thread writes the chunks (the same bytes objects) to
+    ``f`` and fsyncs it; returns once the bytes are durable."""
+    handoff = _Handoff(_WRITE_BEHIND)
+
+    def writer() -> None:
+        try:
+            while (data := handoff.take()) is not None:
+                f.write(data)
+            if not handoff.stopped:
+                f.flush()
+                os.fsync(f.fileno())  # durable before the catalog records the digest
+        except BaseException as exc:
+            handoff.finish(exc)
+        else:
+            handoff.finish()
+
+    thread = threading.Thread(target=writer, name="glarelite-write", daemon=True)
+    thread.start()
+    try:
+        feed(source, hasher, max_size, on_progress, handoff.put)
+        handoff.close()
+    except BaseException:
+        handoff.stop()
+        raise
+    finally:
+        thread.join()
+
+
+class _Copied:
+    """How far a copying thread and the hashing thread behind it got.
+
+    The hashing never overtakes the copy; the copy keeps at most ``lead`` bytes ahead, so
+    what is read back is still in the page cache however large the file."""
+
+    def __init__(self, lead: int) -> None:
+        self._cond = threading.Condition()
+        self._lead = lead
+        self._copied = 0
+        self._hashed = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self.stopped = False
+
+    def advance(self, copied: int) -> None:
+        """The copier's progress; waits while it is ``lead`` bytes ahead of the hashing."""
+        with self._cond:
+            self._copied = copied
+            self._cond.notify_all()
+            while copied - self._hashed >= self._lead and not self.stopped:
+                self._cond.wait()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._done = True
+            self._error = error
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopped = True
+            self._cond.notify_all()
+
+    def wait_beyond(self, hashed: int) -> int:
+        """Bytes copied so far, once more than ``hashed`` (or all, synced, when done)."""
+        with self._cond:
+            self._hashed = hashed
+            self._cond.notify_all()
+            while self._copied <= hashed and not self._done and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            return self._copied
+
+
+def _copy_and_hash(
+    src: int,
+    dst: int,
+    temp: str,
+    hasher: Hasher,
+    max_size: int | None,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Copy the file ``src`` into ``dst`` (the temporary ``temp``) in a thread, in the
+    kernel where possible; meanwhile read back and hash what the temporary holds.
+
+    Hashing the temporary, not the source, makes the digest that of the stored bytes even
+    when the source changes meanwhile. The copy stops one byte past ``max_size``.
+    """
+    copied = _Copied(_COPY_LEAD)
+    limit = None if max_size is None else max_size + 1
+
+    def copier() -> None:
+        try:
+            copy = _FileCopier(src, dst)
+            total = 0
+            while not copied.stopped:
+                want = _COPY_STEP if limit is None else min(_COPY_STEP, limit - total)
+                n = copy(want) if want > 0 else 0
+                if n == 0:
+                    break
+                total += n
+                copied.advance(total)
+            if not copied.stopped and (limit is None or total < limit):
+                os.fsync(dst)  # durable before the catalog records the digest
+        except BaseException as exc:
+            copied.finish(exc)
+        else:
+            copied.finish()
+
+    thread = threading.Thread(target=copier, name="glarelite-copy", daemon=True)
+    thread.start()
+    try:
+        with open(temp, "rb", buffering=0) as back:
+            buffer = memoryview(bytearray(CHUNK))
+            pos = 0
+            while (end := copied.wait_beyond(pos)) > pos:
+                n = back.readinto(buffer[: min(CHUNK, end - pos)])
+                if not n:
+                    raise OSError(f"temporary {temp} shrank while it was written")
+                if max_size is not None and hasher.size + n > max_size:
+                    raise TooLarge(f"blob exceeds the size cap of {max_size} bytes")
+                hasher.update(buffer[:n])
+                pos += n
+                if on_progress is not None:
+                    on_progress(hasher.size)
+            if os.fstat(dst).st_size != pos:
+                raise OSError(f"temporary {temp} changed while it was written")
+    except BaseException:
+        copied.stop()
+        raise
+    finally:
+        thread.join()
+
+
+def _same_file_system(src: int, dst: int) -> bool:
+    """Whether ``src`` is a regular file on the file system of ``dst``: there an in-kernel
+    copy is well supported, while files of /proc and the like (size 0, content anyway) are
+    elsewhere and must be read."""
+    source = os.fstat(src)
+    return stat.S_ISREG(source.st_mode) and source.st_dev == os.fstat(dst).st_dev
+
+
+class _FileCopier:
+    """``copier(n)`` copies up to ``n`` bytes from the current offset of ``src`` to that of
+    ``dst`` and returns how many (0 at the end): copy_file_range, else sendfile, else
+    read and write, falling back when the kernel or file system refuses one."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self._src, self._dst = src, dst
+        self._ways: list[Callable[[int], int]] = []
+        if hasattr(os, "copy_file_range"):
+            self._ways.append(self._copy_file_range)
+        if hasattr(os, "sendfile") and sys.platform.startswith("linux"):  # file to file
+            self._ways.append(self._sendfile)
+        self._ways.append(self._read_write)
+
+    def __call__(self, count: int) -> int:
+        while True:
+            try:
+                return self._ways[0](count)
+            except OSError as exc:
+                if len(self._ways) == 1 or exc.errno not in _COPY_UNSUPPORTED:
+                    raise
+                # Nothing was copied by the failed call: offsets are where they were.
+                self._ways.pop(0)
+
+    def _copy_file_range(self, count: int) -> int:
+        return os.copy_file_range(self._src, self._dst, count)
+
+    def _sendfile(self, count: int) -> int:
+        return os.sendfile(self._dst, self._src, None, count)
+
+    def _read_write(self, count: int) -> int:
+        data = os.read(self._src, count)
+        view = memoryview(data)
+        while view.nbytes:
+            view = view[os.write(self._dst, view) :]
+        return len(data)
 
 
 class VerifyingReader(io.RawIOBase):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidInput
@@ -123,7 +123,7 @@ def check_description(text: object) -> str:
 def check_tags(tags: object) -> list[str]:
     if tags is None:
         return []
-    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
         raise InvalidInput("tags must be a list of strings")
     out = set()
     for tag in tags:

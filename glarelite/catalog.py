@@ -118,6 +118,12 @@ class Catalog:
     def path(self) -> str:
         return self._database.path
 
+    @property
+    def storage(self) -> str:
+        """The fsspec URL of the blob storage fixed at creation (never its options, which
+        may hold credentials)."""
+        return str(self._get_setting("storage"))
+
     def scoped(self, owner: str | None = None, *, admin: bool = False) -> Catalog:
         """A view of the same catalog acting for ``owner`` (or as admin)."""
         scope = Scope(owner=owner or "admin", admin=True) if admin else Scope.of(owner or "")
@@ -188,6 +194,8 @@ class Catalog:
         return atype
 
     def get_type(self, name: str) -> ArtifactType:
+        if not isinstance(name, str):
+            raise InvalidInput(f"type name must be a string, not {name!r}")
         cached: ArtifactType | None = self._shared["types"].get(name)
         if cached is not None:
             return cached
@@ -294,7 +302,7 @@ class Catalog:
         if visibility not in VISIBILITIES:
             raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
         description = check_description(description)
-        tag_list = check_tags(list(tags))
+        tag_list = check_tags(tags)
         props = self._initial_properties(atype, properties or {})
         artifact_id = str(uuid.uuid4())
         now = utcnow()
@@ -359,7 +367,7 @@ class Catalog:
             atype = self.get_type(row[1])
             status = row[7]
             if status not in ("drafted", "active"):
-                raise IllegalTransition(f"a {status} artifact cannot be changed")
+                raise IllegalTransition(f"an artifact that is {status} cannot be changed")
             active = status == "active"
             sets: dict[str, Any] = {}
             if name is not _UNSET:
@@ -376,11 +384,13 @@ class Catalog:
             if visibility is not _UNSET:
                 sets["visibility"] = self._check_visibility_change(row, visibility)
             old_tags = json.loads(row[9])
-            new_tags = old_tags if tags is _UNSET else check_tags(list(tags))
+            new_tags = old_tags if tags is _UNSET else check_tags(tags)
             new_tags = check_tags(
-                (set(new_tags) | set(check_tags(list(add_tags)))) - set(remove_tags)
+                (set(new_tags) | set(check_tags(add_tags))) - set(check_tags(remove_tags))
             )
             props = json.loads(row[10])
+            if properties is not None and not isinstance(properties, Mapping):
+                raise InvalidInput(f"properties must be a mapping, not {properties!r}")
             if properties:
                 for pname, value in properties.items():
                     prop = atype.properties.get(pname)
@@ -664,6 +674,8 @@ class Catalog:
             value = empty_value(prop)
             if value is not None:
                 props[pname] = value
+        if not isinstance(given, Mapping):
+            raise InvalidInput(f"properties must be a mapping, not {given!r}")
         for pname, value in given.items():
             coerced = coerce_property(atype, pname, value)
             if coerced is None:

@@ -129,8 +129,9 @@ class ArtifactType:
                 from ._values import coerce_property  # local: _values imports this module
 
                 coerce_property(self, pname, prop.default)
-        if self.max_blob_size is not None and self.max_blob_size < 0:
-            raise InvalidInput("max_blob_size must be >= 0")
+        size = self.max_blob_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise InvalidInput(f"max_blob_size must be an integer >= 0 or None, not {size!r}")
 
     def is_blob_slot(self, field_name: str) -> bool:
         return field_name in self.blobs or field_name in self.blob_dicts

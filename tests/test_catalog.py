@@ -47,7 +47,7 @@ def test_storage_is_fixed_at_creation(tmp_path: Path) -> None:
 
 
 def test_open_without_create_refuses_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="no catalog"):
+    with pytest.raises(NotFound, match="no catalog"):
         glarelite.open(tmp_path / "missing.db", create=False)
 
 

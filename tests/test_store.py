@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -12,6 +13,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -489,6 +492,14 @@ def test_sigkill_mid_write_leaves_only_a_temporary(tmp_path: Path) -> None:
     )
     try:
         assert child.stdout is not None and child.stdout.readline() == "written\n"
+        # The hashing side waits in the source; the writing thread drains what it was
+        # handed: kill once the 64 chunks are on disk (but the upload is not complete).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sizes = [p.stat().st_size for p in (root / "tmp").glob("*")]
+            if sizes and sizes[0] >= 64 * MIB:
+                break
+            time.sleep(0.05)
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert child.returncode == -signal.SIGKILL
@@ -555,3 +566,410 @@ def test_two_gib_round_trip_keeps_memory_flat(tmp_path: Path) -> None:
             child.kill()
             child.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- local writes: the copy (or write) runs beside the hashing ----------------------------------
+
+
+def glarelite_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("glarelite-")]
+
+
+def test_local_path_source_is_copied_then_the_copy_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = blob(20 * MIB + 5, seed=12)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    copies: list[int] = []
+    real_copy = os.copy_file_range
+
+    def counting_copy(src: int, dst: int, count: int, *args: Any) -> int:
+        copies.append(count)
+        return real_copy(src, dst, count, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", counting_copy)
+    store = BlobStore(str(tmp_path / "store"))
+    progress: list[int] = []
+    written = store.write(iter_source(path), extra_algorithms=("md5",), on_progress=progress.append)
+    assert copies  # the in-kernel copy was used
+    assert (written.digest, written.size) == (sha(data), len(data))
+    assert written.checksums == {"md5": hashlib.md5(data).hexdigest()}
+    assert progress == sorted(progress) and progress[-1] == len(data) and len(progress) > 1
+    store.commit(written)
+    assert read_verified(store, written.digest, len(data)) == data
+    assert glarelite_threads() == []
+
+
+def test_local_copy_keeps_a_bounded_lead_over_the_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    monkeypatch.setattr("glarelite._store._COPY_STEP", MIB)
+    monkeypatch.setattr("glarelite._store._COPY_LEAD", 3 * MIB)
+    data = blob(16 * MIB, seed=17)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    hashed = [0]
+    leads: list[int] = []
+    copied = [0]
+    real_copy = os.copy_file_range
+
+    def copy(src: int, dst: int, count: int, *args: Any) -> int:
+        leads.append(copied[0] - hashed[0])
+        n = real_copy(src, dst, count, *args)
+        copied[0] += n
+        return n
+
+    def slow_progress(done: int) -> None:
+        hashed[0] = done
+        time.sleep(0.01)  # the hashing is the slow side
+
+    monkeypatch.setattr(os, "copy_file_range", copy)
+    store = BlobStore(str(tmp_path / "store"))
+    written = store.write(iter_source(path), on_progress=slow_progress)
+    assert written.digest == sha(data)
+    assert max(leads) <= 3 * MIB  # never more than the lead ahead when copying on
+    assert max(leads) >= 2 * MIB  # but it did run ahead
+
+
+def test_local_copy_falls_back_when_the_kernel_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = blob(3 * MIB + 1, seed=13)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    refused: list[str] = []
+
+    def refuse(name: str, code: int) -> Any:
+        def call(*args: Any) -> int:
+            refused.append(name)
+            raise OSError(code, os.strerror(code))
+
+        return call
+
+    monkeypatch.setattr(os, "copy_file_range", refuse("copy_file_range", errno.EXDEV))
+    monkeypatch.setattr(os, "sendfile", refuse("sendfile", errno.EINVAL))
+    store = BlobStore(str(tmp_path / "store"))
+    written = store.write(iter_source(path))
+    assert refused == ["copy_file_range", "sendfile"]  # each tried once, then read/write
+    assert written.digest == sha(data)
+    store.commit(written)
+    assert read_verified(store, written.digest, len(data)) == data
+
+
+def test_local_path_source_over_the_cap(tmp_path: Path) -> None:
+    data = blob(10 * MIB, seed=14)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    store = BlobStore(str(tmp_path / "store"))
+    progress: list[int] = []
+    with pytest.raises(TooLarge):
+        store.write(iter_source(path), max_size=len(data) - 1, on_progress=progress.append)
+    assert progress and progress[-1] <= len(data) - 1
+    assert list(store.iter_temporaries()) == []
+    written = store.write(iter_source(path), max_size=len(data))  # exactly the cap is fine
+    assert written.digest == sha(data)
+    assert glarelite_threads() == []
+
+
+@pytest.mark.parametrize("kind", ["path", "chunks"])
+def test_local_failures_stop_the_writer_and_remove_the_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    data = blob(12 * MIB, seed=15)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    store = BlobStore(str(tmp_path / "store"))
+
+    def source() -> Any:
+        return iter_source(path) if kind == "path" else chunked(data, MIB)
+
+    def fail_at_4_mib(done: int) -> None:
+        if done >= 4 * MIB:
+            raise KeyboardInterrupt  # also an interruption: nothing left behind
+
+    with pytest.raises(KeyboardInterrupt):
+        store.write(source(), on_progress=fail_at_4_mib)
+    assert list(store.iter_temporaries()) == []
+    assert glarelite_threads() == []
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")  # the writing thread's error reaches us
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.write(source())
+    assert list(store.iter_temporaries()) == []
+    assert glarelite_threads() == []
+
+
+def test_local_sources_elsewhere_are_read_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_copy(*args: Any) -> int:
+        raise AssertionError("copy_file_range used for a file of another file system")
+
+    monkeypatch.setattr(os, "copy_file_range", no_copy)
+    store = BlobStore(str(tmp_path / "store"))
+    # /proc files claim size 0: an in-kernel copy would store nothing.
+    proc = Path("/proc/version")
+    if proc.exists():
+        written = store.write(iter_source(proc))
+        assert written.size > 0 and written.digest == sha(proc.read_bytes())
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
+        data = blob(3 * MIB, seed=18)
+        other = shm / f"glarelite-test-{uuid.uuid4().hex}"
+        other.write_bytes(data)
+        try:
+            assert store.write(iter_source(other)).digest == sha(data)
+        finally:
+            other.unlink()
+
+
+def test_local_fifo_source_is_read_in_chunks(tmp_path: Path) -> None:
+    data = blob(3 * MIB + 7, seed=16)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    store = BlobStore(str(tmp_path / "store"))
+    try:
+        written = store.write(iter_source(fifo))
+    finally:
+        feeder.join()
+    assert written.digest == sha(data)
+
+
+# -- S3: parts uploaded concurrently through s3fs's client ------------------------------------
+
+PART = 5 * MIB  # S3's smallest part: many parts from little data
+
+
+class S3Spy:
+    """Wraps ``fs.call_s3``: records calls, can slow or fail parts, counts parts in flight."""
+
+    def __init__(self, fs: Any, slow: dict[int, float] | None = None, fail: int | None = None):
+        self.real = fs.call_s3
+        self.slow = slow or {}
+        self.fail = fail
+        self.events: list[tuple[str, int | None]] = []
+        self.lock = threading.Lock()
+        self.active = self.peak = 0
+
+    def methods(self) -> list[str]:
+        return [m for m, _ in self.events if not m.endswith(":done")]
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        number = kwargs.get("PartNumber")
+        with self.lock:
+            self.events.append((method, number))
+            if method == "upload_part":
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+        try:
+            if method == "upload_part":
+                time.sleep(self.slow.get(number, 0.0))
+                if number == self.fail:
+                    raise OSError(f"part {number} failed")
+            return self.real(method, *args, **kwargs)
+        finally:
+            with self.lock:
+                if method == "upload_part":
+                    self.active -= 1
+                self.events.append((f"{method}:done", number))
+
+
+@pytest.fixture
+def s3(
+    seaweedfs: Any, s3_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[BlobStore, Any]]:
+    monkeypatch.setattr("glarelite._store._OBJECT_STORE_BLOCK", PART)
+    monkeypatch.setattr("glarelite._store._PARTS_IN_FLIGHT", 3)
+    store = BlobStore(s3_store_url, seaweedfs.storage_options)
+    yield store, seaweedfs
+
+
+def spy_on(store: BlobStore, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> S3Spy:
+    spy = S3Spy(store.fs, **kwargs)
+    monkeypatch.setattr(store.fs, "call_s3", spy)
+    return spy
+
+
+def pending_uploads(store: BlobStore, server: Any) -> list[Any]:
+    prefix = store.root.split("/", 1)[1]
+    uploads = server.other_fs.list_multipart_uploads(server.bucket)
+    return [u for u in uploads if u["Key"].startswith(prefix)]
+
+
+def distinct_parts(count: int, tail: int) -> bytes:
+    # Every part different, so parts stored out of order could not hash right.
+    return b"".join(blob(PART, seed=100 + i) for i in range(count)) + blob(tail, seed=99)
+
+
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+@pytest.mark.parametrize("direct", [True, False])
+def test_s3_parts_in_flight_at_once_keep_their_order(
+    s3: tuple[BlobStore, Any], monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    store, server = s3
+    data = distinct_parts(7, 12_345)  # 8 parts, the last one short
+    # Early parts are the slow ones: they finish after later parts.
+    spy = spy_on(store, monkeypatch, slow={1: 0.6, 2: 0.4, 3: 0.2, 4: 0.3})
+    progress: list[int] = []
+    if direct:
+        written = store.write_direct(
+            chunked(data, 3 * MIB + 1), expected_sha256=sha(data), on_progress=progress.append
+        )
+    else:
+        written = store.write(chunked(data, 3 * MIB + 1), on_progress=progress.append)
+        store.commit(written)
+    assert (written.digest, written.size) == (sha(data), len(data))
+    assert progress == sorted(progress) and progress[-1] == len(data)
+    methods = spy.methods()
+    assert methods.count("upload_part") == 8
+    assert methods.count("create_multipart_upload") == 1
+    assert methods.count("complete_multipart_upload") == 1
+    assert "abort_multipart_upload" not in methods and "put_object" not in methods
+    assert spy.peak == 3  # concurrent, and never more than allowed
+    finished = [n for m, n in spy.events if m == "upload_part:done"]
+    assert finished != sorted(finished)  # parts did finish out of order
+    assert read_verified(store, written.digest, len(data)) == data
+    assert list(store.iter_temporaries()) == []
+    assert pending_uploads(store, server) == []
+
+
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+@pytest.mark.parametrize(
+    ("size", "parts"), [(0, 0), (1000, 0), (PART - 1, 0), (PART, 1), (PART + 1, 2), (2 * PART, 2)]
+)
+def test_s3_part_boundaries(
+    s3: tuple[BlobStore, Any], monkeypatch: pytest.MonkeyPatch, size: int, parts: int
+) -> None:
+    store, _ = s3
+    data = blob(size, seed=size)
+    spy = spy_on(store, monkeypatch)
+    written = store.write_direct(chunked(data, MIB), expected_sha256=sha(data))
+    methods = spy.methods()
+    assert methods.count("upload_part") == parts
+    # Smaller than one part: a single put_object, no multipart upload at all.
+    assert methods.count("put_object") == (parts == 0)
+    assert methods.count("create_multipart_upload") == (parts > 0)
+    assert store.size(written.digest) == size
+    assert read_verified(store, written.digest, size) == data
+
+
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+def test_s3_direct_checksum_mismatch_aborts_after_the_parts(
+    s3: tuple[BlobStore, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, server = s3
+    data = distinct_parts(4, 100)
+    claimed = sha(b"something else")
+    spy = spy_on(store, monkeypatch, slow={3: 0.5, 4: 0.3})
+    with pytest.raises(ChecksumMismatch):
+        store.write_direct(chunked(data, MIB), expected_sha256=claimed)
+    methods = spy.methods()
+    assert "complete_multipart_upload" not in methods
+    assert methods.count("abort_multipart_upload") == 1
+    # Every part had finished before the abort: none can land after it.
+    abort_at = spy.events.index(("abort_multipart_upload", None))
+    assert methods.count("upload_part") == 4  # the short tail was never sent
+    assert sum(m == "upload_part:done" for m, _ in spy.events[:abort_at]) == 4
+    assert not store.exists(claimed)
+    assert list(store.iter_objects()) == []
+    assert pending_uploads(store, server) == []
+
+
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("failure", ["source", "part", "cap"])
+def test_s3_failure_mid_stream_leaves_nothing(
+    s3: tuple[BlobStore, Any], monkeypatch: pytest.MonkeyPatch, direct: bool, failure: str
+) -> None:
+    store, server = s3
+    data = distinct_parts(6, 0)
+    read = [0]
+
+    def source() -> Iterator[bytes]:
+        for chunk in chunked(data, MIB):
+            if failure == "source" and read[0] >= 4 * PART:
+                raise RuntimeError("source failed")
+            read[0] += len(chunk)
+            yield chunk
+
+    spy = spy_on(store, monkeypatch, fail=2 if failure == "part" else None, slow={1: 0.2})
+    cap = 3 * PART + 1 if failure == "cap" else None
+    expected = {"source": RuntimeError, "part": OSError, "cap": TooLarge}[failure]
+    with pytest.raises(expected):
+        if direct:
+            store.write_direct(source(), expected_sha256=sha(data), max_size=cap)
+        else:
+            store.write(source(), max_size=cap)
+    methods = spy.methods()
+    assert methods.count("create_multipart_upload") == 1
+    assert methods.count("abort_multipart_upload") == 1
+    assert "complete_multipart_upload" not in methods
+    if failure == "part":
+        assert read[0] < len(data)  # the failed part stopped the stream early
+    assert list(store.iter_objects()) == []
+    assert list(store.iter_temporaries()) == []
+    assert pending_uploads(store, server) == []
+
+
+S3_FLAT_MEMORY = """
+import hashlib, sys
+from glarelite._store import BlobStore
+options = {
+    "key": sys.argv[2], "secret": sys.argv[3],
+    "client_kwargs": {"endpoint_url": sys.argv[4], "region_name": "us-east-1"},
+    "config_kwargs": {"s3": {"addressing_style": "path"}},
+}
+store = BlobStore(sys.argv[1], options)
+def peak_kib():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
+store.write_direct([b"warm up"], expected_sha256=hashlib.sha256(b"warm up").hexdigest())
+before = peak_kib()
+check = hashlib.sha256()
+for chunk in generated(int(sys.argv[5])):
+    check.update(chunk)
+written = store.write_direct(generated(int(sys.argv[5])), expected_sha256=check.hexdigest())
+print(before, peak_kib())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+def test_s3_upload_memory_stays_flat(seaweedfs: Any, s3_store_url: str) -> None:
+    from glarelite._store import _OBJECT_STORE_BLOCK, _PARTS_IN_FLIGHT
+
+    mib = 400  # 25 parts: more than the memory allowed below
+    child = run_child(
+        S3_FLAT_MEMORY,
+        s3_store_url,
+        seaweedfs.key,
+        seaweedfs.secret,
+        seaweedfs.endpoint_url,
+        str(mib),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = child.communicate()
+    assert child.returncode == 0
+    before, after = map(int, out.split())
+    # Each part in flight is held twice over plain http (ours, and aiohttp's copy of
+    # botocore's BytesIO), plus the part being filled and joined, plus slack.
+    bound = (2 * _PARTS_IN_FLIGHT + 3) * _OBJECT_STORE_BLOCK
+    assert bound < mib * MIB
+    assert (after - before) * KIB < bound, f"grew {(after - before) // 1024} MiB"

@@ -1,0 +1,160 @@
+"""Progress drawing for the command line: :class:`glarelite.Progress` on rich bars.
+
+Only the CLI uses this module. The library reports through the ``Progress`` protocol and
+never draws; here each ``begin`` becomes a rich task on stderr, removed again at ``end``
+so that a mirror of thousands of blobs shows only what is in flight plus its totals.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as _RichProgress
+from rich.text import Text
+
+
+def counts_items(key: str, item_keys: Collection[str]) -> bool:
+    """Whether the task ``key`` counts items (artifacts, blobs) rather than bytes. The
+    Progress protocol has no unit: the CLI names the item-counting keys of the work it
+    runs (``Catalog.check`` reports "check" in blobs; everything else counts bytes)."""
+    return key in item_keys
+
+
+class _AmountColumn(ProgressColumn):
+    """Bytes (``12.3/45.6 MB``) for transfers, ``n/m`` for item counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn(binary_units=True)
+        self._items = MofNCompleteColumn()
+
+    def render(self, task: Task) -> Text:
+        column = self._items if task.fields.get("items") else self._bytes
+        return Text.from_markup(str(column.render(task)))
+
+
+class _SpeedColumn(ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__()
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("items"):
+            return Text("")
+        rendered = self._speed.render(task)
+        return rendered if isinstance(rendered, Text) else Text(str(rendered))
+
+
+class RichProgress:
+    """A :class:`glarelite.Progress` drawn with rich on ``console`` (stderr by default).
+
+    Use it as a context manager around the work. Thread-safe: mirror workers report
+    from several threads at once.
+    """
+
+    def __init__(self, console: Console | None = None, *, item_keys: Collection[str] = ()) -> None:
+        self.console = console or Console(stderr=True)
+        self.item_keys = frozenset(item_keys)
+        self._bars = _RichProgress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _AmountColumn(),
+            _SpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+        self.failed: list[str] = []
+
+    # -- context -------------------------------------------------------------------
+    def __enter__(self) -> RichProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bars.stop()
+
+    # -- the Progress protocol -----------------------------------------------------
+    def begin(self, key: str, description: str, total: int | None) -> None:
+        with self._lock:
+            old = self._tasks.pop(key, None)
+            if old is not None:
+                self._bars.remove_task(old)
+            self._tasks[key] = self._bars.add_task(
+                _short(description), total=total, items=counts_items(key, self.item_keys)
+            )
+
+    def advance(self, key: str, amount: int) -> None:
+        with self._lock:
+            task = self._tasks.get(key)
+        if task is not None:
+            self._bars.advance(task, amount)
+
+    def end(self, key: str, ok: bool = True) -> None:
+        with self._lock:
+            task = self._tasks.pop(key, None)
+            if task is None:
+                return
+            if not ok:
+                self.failed.append(key)
+            current = self._bars.tasks[self._index(task)]
+            if counts_items(key, self.item_keys) or not ok:
+                # summaries stay on screen; failures too, marked
+                mark = "[green]✓[/]" if ok else "[red]✗[/]"
+                self._bars.update(
+                    task,
+                    description=f"{mark} {current.description}",
+                    total=current.total if current.total is not None else current.completed,
+                )
+                self._bars.stop_task(task)
+            else:
+                self._bars.remove_task(task)
+                self.console.print(
+                    f"[green]✓[/] {current.description} ({_human(int(current.completed))})",
+                    highlight=False,
+                )
+
+    def _index(self, task: TaskID) -> int:
+        for i, t in enumerate(self._bars.tasks):
+            if t.id == task:
+                return i
+        raise KeyError(task)
+
+
+def _short(text: str, width: int = 48) -> str:
+    """Long descriptions (tree paths, URLs) keep their informative end."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

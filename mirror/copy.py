@@ -1,0 +1,366 @@
+"""Copying one blob into the tree: the single write path every blob takes.
+
+Stream from the catalog (``Catalog.open_blob``: internal bytes from storage, external ones
+through the catalog's guarded fetcher) into a temporary beside the final path, verify
+size and sha256, fsync, rename. Large blobs on a local tree are read as several ranged
+streams written in place with ``pwrite`` while this thread hashes the file in order,
+right behind them: the hash runs alongside the download instead of after it. Other
+paths needing the same bytes are hard-linked (local) or copied server-side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from glarelite import (
+    Catalog,
+    ChecksumMismatch,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NetworkError,
+    NotFound,
+    UpstreamChanged,
+    VerificationError,
+)
+
+from .dest import Dest, Temp
+from .progress import SafeProgress
+
+CHUNK = 1 << 20
+HASH_CHUNK = 4 << 20
+# Errors worth another attempt (the catalog's fetcher already retried the request itself).
+RETRYABLE: tuple[type[BaseException], ...] = (NetworkError, ConnectionError, TimeoutError)
+# Errors another attempt cannot fix; another source of the same bytes still might.
+FINAL: tuple[type[BaseException], ...] = (
+    VerificationError,
+    NotFound,
+    InvalidInput,
+    Forbidden,
+    Conflict,
+)
+
+
+class Cancelled(Exception):
+    """The run was asked to stop."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A catalog slot holding the bytes."""
+
+    artifact_id: str
+    slot: str
+    external: bool
+
+
+@dataclass
+class Job:
+    """Bytes with one sha256 that one or more tree paths need."""
+
+    sha256: str
+    size: int
+    targets: list[str]
+    sources: list[Source] = field(default_factory=list)
+    link_from: str | None = None  # a verified tree file already holding these bytes
+
+
+@dataclass
+class Outcome:
+    path: str
+    ok: bool
+    how: str = ""  # internal | external | linked | local-copy
+    error: str = ""  # exception class name
+    reason: str = ""
+    fetched: int = 0  # bytes read from the catalog for this path
+    written: int = 0  # bytes written into the tree for this path
+    stat: tuple[int, int] | None = None
+
+
+def readinto(src: Any, view: memoryview) -> int:
+    fn = getattr(src, "readinto", None)
+    if fn is not None:
+        return int(fn(view) or 0)
+    data = src.read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+def hash_file(
+    dest: Dest, path: str, on_bytes: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """(size, sha256) of a tree file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with dest.open_read(path) as f:
+        while n := readinto(f, view):
+            h.update(view[:n])
+            size += n
+            if on_bytes is not None:
+                on_bytes(n)
+    return size, h.hexdigest()
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamChanged):
+        return f"changed upstream: {exc}"
+    if isinstance(exc, ChecksumMismatch):
+        return f"bytes differ from the catalog's record (changed upstream or corrupt store): {exc}"
+    if isinstance(exc, NetworkError | ConnectionError | TimeoutError):
+        return f"could not be fetched: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+class Copier:
+    def __init__(
+        self,
+        catalog: Catalog,
+        dest: Dest,
+        *,
+        progress: SafeProgress,
+        retries: int = 3,
+        backoff: float = 0.5,
+        segment_size: int = 64 << 20,
+        max_segments: int = 4,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.catalog = catalog
+        self.dest = dest
+        self.progress = progress
+        self.retries = retries
+        self.backoff = backoff
+        self.segment_size = max(segment_size, CHUNK)
+        self.max_segments = max(1, max_segments)
+        self.stop = stop or threading.Event()
+        self.sleep = sleep
+
+    # -- a job: fetch once, link the rest ---------------------------------------------
+    def run(self, job: Job) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        targets = list(job.targets)
+        have: str | None = None
+        if job.link_from is not None:
+            have = job.link_from
+        else:
+            first = targets.pop(0)
+            outcome = self._fetch_any(job, first)
+            outcomes.append(outcome)
+            if not outcome.ok:
+                for t in targets:
+                    outcomes.append(Outcome(t, False, error=outcome.error, reason=outcome.reason))
+                return outcomes
+            have = first
+        for t in targets:
+            outcomes.append(self._duplicate(job, have, t))
+        return outcomes
+
+    def _duplicate(self, job: Job, source: str, path: str) -> Outcome:
+        try:
+            if self.dest.link(source, path):
+                return Outcome(path, True, how="linked", stat=self.dest.stat(path))
+            written = self._copy_local(source, path, job.size, job.sha256)
+            return Outcome(path, True, how="local-copy", written=written, stat=self.dest.stat(path))
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if job.sources:  # the tree copy failed us: fetch from the catalog instead
+                return self._fetch_any(job, path)
+            return Outcome(path, False, error=type(exc).__name__, reason=describe(exc))
+
+    def _copy_local(self, source: str, path: str, size: int, sha256: str) -> int:
+        temp = self.dest.new_temp(path)
+        try:
+            h = hashlib.sha256()
+            total = 0
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            with self.dest.open_read(source) as f:
+                while n := readinto(f, view):
+                    temp.write(view[:n])
+                    h.update(view[:n])
+                    total += n
+            if total != size or h.hexdigest() != sha256:
+                raise ChecksumMismatch(f"tree file {source} no longer holds sha256:{sha256}")
+            temp.commit()
+        except BaseException:
+            temp.discard()
+            raise
+        return total
+
+    # -- fetching from the catalog, with retries and alternative sources ----------------
+    def _fetch_any(self, job: Job, path: str) -> Outcome:
+        # Internal sources first: storage is nearer than any upstream.
+        sources = sorted(job.sources, key=lambda s: s.external)
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            again: list[Source] = []
+            for source in sources:
+                if self.stop.is_set():
+                    raise Cancelled()
+                try:
+                    fetched = self._fetch(source, path, job.size, job.sha256)
+                except Cancelled:
+                    raise
+                except RETRYABLE as exc:
+                    last = exc
+                    again.append(source)
+                except FINAL as exc:
+                    last = exc
+                except OSError as exc:  # writing the tree (disk full, permissions)
+                    last = exc
+                else:
+                    how = "external" if source.external else "internal"
+                    return Outcome(
+                        path,
+                        True,
+                        how=how,
+                        fetched=fetched,
+                        written=fetched,
+                        stat=self.dest.stat(path),
+                    )
+            if not again or attempt == self.retries:
+                break
+            sources = again
+            delay = min(30.0, self.backoff * 2**attempt) * (1 + 0.25 * random.random())
+            if self.stop.wait(delay):
+                raise Cancelled()
+        assert last is not None
+        return Outcome(path, False, error=type(last).__name__, reason=describe(last))
+
+    def _fetch(self, source: Source, path: str, size: int, sha256: str) -> int:
+        temp = self.dest.new_temp(path)
+        big = size >= 2 * self.segment_size and temp.random_access and self.max_segments > 1
+        key = f"copy {path}"
+        report = size >= 8 * CHUNK  # per-blob bars for large blobs only
+        if report:
+            self.progress.begin(key, path, size)
+        try:
+            if big:
+                n = min(self.max_segments, -(-size // self.segment_size))
+                self._segmented(source, temp, size, sha256, n, key if report else None)
+            else:
+                self._streamed(source, temp, size, sha256, key if report else None)
+            temp.commit()
+        except BaseException:
+            temp.discard()
+            if report:
+                self.progress.end(key, ok=False)
+            raise
+        if report:
+            self.progress.end(key)
+        return size
+
+    def _advance(self, key: str | None, n: int) -> None:
+        self.progress.advance("mirror", n)
+        if key is not None:
+            self.progress.advance(key, n)
+
+    def _streamed(
+        self, source: Source, temp: Temp, size: int, sha256: str, key: str | None
+    ) -> None:
+        with self.catalog.open_blob(source.artifact_id, source.slot) as src:
+            # open_blob's reader verifies a whole read itself; hash here only if it cannot.
+            trusted = getattr(src, "verified_on_eof", False) is True
+            h = None if trusted else hashlib.sha256()
+            buf = bytearray(max(1, min(CHUNK, size + 1)))
+            view = memoryview(buf)
+            total = 0
+            while n := readinto(src, view):
+                if self.stop.is_set():
+                    raise Cancelled()
+                total += n
+                if total > size:
+                    raise ChecksumMismatch(f"blob {temp.path}: more than {size} bytes arrived")
+                temp.write(view[:n])
+                if h is not None:
+                    h.update(view[:n])
+                self._advance(key, n)
+            verified = trusted and getattr(src, "verified", False) is True
+        if total != size:
+            raise ChecksumMismatch(f"blob {temp.path}: {total} bytes arrived, recorded {size}")
+        if not verified and (h is None or h.hexdigest() != sha256):
+            got = h.hexdigest() if h is not None else "unverified"
+            raise ChecksumMismatch(f"blob {temp.path}: sha256 {got}, recorded {sha256}")
+
+    def _segmented(
+        self, source: Source, temp: Temp, size: int, sha256: str, count: int, key: str | None
+    ) -> None:
+        temp.preallocate(size)
+        step = -(-size // count)
+        bounds = [(i * step, min(size, (i + 1) * step)) for i in range(count)]
+        filled = [0] * count
+        cond = threading.Condition()
+        failure: list[BaseException] = []
+        halt = threading.Event()
+
+        def read_segment(i: int) -> None:
+            start, end = bounds[i]
+            try:
+                with self.catalog.open_blob(
+                    source.artifact_id, source.slot, offset=start, length=end - start
+                ) as src:
+                    view = memoryview(bytearray(CHUNK))
+                    pos = start
+                    while pos < end:
+                        if halt.is_set() or self.stop.is_set():
+                            return
+                        n = readinto(src, view[: min(CHUNK, end - pos)])
+                        if not n:
+                            raise ChecksumMismatch(
+                                f"blob {temp.path}: range ended at byte {pos}, expected {end}"
+                            )
+                        temp.pwrite(view[:n], pos)
+                        pos += n
+                        with cond:
+                            filled[i] = pos - start
+                            cond.notify_all()
+                        self._advance(key, n)
+            except BaseException as exc:
+                with cond:
+                    failure.append(exc)
+                    cond.notify_all()
+
+        threads = [
+            threading.Thread(target=read_segment, args=(i,), name=f"mirror-range-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            h = hashlib.sha256()
+            hview = memoryview(bytearray(HASH_CHUNK))
+            for i, (start, end) in enumerate(bounds):
+                pos = start
+                while pos < end:
+                    with cond:
+                        while filled[i] <= pos - start and not failure:
+                            if self.stop.is_set():
+                                raise Cancelled()
+                            cond.wait(0.5)
+                        if failure:
+                            raise failure[0]
+                        avail = start + filled[i]
+                    while pos < avail:
+                        got = temp.preadinto(hview[: min(HASH_CHUNK, avail - pos)], pos)
+                        if got <= 0:
+                            raise OSError(f"short read of the temporary for {temp.path}")
+                        h.update(hview[:got])
+                        pos += got
+            if h.hexdigest() != sha256:
+                raise ChecksumMismatch(
+                    f"blob {temp.path}: sha256 of the bytes copied is {h.hexdigest()}, "
+                    f"recorded {sha256}"
+                )
+        finally:
+            halt.set()
+            for t in threads:
+                t.join()

@@ -1,0 +1,154 @@
+"""Deciding what a run must do, blob by blob, from the catalog and the tree's state.
+
+For each selected blob path: skip it (the state records these bytes and one ``lstat``
+agrees), re-hash the tree file (no record, or the stat disagrees, or ``verify``), or
+fetch it (absent). Show views are spooled to a temporary file per type, so a catalog of
+100,000 artifacts is not held in memory as objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import IO
+
+from glarelite import Catalog, tree
+
+from .copy import Source
+from .dest import Dest
+from .select import Selection, fingerprint
+from .state import State
+
+MAX_SOURCES = 4  # alternative catalog slots holding the same bytes
+
+
+@dataclass
+class Item:
+    """One selected artifact."""
+
+    id: str
+    type: str
+    fingerprint: str
+    paths: list[tuple[str, str, int]]  # (tree path, sha256, size) of each blob
+    offset: int  # its show view in the type's spool
+    length: int
+    problem: str = ""  # a reason it cannot be published at all
+
+
+class Spool:
+    """Show views of one type, JSON, on disk. Positional reads and writes only: index
+    writers read it from several threads at once."""
+
+    def __init__(self) -> None:
+        # Closed by Plan.close at the end of the run.
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="glarelite-mirror-")  # noqa: SIM115
+        self._fd = self._file.fileno()
+        self._end = 0
+
+    def add(self, data: bytes) -> tuple[int, int]:
+        view = memoryview(data)
+        start = self._end
+        while view:
+            n = os.pwrite(self._fd, view, self._end)
+            view = view[n:]
+            self._end += n
+        return start, len(data)
+
+    def get(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        while len(data) < length:  # a short read is legal; loop until complete
+            more = os.pread(self._fd, length - len(data), offset + len(data))
+            if not more:
+                raise OSError(f"spool ended at byte {offset + len(data)}")
+            data += more
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class Plan:
+    items: dict[str, list[Item]] = field(default_factory=dict)  # type -> items
+    spools: dict[str, Spool] = field(default_factory=dict)
+    skip: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha, size)
+    check: dict[str, tuple[str, int]] = field(default_factory=dict)  # re-hash these
+    fetch: dict[str, tuple[str, int]] = field(default_factory=dict)  # absent: copy these
+    missing: set[str] = field(default_factory=set)  # fetch targets the state said we had
+    sources: dict[str, list[Source]] = field(default_factory=dict)  # sha256 -> sources
+    have: dict[str, str] = field(default_factory=dict)  # sha256 -> a good tree path
+    watermark: str = ""
+    selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
+
+    @property
+    def artifact_count(self) -> int:
+        return sum(len(v) for v in self.items.values())
+
+    def close(self) -> None:
+        for spool in self.spools.values():
+            spool.close()
+
+
+def build(
+    catalog: Catalog, selection: Selection, dest: Dest, state: State, *, verify: bool
+) -> Plan:
+    plan = Plan()
+    records = state.blobs
+    for type_name in selection.types:
+        spool = plan.spools[type_name] = Spool()
+        items = plan.items[type_name] = []
+        for artifact in selection.iter_type(catalog, type_name):
+            if artifact.updated_at > plan.watermark:
+                plan.watermark = artifact.updated_at
+            show = json.dumps(artifact.to_dict(), separators=(",", ":")).encode()
+            offset, length = spool.add(show)
+            paths: list[tuple[str, str, int]] = []
+            problem = ""
+            for blob in artifact.iter_blobs():
+                if blob.status != "active" or blob.sha256 is None or blob.size is None:
+                    problem = f"blob {blob.slot} of {artifact.id} is not active"
+                    continue
+                path = tree.blob_path(type_name, artifact.id, blob.field, blob.key)
+                paths.append((path, blob.sha256, blob.size))
+                sources = plan.sources.setdefault(blob.sha256, [])
+                if len(sources) < MAX_SOURCES:
+                    sources.append(Source(artifact.id, blob.slot, blob.external))
+                _decide(plan, dest, records.get(path), path, blob.sha256, blob.size, verify)
+            items.append(
+                Item(artifact.id, type_name, fingerprint(artifact), paths, offset, length, problem)
+            )
+        plan.selected[type_name] = len(items)
+    return plan
+
+
+def _decide(
+    plan: Plan,
+    dest: Dest,
+    record: list[object] | None,
+    path: str,
+    sha256: str,
+    size: int,
+    verify: bool,
+) -> None:
+    if path in plan.skip or path in plan.check or path in plan.fetch:
+        return
+    want = (sha256, size)
+    known = record is not None and record[0] == sha256 and record[1] == size
+    if known and not verify and not dest.local:
+        # An object store answers a stat with a request per object: trust the state.
+        plan.skip[path] = want
+        plan.have.setdefault(sha256, path)
+        return
+    st = dest.stat(path)
+    if st is None:
+        plan.fetch[path] = want
+        if record is not None:
+            plan.missing.add(path)
+        return
+    if known and not verify and record is not None and st == (size, record[2]):
+        plan.skip[path] = want
+        plan.have.setdefault(sha256, path)
+        return
+    plan.check[path] = want

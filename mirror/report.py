@@ -1,0 +1,120 @@
+"""What a run did, for people and machines, and the exit status it maps to.
+
+Exit codes (``SyncReport.exit_code``; chosen to agree with ``glarelite.cli``'s table):
+
+====  =====================================================================================
+0     OK: every selected blob is in the tree and verified. Also a run with nothing to do
+      (``nothing_to_do`` is true) and a dry run.
+1     Some blobs failed for a local reason (the tree could not be written: disk full,
+      permissions). The tree stays consistent; those artifacts are not published.
+5     Some blobs failed verification: the bytes served differ from the catalog's record
+      (changed upstream, corrupt store) or the tree holds different bytes at a path.
+6     Some blobs could not be fetched (network) — and none failed verification.
+10    Refused: nothing is selected while the tree publishes artifacts (a wrong or empty
+      catalog?) and ``force`` was not given — nothing was changed; or pruning
+      (``delete=True``) would remove more than ``max_delete`` files — everything else
+      succeeded, nothing was deleted. ``prune`` says which.
+====  =====================================================================================
+
+An error that stops the run before it starts is raised, not reported:
+``glarelite.LockedError`` when another sync holds the tree (the CLI exits 4 for it),
+``glarelite.InvalidInput`` for bad options (2).
+
+``CheckReport.exit_code`` is 0 for a clean tree and 5 when any fault was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_VERIFICATION = 5
+EXIT_NETWORK = 6
+EXIT_PRUNE_REFUSED = 10
+
+_VERIFICATION_ERRORS = {"ChecksumMismatch", "UpstreamChanged", "VerificationError", "TreeMismatch"}
+_NETWORK_ERRORS = {"NetworkError", "ConnectionError", "TimeoutError"}
+
+
+@dataclass
+class SyncReport:
+    dest: str
+    dry_run: bool = False
+    generation: int = 0
+    published: bool = False  # a new generation of the indexes was written
+    nothing_to_do: bool = False
+    artifacts: int = 0  # artifacts the tree publishes after the run
+    blobs: int = 0  # blob files the tree publishes after the run
+    copied: list[dict[str, Any]] = field(default_factory=list)
+    would_copy: list[dict[str, Any]] = field(default_factory=list)  # dry run
+    would_check: int = 0  # dry run: tree files a real run would re-hash
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    would_delete: list[str] = field(default_factory=list)
+    retained: int = 0  # files the tree wrote that are no longer selected, kept (no delete)
+    prune: str = "not asked"
+    bytes: int = 0  # bytes written into the tree (hard links write none)
+    bytes_fetched: int = 0  # bytes read from the catalog (storage or upstream)
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed:
+            errors = {f.get("error", "") for f in self.failed}
+            if errors & _VERIFICATION_ERRORS:
+                return EXIT_VERIFICATION
+            if errors <= _NETWORK_ERRORS:
+                return EXIT_NETWORK
+            return EXIT_FAILED
+        if self.prune.startswith("refused"):
+            return EXIT_PRUNE_REFUSED
+        return EXIT_OK
+
+    @property
+    def status(self) -> str:
+        code = self.exit_code
+        if code == EXIT_OK:
+            if self.dry_run:
+                return "dry-run"
+            return "nothing-to-do" if self.nothing_to_do else "ok"
+        return {EXIT_PRUNE_REFUSED: "prune-refused"}.get(code, "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code}
+        out.update(self.__dict__)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+@dataclass
+class CheckReport:
+    dest: str
+    generation: int = 0
+    artifacts: int = 0
+    files: int = 0  # blob files checked
+    bytes: int = 0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ok else EXIT_VERIFICATION
+
+    def fault(self, path: str, kind: str, detail: str) -> None:
+        self.faults.append({"path": path, "kind": kind, "detail": detail})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": "ok" if self.ok else "faults", "exit_code": self.exit_code}
+        out.update(self.__dict__)
+        out["seconds"] = round(self.seconds, 3)
+        return out

@@ -1,0 +1,107 @@
+"""The tree's own memory: ``.glarelite-mirror/state.json``.
+
+It records every file the tree wrote (so pruning never touches anything else), each blob
+file's sha256, size and mtime (so a rerun skips a blob on one ``lstat`` instead of
+re-hashing it) and what the last publish contained (so a rerun with nothing to do is
+recognised from a few catalog counts). It is written after the root index, and also as
+a checkpoint during long runs: a checkpoint adds blobs already verified and renamed into
+place but leaves the ``published`` part as it was, since the indexes are not yet written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from glarelite import tree
+
+from .dest import Dest
+
+STATE = f"{tree.STATE_DIR}/state.json"
+STATE_VERSION = 1
+
+
+@dataclass
+class Published:
+    """What the current root index publishes."""
+
+    generation: int = 0
+    catalog: str = ""  # the catalog file the run read
+    selection: str = ""  # signature of the selection options
+    watermark: str = ""  # the highest updated_at among the published artifacts
+    complete: bool = False  # the run published every selected artifact
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> TypeEntry dict
+    artifacts: dict[str, list[str]] = field(default_factory=dict)  # id -> [type, fingerprint]
+    selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
+    sums: list[Any] = field(default_factory=lambda: [0, ""])  # [size, sha256] of SHA256SUMS
+    generated_at: str = ""
+    retained: int = 0  # files the tree wrote that the indexes no longer name
+
+
+@dataclass
+class State:
+    # path -> [sha256, size, mtime_ns]: every blob file the tree wrote and still holds
+    blobs: dict[str, list[Any]] = field(default_factory=dict)
+    # index files (artifact and type indexes) the tree wrote and still holds
+    indexes: set[str] = field(default_factory=set)
+    published: Published = field(default_factory=Published)
+    problem: str = ""  # why an unreadable state file was ignored
+
+    def to_json(self) -> bytes:
+        p = self.published
+        data = {
+            "state_version": STATE_VERSION,
+            "published": {
+                "generation": p.generation,
+                "catalog": p.catalog,
+                "selection": p.selection,
+                "watermark": p.watermark,
+                "complete": p.complete,
+                "generated_at": p.generated_at,
+                "types": p.types,
+                "selected": p.selected,
+                "sums": p.sums,
+                "retained": p.retained,
+                "artifacts": p.artifacts,
+            },
+            "indexes": sorted(self.indexes),
+            "blobs": self.blobs,
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> State:
+        data = json.loads(raw)
+        if data.get("state_version") != STATE_VERSION:
+            raise ValueError(f"state version {data.get('state_version')!r}")
+        p = data["published"]
+        published = Published(
+            generation=int(p["generation"]),
+            catalog=str(p["catalog"]),
+            selection=str(p["selection"]),
+            watermark=str(p["watermark"]),
+            complete=bool(p["complete"]),
+            generated_at=str(p.get("generated_at", "")),
+            types=dict(p["types"]),
+            selected={k: int(v) for k, v in p.get("selected", {}).items()},
+            sums=list(p.get("sums", [0, ""])),
+            retained=int(p.get("retained", 0)),
+            artifacts=dict(p["artifacts"]),
+        )
+        return cls(blobs=dict(data["blobs"]), indexes=set(data["indexes"]), published=published)
+
+
+def load(dest: Dest) -> State:
+    raw = dest.read_bytes(STATE)
+    if raw is None:
+        return State()
+    try:
+        return State.from_json(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        # Safe fallback: with no state nothing is pruned and every file is re-hashed.
+        return State(problem=f"{STATE} was unreadable ({exc}); rebuilt from the tree")
+
+
+def save(dest: Dest, state: State) -> None:
+    dest.write_file(STATE, [state.to_json()])

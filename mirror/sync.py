@@ -1,0 +1,451 @@
+"""``sync``: make a static tree at DEST hold every selected blob of a catalog.
+
+A run: lock the tree → read its state → (nothing changed? stop here, having read no
+blob) → plan → re-hash the tree files that need it → copy what is missing (parallel,
+verified, atomic) → publish indexes → save state → prune when asked and clean.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from glarelite import Catalog, Progress, tree
+
+from . import plan as planning
+from . import prune as pruning
+from .copy import Cancelled, Copier, Job, Outcome, describe, hash_file
+from .dest import Dest, open_dest, temporary_is_abandoned
+from .lock import TreeLock
+from .progress import SafeProgress
+from .publish import publish
+from .report import SyncReport
+from .select import Selection, fingerprint
+from .state import State, load, save
+
+
+def sync(
+    catalog: Catalog,
+    dest: str,
+    *,
+    types: Iterable[str] | None = None,
+    tags: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    include_private: Iterable[str] | None = (),
+    workers: int = 8,
+    delete: bool = False,
+    force: bool = False,
+    max_delete: int | None = None,
+    dry_run: bool = False,
+    verify: bool = False,
+    repair: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    retries: int = 3,
+    backoff: float = 0.5,
+    segment_size: int = 64 << 20,
+    max_segments: int = 4,
+    checkpoint_every: int = 2000,
+    fsync: bool = True,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Mirror the selected blobs of ``catalog`` into ``dest`` (a folder or fsspec URL).
+
+    Selection: active artifacts that are public, narrowed by ``types``, ``tags`` (an
+    artifact must carry all of them) and ``names``; private ones only when their name is
+    in ``include_private``. ``verify`` re-hashes every blob already in the tree; a tree
+    file with other bytes than the catalog's is reported, and replaced only with
+    ``repair``. ``delete`` prunes what is no longer selected (see ``mirror.prune``).
+    ``dry_run`` reports what would change and writes nothing (it takes no lock).
+    ``workers`` blobs are copied at once; a blob of at least twice ``segment_size`` is
+    read as up to ``max_segments`` parallel ranges. ``fsync=False`` (local trees) skips
+    flushing each file before its rename: safe against a killed run, not power loss.
+    Raises glarelite.LockedError when another sync of ``dest`` is running.
+    """
+    started = time.monotonic()
+    if workers < 1:
+        from glarelite import InvalidInput
+
+        raise InvalidInput(f"workers must be >= 1, not {workers}")
+    selection = Selection.build(
+        catalog, types=types, tags=tags, names=names, include_private=include_private
+    )
+    target = open_dest(dest, storage_options, create=not dry_run, fsync=fsync)
+    report = SyncReport(dest=target.url, dry_run=dry_run)
+    lock = None if dry_run else TreeLock(target).acquire()
+    try:
+        run = _Run(
+            catalog,
+            target,
+            selection,
+            report,
+            SafeProgress(progress),
+            workers=workers,
+            delete=delete,
+            force=force,
+            max_delete=max_delete,
+            dry_run=dry_run,
+            verify=verify,
+            repair=repair,
+            checkpoint_every=checkpoint_every,
+            copier_options={
+                "retries": retries,
+                "backoff": backoff,
+                "segment_size": segment_size,
+                "max_segments": max_segments,
+            },
+        )
+        run.execute(crashed=lock is not None and lock.previous is not None)
+    finally:
+        if lock is not None:
+            lock.release()
+        report.seconds = time.monotonic() - started
+    return report
+
+
+class _Run:
+    def __init__(
+        self,
+        catalog: Catalog,
+        dest: Dest,
+        selection: Selection,
+        report: SyncReport,
+        progress: SafeProgress,
+        *,
+        workers: int,
+        delete: bool,
+        force: bool,
+        max_delete: int | None,
+        dry_run: bool,
+        verify: bool,
+        repair: bool,
+        checkpoint_every: int,
+        copier_options: dict[str, Any],
+    ) -> None:
+        self.catalog = catalog
+        self.dest = dest
+        self.selection = selection
+        self.report = report
+        self.progress = progress
+        self.workers = workers
+        self.delete = delete
+        self.force = force
+        self.max_delete = max_delete
+        self.dry_run = dry_run
+        self.verify = verify
+        self.repair = repair
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.stop = threading.Event()
+        self.copier = Copier(catalog, dest, progress=progress, stop=self.stop, **copier_options)
+        self.state = State()
+        self.good: set[str] = set()
+        self._repair_reasons: dict[str, str] = {}  # path -> why it is being replaced
+        self._since_checkpoint = 0
+
+    # -- the run ------------------------------------------------------------------------
+    def execute(self, *, crashed: bool) -> None:
+        self.state = load(self.dest)
+        if self.state.problem:
+            self.report.warnings.append(self.state.problem)
+        if not self.state.published.generation:
+            # No memory of earlier runs: generations still only go up for readers.
+            self.state.published.generation = _tree_generation(self.dest)
+        if crashed:
+            self._clean_temporaries()
+        if not self.verify and self._nothing_to_do():
+            p = self.state.published
+            self.report.nothing_to_do = True
+            self.report.generation = p.generation
+            self.report.artifacts = len(p.artifacts)
+            self.report.blobs = sum(int(t.get("blobs", 0)) for t in p.types.values())
+            self.report.skipped = self.report.blobs
+            self.report.retained = p.retained
+            return
+        plan = planning.build(
+            self.catalog, self.selection, self.dest, self.state, verify=self.verify
+        )
+        try:
+            self._execute_plan(plan)
+        finally:
+            plan.close()
+
+    def _execute_plan(self, plan: planning.Plan) -> None:
+        report = self.report
+        published_now = len(self.state.published.artifacts)
+        if plan.artifact_count == 0 and published_now and not self.force:
+            report.prune = (
+                f"refused: nothing is selected but the tree publishes {published_now} "
+                "artifacts (a wrong catalog?); pass force=True to empty it"
+            )
+            report.generation = self.state.published.generation
+            return
+        if self.dry_run:
+            self._dry_run(plan)
+            return
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
+        try:
+            self._check_tree_files(plan, executor)
+            self._copy(plan, executor)
+            self.dest.sync_dirs()
+            self._problems(plan)
+            out = publish(
+                self.dest,
+                self.state,
+                plan,
+                self.selection,
+                self.good,
+                executor,
+                verify=self.verify,
+            )
+        except BaseException:
+            self.stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._checkpoint(force=True)
+            raise
+        executor.shutdown(wait=True)
+        p = self.state.published
+        p.catalog = self.catalog.path
+        p.selection = self.selection.signature
+        p.watermark = plan.watermark
+        p.complete = not report.failed
+        p.selected = dict(plan.selected)
+        report.generation = out.generation
+        report.published = out.changed
+        report.artifacts = out.artifacts
+        report.blobs = out.blobs
+        report.nothing_to_do = not out.changed and not report.copied and not report.repaired
+        keep = pruning.keep_set(
+            [p for items in out.published.values() for i in items for p, _, _ in i.paths]
+            + [tree.artifact_index_path(i.type, i.id) for v in out.published.values() for i in v],
+            self.selection.types,
+        )
+        self._prune(keep, out.artifacts)
+        save(self.dest, self.state)
+
+    # -- fast path ---------------------------------------------------------------------
+    def _nothing_to_do(self) -> bool:
+        """True when the tree already publishes exactly the current selection, decided
+        from catalog counts, the artifacts updated since the last run and one lstat per
+        blob — no blob is read, no artifact list is built."""
+        state, sel = self.state, self.selection
+        p = state.published
+        if not (p.complete and p.generation and p.watermark):
+            return False
+        if p.catalog != self.catalog.path or p.selection != sel.signature:
+            return False
+        if set(p.types) != set(sel.types) or (self.delete and p.retained):
+            return False
+        if self.dest.stat(tree.ROOT_INDEX) is None:
+            return False
+        for type_name in sel.types:
+            if sel.count(self.catalog, type_name) != p.selected.get(type_name):
+                return False
+            for artifact in sel.changed_since(self.catalog, type_name, p.watermark):
+                if p.artifacts.get(artifact.id) != [type_name, fingerprint(artifact)]:
+                    return False
+        if self.dest.local:
+            stat = self.dest.stat
+            for path, record in state.blobs.items():
+                if stat(path) != (record[1], record[2]):
+                    return False
+        return True
+
+    # -- phase 1: tree files that need re-hashing ------------------------------------------
+    def _check_tree_files(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
+        self.good.update(plan.skip)
+        self.report.skipped += len(plan.skip)
+        if not plan.check:
+            return
+        total = sum(size for _, size in plan.check.values())
+        self.progress.begin("verify", "verify tree files", total)
+
+        def check(path: str) -> tuple[str, int, str, BaseException | None]:
+            try:
+                size, sha = hash_file(self.dest, path, lambda n: self.progress.advance("verify", n))
+            except OSError as exc:
+                return path, -1, "", exc
+            return path, size, sha, None
+
+        for path, size, sha, exc in executor.map(check, sorted(plan.check)):
+            want_sha, want_size = plan.check[path]
+            if exc is None and (size, sha) == (want_size, want_sha):
+                self._record(path, want_sha, want_size)
+                plan.have.setdefault(want_sha, path)
+                self.report.skipped += 1
+                continue
+            found = f"{type(exc).__name__}: {exc}" if exc else f"{size} bytes, sha256 {sha}"
+            if self.repair:
+                plan.fetch[path] = (want_sha, want_size)
+                plan.missing.add(path)
+                self._repair_reasons[path] = f"held different bytes ({found})"
+            else:
+                self._fail(
+                    path,
+                    "TreeMismatch",
+                    f"the tree holds different bytes at {path} ({found}); the catalog records "
+                    f"{want_size} bytes, sha256 {want_sha}; not replaced (repair=True does)",
+                )
+        self.progress.end("verify")
+
+    # -- phase 2: copies ------------------------------------------------------------------
+    def _jobs(self, plan: planning.Plan) -> list[Job]:
+        groups: dict[str, Job] = {}
+        for path in sorted(plan.fetch):
+            sha, size = plan.fetch[path]
+            job = groups.get(sha)
+            if job is None:
+                job = groups[sha] = Job(
+                    sha, size, [], list(plan.sources.get(sha, [])), plan.have.get(sha)
+                )
+            job.targets.append(path)
+        # Largest first: a big blob started last would run alone at the end.
+        return sorted(groups.values(), key=lambda j: -j.size)
+
+    def _copy(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
+        jobs = self._jobs(plan)
+        if not jobs:
+            return
+        total = sum(j.size for j in jobs if j.link_from is None)
+        self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
+        pending: set[Future[list[Outcome]]] = set()
+        queue = iter(jobs)
+        try:
+            # Bounded submission: a million queued futures would hold a million closures.
+            for job in queue:
+                pending.add(executor.submit(self.copier.run, job))
+                if len(pending) >= self.workers * 4:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    self._collect(plan, done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                self._collect(plan, done)
+        finally:
+            self.progress.end("mirror", ok=not self.report.failed)
+
+    def _collect(self, plan: planning.Plan, done: set[Future[list[Outcome]]]) -> None:
+        for future in done:
+            try:
+                outcomes = future.result()
+            except Cancelled:
+                raise
+            for o in outcomes:
+                sha, size = plan.fetch[o.path]
+                if not o.ok:
+                    self._fail(o.path, o.error, o.reason)
+                    continue
+                self._record(o.path, sha, size, o.stat)
+                self.report.bytes += o.written
+                self.report.bytes_fetched += o.fetched
+                entry = {"path": o.path, "size": size, "sha256": sha, "how": o.how}
+                if o.path in plan.missing:
+                    reason = self._repair_reasons.get(o.path, "was missing from the tree")
+                    self.report.repaired.append({**entry, "reason": reason})
+                else:
+                    self.report.copied.append(entry)
+                self._since_checkpoint += 1
+        self._checkpoint()
+
+    def _record(self, path: str, sha: str, size: int, stat: tuple[int, int] | None = None) -> None:
+        if stat is None:
+            stat = self.dest.stat(path) if self.dest.local else (size, 0)
+        self.state.blobs[path] = [sha, size, stat[1] if stat else 0]
+        self.good.add(path)
+
+    def _fail(self, path: str, error: str, reason: str) -> None:
+        self.report.failed.append({"path": path, "error": error, "reason": reason})
+
+    def _problems(self, plan: planning.Plan) -> None:
+        for items in plan.items.values():
+            for item in items:
+                if item.problem:
+                    path = tree.artifact_index_path(item.type, item.id)
+                    self._fail(path, "InvalidInput", item.problem)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Save the blobs verified so far, so a killed run's successor skips them. The
+        published part is left as it was: the indexes are not written yet."""
+        if self.dry_run or not (force or self._since_checkpoint >= self.checkpoint_every):
+            return
+        self._since_checkpoint = 0
+        try:
+            self.dest.sync_dirs()
+            save(self.dest, self.state)
+        except OSError as exc:
+            self.report.warnings.append(f"state checkpoint failed: {describe(exc)}")
+
+    # -- prune and dry run -----------------------------------------------------------------
+    def _prune(self, keep: set[str], published: int) -> None:
+        report, state = self.report, self.state
+        decision = pruning.decide(
+            state, keep, published_artifacts=published, force=self.force, max_delete=self.max_delete
+        )
+        state.published.retained = len(decision.candidates)
+        report.retained = len(decision.candidates)
+        if not self.delete:
+            return
+        if report.failed:
+            report.prune = "skipped: some blobs failed; nothing is pruned after an unclean run"
+            return
+        if decision.refused:
+            report.prune = decision.refused
+            report.would_delete = decision.candidates
+            return
+        # The new indexes no longer name these: save that before any file goes.
+        save(self.dest, state)
+        report.deleted = pruning.apply(self.dest, state, decision.candidates)
+        state.published.retained = 0
+        report.retained = 0
+        report.prune = f"done: {len(report.deleted)} files removed"
+
+    def _dry_run(self, plan: planning.Plan) -> None:
+        report = self.report
+        report.skipped = len(plan.skip)
+        report.would_check = len(plan.check)
+        report.would_copy = [
+            {"path": p, "size": size, "sha256": sha, "missing": p in plan.missing}
+            for p, (sha, size) in sorted(plan.fetch.items())
+        ]
+        report.generation = self.state.published.generation
+        report.artifacts = plan.artifact_count
+        keep = pruning.keep_set(
+            [p for items in plan.items.values() for i in items for p, _, _ in i.paths]
+            + [tree.artifact_index_path(i.type, i.id) for v in plan.items.values() for i in v],
+            self.selection.types,
+        )
+        decision = pruning.decide(
+            self.state,
+            keep,
+            published_artifacts=plan.artifact_count,
+            force=self.force,
+            max_delete=self.max_delete,
+        )
+        report.retained = len(decision.candidates)
+        if self.delete:
+            report.would_delete = decision.candidates
+            report.prune = decision.refused or f"would remove {len(decision.candidates)} files"
+        report.nothing_to_do = not plan.fetch and not plan.check and not decision.candidates
+
+    def _clean_temporaries(self) -> None:
+        """A previous run died: remove the temporaries it left (this host's dead pids)."""
+        removed = 0
+        for path, host, pid in list(self.dest.iter_temporaries()):
+            if temporary_is_abandoned(host, pid):
+                self.dest.delete(path)
+                removed += 1
+        if removed:
+            self.report.warnings.append(f"removed {removed} temporaries left by an interrupted run")
+
+
+def _tree_generation(dest: Dest) -> int:
+    """The generation of the root index already in the tree (0 when none)."""
+    import json
+
+    raw = dest.read_bytes(tree.ROOT_INDEX)
+    if raw is None:
+        return 0
+    try:
+        return tree.RootIndex.from_dict(json.loads(raw)).generation
+    except ValueError:
+        return 0

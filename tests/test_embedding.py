@@ -1,0 +1,210 @@
+"""docs/embedding.md's worked example (demo/embed_app.py), served on 127.0.0.1 in a thread
+and fetched through with http.client (which never follows redirects by itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import glarelite
+from demo.embed_app import make_app, parse_range, serve_in_thread
+from tests.fixtures.origin import Origin
+
+INTERNAL = bytes(range(256)) * 64  # 16 KiB
+EXTERNAL = b"external bytes " * 500
+
+
+@dataclass
+class Served:
+    catalog: glarelite.Catalog
+    artifact: glarelite.Artifact
+    origin: Origin
+    port: int
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+
+def _start(catalog: glarelite.Catalog, **options: bool) -> Iterator[int]:
+    server, thread = serve_in_thread(make_app(catalog, **options))
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def built(catalog: glarelite.Catalog, origin: Origin) -> glarelite.Artifact:
+    origin.add("/ext.img", data=EXTERNAL, etag=True, ranges=True)
+    art = catalog.create("images", "ubuntu", version="1.0", properties={"os": "linux"})
+    catalog.upload(art.id, "file", INTERNAL, content_type="application/x-raw-disk-image")
+    catalog.upload(art.id, "regions/us", b"us bytes")
+    catalog.add_location(art.id, "regions/eu", origin.url("/ext.img"))
+    catalog.activate(art.id)
+    return catalog.publish(art.id)
+
+
+@pytest.fixture
+def allowed(catalog: glarelite.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLARELITE_ALLOW_HOSTS", "127.0.0.1")
+
+
+@pytest.fixture
+def served(
+    allowed: None, catalog: glarelite.Catalog, built: glarelite.Artifact, origin: Origin
+) -> Iterator[Served]:
+    for port in _start(catalog):
+        yield Served(catalog, built, origin, port)
+
+
+def test_show_and_list(served: Served) -> None:
+    art = served.artifact
+    status, headers, body = served.get(f"/artifacts/images/{art.id}")
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(body) == served.catalog.get(art.id).to_dict()
+    status, _, body = served.get("/artifacts/images?name=ubuntu&version=gte:1.0&limit=5")
+    page = json.loads(body)
+    assert status == 200 and [a["id"] for a in page["artifacts"]] == [art.id]
+    assert page["total"] == 1
+    status, _, body = served.get("/artifacts/images?name=eq:debian")
+    assert json.loads(body)["artifacts"] == []
+
+
+def test_internal_blob_whole_head_and_ranges(served: Served) -> None:
+    base = f"/artifacts/images/{served.artifact.id}"
+    status, headers, body = served.get(f"{base}/file")
+    assert status == 200 and body == INTERNAL
+    assert headers["etag"] == f'"{hashlib.sha256(INTERNAL).hexdigest()}"'
+    assert headers["content-type"] == "application/x-raw-disk-image"
+    assert headers["accept-ranges"] == "bytes"
+    status, headers, body = served.get(f"{base}/file", method="HEAD")
+    assert status == 200 and body == b"" and headers["content-length"] == str(len(INTERNAL))
+    status, headers, body = served.get(f"{base}/file", {"Range": "bytes=100-199"})
+    assert status == 206 and body == INTERNAL[100:200]
+    assert headers["content-range"] == f"bytes 100-199/{len(INTERNAL)}"
+    status, _, body = served.get(f"{base}/file", {"Range": "bytes=-10"})
+    assert status == 206 and body == INTERNAL[-10:]
+    status, _, body = served.get(f"{base}/file", {"Range": "bytes=16000-"})
+    assert status == 206 and body == INTERNAL[16000:]
+    status, headers, _ = served.get(f"{base}/file", {"Range": f"bytes={len(INTERNAL)}-"})
+    assert status == 416 and headers["content-range"] == f"bytes */{len(INTERNAL)}"
+    # If-Range with other bytes' tag: the whole blob
+    status, _, body = served.get(f"{base}/file", {"Range": "bytes=0-9", "If-Range": '"x"'})
+    assert status == 200 and body == INTERNAL
+    status, _, body = served.get(f"{base}/regions/us")
+    assert status == 200 and body == b"us bytes"
+
+
+def test_external_blob_redirects_or_streams(served: Served) -> None:
+    base = f"/artifacts/images/{served.artifact.id}/regions/eu"
+    status, headers, _ = served.get(base)
+    assert status == 302 and headers["location"] == served.origin.url("/ext.img")
+    status, _, body = served.get(f"{base}?stream=1")
+    assert status == 200 and body == EXTERNAL
+    status, headers, body = served.get(f"{base}?stream=1", {"Range": "bytes=15-29"})
+    assert status == 206 and body == EXTERNAL[15:30]
+
+
+def test_stream_external_setting(
+    allowed: None, catalog: glarelite.Catalog, built: glarelite.Artifact, origin: Origin
+) -> None:
+    for port in _start(catalog, stream_external=True):
+        served = Served(catalog, built, origin, port)
+        status, _, body = served.get(f"/artifacts/images/{built.id}/regions/eu")
+        assert status == 200 and body == EXTERNAL
+
+
+def test_errors(served: Served) -> None:
+    art = served.artifact
+    assert served.get("/artifacts/images/no-such-id")[0] == 404
+    assert served.get(f"/artifacts/other/{art.id}")[0] == 404
+    assert served.get(f"/artifacts/images/{art.id}/regions/asia")[0] == 404
+    assert served.get(f"/artifacts/images/{art.id}/nofield")[0] == 404
+    assert served.get("/artifacts/images?bogus=1")[0] == 400
+    assert served.get("/artifacts/images?limit=x")[0] == 400
+    assert served.get("/elsewhere")[0] == 404
+    status, headers, body = served.get(f"/artifacts/images/{art.id}", method="DELETE")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    assert "error" in json.loads(body)
+
+
+def test_private_artifacts_follow_the_scope(
+    allowed: None, catalog: glarelite.Catalog, built: glarelite.Artifact, origin: Origin
+) -> None:
+    hidden = catalog.create("images", "secret", properties={"os": "x"})
+    bob = catalog.scoped("bob")
+    for port in _start(bob):
+        served = Served(bob, built, origin, port)
+        assert served.get(f"/artifacts/images/{hidden.id}")[0] == 404
+        assert served.get(f"/artifacts/images/{built.id}")[0] == 200
+
+
+def test_parse_range() -> None:
+    assert parse_range(None, 10) is None
+    assert parse_range("bytes=0-4", 10) == (0, 5)
+    assert parse_range("bytes=5-", 10) == (5, 5)
+    assert parse_range("bytes=-3", 10) == (7, 3)
+    assert parse_range("bytes=-30", 10) == (0, 10)
+    assert parse_range("bytes=2-100", 10) == (2, 8)
+    assert parse_range("bytes=0-1,4-5", 10) is None  # multi-range: whole body
+    assert parse_range("items=0-1", 10) is None
+    for bad in ("bytes=10-", "bytes=5-2", "bytes=-0"):
+        with pytest.raises(Exception, match="not satisfiable"):
+            parse_range(bad, 10)
+
+
+def test_runs_as_a_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "demo" / "embed_app.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "--stream-external" in result.stdout
+
+
+def test_serves_a_mirror_too(
+    allowed: None,
+    catalog: glarelite.Catalog,
+    built: glarelite.Artifact,
+    origin: Origin,
+    tmp_path: Path,
+) -> None:
+    import mirror
+
+    report = mirror.sync(catalog, str(tmp_path / "tree"))
+    assert report.exit_code == 0, report.to_dict()
+    origin.stop()  # the site has no internet: everything comes from the tree
+    with glarelite.open_mirror(tmp_path / "tree") as site:
+        for port in _start(site):
+            served = Served(catalog, built, origin, port)
+            base = f"/artifacts/images/{built.id}"
+            status, _, body = served.get(base)
+            assert status == 200 and json.loads(body) == built.to_dict()
+            assert served.get(f"{base}/file")[2] == INTERNAL
+            status, _, body = served.get(f"{base}/regions/eu")  # external: streamed
+            assert status == 200 and body == EXTERNAL
+            status, _, body = served.get(f"{base}/file", {"Range": "bytes=10-19"})
+            assert status == 206 and body == INTERNAL[10:20]
+            page = json.loads(served.get("/artifacts/images?name=ubuntu")[2])
+            assert [a["id"] for a in page["artifacts"]] == [built.id]

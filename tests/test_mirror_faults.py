@@ -1,0 +1,179 @@
+"""Faults with real processes: a sync SIGKILLed in the middle of a large download, two
+syncs of the same tree at once, and the stale lock a killed run leaves behind.
+
+The upstream body is gated: registration reads it whole, then the gate closes and the
+origin stops sending after a threshold, so the mirror subprocess is reliably caught in
+the middle of the download (no sleeps, no timing assumptions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import glarelite
+import mirror
+from glarelite import tree
+from tests.fixtures.origin import Origin, PatternBody
+from tests.test_mirror_support import QUICK, define_types, open_catalog, temporaries
+
+REPO = Path(__file__).resolve().parent.parent
+WAIT = 120.0  # generous bound for a subprocess to reach the gate on a loaded machine
+
+SYNC = """
+import sys
+import glarelite, mirror
+catalog = glarelite.open(sys.argv[1])
+report = mirror.sync(catalog, sys.argv[2], workers=2, segment_size=int(sys.argv[3]), backoff=0.01)
+print(report.status)
+"""
+
+
+class GatedBody(PatternBody):
+    """A generated body that, while ``gate`` is clear, stops before byte ``threshold``
+    and sets ``blocked``."""
+
+    def __init__(self, size: int, threshold: int) -> None:
+        super().__init__(size, seed=7)
+        self.threshold = threshold
+        self.gate = threading.Event()
+        self.gate.set()
+        self.blocked = threading.Event()
+
+    def chunks(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        pos = start
+        for piece in super().chunks(start, end):
+            if pos + len(piece) > self.threshold and not self.gate.is_set():
+                self.blocked.set()
+                self.gate.wait()
+            yield piece
+            pos += len(piece)
+
+
+def start_sync(catalog: Path, dest: Path, segment_size: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", SYNC, str(catalog), str(dest), str(segment_size)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def gated_world(tmp_path: Path, origin: Origin, size: int, threshold: int):  # type: ignore[no-untyped-def]
+    cat = open_catalog(tmp_path)
+    define_types(cat)
+    body = GatedBody(size, threshold)
+    origin.add("/big.img", data=body, ranges=True, etag=True)
+    big = cat.create("images", "big", version="1.0", properties={"os": "linux"})
+    cat.add_location(big.id, "file", origin.url("/big.img"))
+    cat.upload(big.id, "regions/eu", b"small internal blob")
+    cat.activate(big.id)
+    cat.publish(big.id)
+    return cat, body, big
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_killed_mid_download_resumes_and_never_exposes_a_partial_file(
+    tmp_path: Path, origin: Origin
+) -> None:
+    cat, body, big = gated_world(tmp_path, origin, size=48 << 20, threshold=8 << 20)
+    dest = tmp_path / "tree"
+    final = dest / tree.blob_path("images", big.id, "file")
+    seen_at_final: list[int] = []
+    watching = threading.Event()
+
+    def watch() -> None:  # a partial file at the final path would show here
+        while not watching.wait(0.002):
+            with contextlib.suppress(FileNotFoundError):
+                seen_at_final.append(final.stat().st_size)
+
+    body.gate.clear()
+    proc = start_sync(tmp_path / "catalog.db", dest, segment_size=8 << 20)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert body.blocked.wait(WAIT), "the mirror never reached the gate"
+        assert not final.exists()
+        # The bytes so far sit in a temporary beside the final path.
+        assert any(
+            t.startswith(final.parent.relative_to(dest).as_posix()) for t in temporaries(dest)
+        )
+        kill(proc)
+    finally:
+        body.gate.set()
+        watching.set()
+        watcher.join()
+        kill(proc)
+    assert seen_at_final == []
+    holder = json.loads((dest / ".glarelite-mirror/lock").read_text())
+    assert holder["pid"] == proc.pid  # the dead run's lock is still there...
+
+    report = mirror.sync(cat, str(dest), segment_size=8 << 20, **QUICK)  # ...and taken over
+    assert report.exit_code == 0, report.failed
+    assert any("temporaries" in w for w in report.warnings)
+    assert temporaries(dest) == []
+    h = hashlib.sha256()
+    with open(final, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    assert h.hexdigest() == body.sha256() and final.stat().st_size == 48 << 20
+    assert mirror.check_tree(str(dest)).ok
+    assert mirror.sync(cat, str(dest), **QUICK).nothing_to_do
+    cat.close()
+
+
+def test_a_second_sync_gets_locked_error_and_a_killed_holder_does_not_block(
+    tmp_path: Path, origin: Origin
+) -> None:
+    cat, body, big = gated_world(tmp_path, origin, size=4 << 20, threshold=1 << 20)
+    dest = tmp_path / "tree"
+    body.gate.clear()
+    proc = start_sync(tmp_path / "catalog.db", dest, segment_size=64 << 20)
+    try:
+        assert body.blocked.wait(WAIT), "the first sync never reached the gate"
+        with pytest.raises(glarelite.LockedError, match=f"already running \\(pid {proc.pid} on"):
+            mirror.sync(cat, str(dest), **QUICK)
+        # A dry run takes no lock: it may look while a sync runs.
+        assert mirror.sync(cat, str(dest), dry_run=True, **QUICK).exit_code == 0
+        kill(proc)
+    finally:
+        body.gate.set()
+        kill(proc)
+    report = mirror.sync(cat, str(dest), **QUICK)
+    assert report.exit_code == 0 and temporaries(dest) == []
+    assert (dest / tree.blob_path("images", big.id, "file")).stat().st_size == 4 << 20
+    cat.close()
+
+
+def test_a_finished_sync_releases_the_lock(tmp_path: Path, origin: Origin) -> None:
+    cat, _, _ = gated_world(tmp_path, origin, size=1 << 20, threshold=1 << 30)
+    dest = tmp_path / "tree"
+    proc = start_sync(tmp_path / "catalog.db", dest, segment_size=64 << 20)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "ok"
+    assert (dest / ".glarelite-mirror/lock").read_bytes() == b""  # released cleanly
+    report = mirror.sync(cat, str(dest), **QUICK)
+    assert report.nothing_to_do and report.warnings == []
+    cat.close()
