@@ -77,6 +77,8 @@ class Database:
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        # The default 2 MB page cache made cold listings of a large catalog 10-50x slower.
+        conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
             # WAL lets readers run beside one writer; NORMAL sync is durable against process

@@ -147,8 +147,18 @@ def _pairs(filters: Any) -> list[tuple[str, str]]:
     for field, value in pairs:
         if not isinstance(field, str) or not field:
             raise InvalidInput(f"filter field {field!r} must be a non-empty string")
-        out.append((field, _expr_text(field, value)))
+        expr = _expr_text(field, value)
+        out.append((_utf8(field, "filter field"), _utf8(expr, f"filter {field!r}")))
     return out
+
+
+def _utf8(text: str, what: str) -> str:
+    # SQLite binds UTF-8: a lone surrogate would fail inside sqlite3, not as bad input
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} {text!r} is not valid Unicode text") from None
+    return text
 
 
 def _expr_text(field: str, value: Any) -> str:
@@ -684,6 +694,8 @@ def _source(
 
 
 def _resolve_type(type_name: str | None, atype: ArtifactType | None) -> str | None:
+    if type_name is not None:
+        _utf8(type_name, "type name")
     if atype is not None:
         if type_name is None:
             return atype.name
@@ -765,6 +777,7 @@ def _marker_values(
 ) -> Sequence[Any]:
     if not isinstance(marker, str):
         raise InvalidInput(f"marker must be an artifact id, not {marker!r}")
+    _utf8(marker, "marker")
     if latest:
         # the marker must belong to the latest set, which depends on the filters
         conds, params = _where(type_name=type_name, owner=owner, filters=filters, latest=True)

@@ -200,6 +200,11 @@ class MirrorCatalog:
         return self._source.where
 
     @property
+    def path(self) -> str:
+        """Where the tree is (as ``Catalog.path``: a tree can be mirrored onwards)."""
+        return self._source.where
+
+    @property
     def generation(self) -> int:
         return self.root.generation
 

@@ -35,6 +35,7 @@ from .progress import SafeProgress
 
 CHUNK = 1 << 20
 HASH_CHUNK = 4 << 20
+DEFER_MAX = 1 << 20  # blobs up to this size are group-committed (see mirror.dest)
 # Errors worth another attempt (the catalog's fetcher already retried the request itself).
 RETRYABLE: tuple[type[BaseException], ...] = (NetworkError, ConnectionError, TimeoutError)
 # Errors another attempt cannot fix; another source of the same bytes still might.
@@ -167,8 +168,8 @@ class Copier:
         try:
             if self.dest.link(source, path):
                 return Outcome(path, True, how="linked", stat=self.dest.stat(path))
-            written = self._copy_local(source, path, job.size, job.sha256)
-            return Outcome(path, True, how="local-copy", written=written, stat=self.dest.stat(path))
+            stat = self._copy_local(source, path, job.size, job.sha256)
+            return Outcome(path, True, how="local-copy", written=job.size, stat=stat)
         except Cancelled:
             raise
         except Exception as exc:
@@ -176,7 +177,7 @@ class Copier:
                 return self._fetch_any(job, path)
             return Outcome(path, False, error=type(exc).__name__, reason=describe(exc))
 
-    def _copy_local(self, source: str, path: str, size: int, sha256: str) -> int:
+    def _copy_local(self, source: str, path: str, size: int, sha256: str) -> tuple[int, int]:
         temp = self.dest.new_temp(path)
         try:
             h = hashlib.sha256()
@@ -190,11 +191,10 @@ class Copier:
                     total += n
             if total != size or h.hexdigest() != sha256:
                 raise ChecksumMismatch(f"tree file {source} no longer holds sha256:{sha256}")
-            temp.commit()
+            return temp.commit(defer=size <= DEFER_MAX)
         except BaseException:
             temp.discard()
             raise
-        return total
 
     # -- fetching from the catalog, with retries and alternative sources ----------------
     def _fetch_any(self, job: Job, path: str) -> Outcome:
@@ -207,7 +207,7 @@ class Copier:
                 if self.stop.is_set():
                     raise Cancelled()
                 try:
-                    fetched = self._fetch(source, path, job.size, job.sha256)
+                    stat = self._fetch(source, path, job.size, job.sha256)
                 except Cancelled:
                     raise
                 except RETRYABLE as exc:
@@ -220,12 +220,7 @@ class Copier:
                 else:
                     how = "external" if source.external else "internal"
                     return Outcome(
-                        path,
-                        True,
-                        how=how,
-                        fetched=fetched,
-                        written=fetched,
-                        stat=self.dest.stat(path),
+                        path, True, how=how, fetched=job.size, written=job.size, stat=stat
                     )
             if not again or attempt == self.retries:
                 break
@@ -236,7 +231,7 @@ class Copier:
         assert last is not None
         return Outcome(path, False, error=type(last).__name__, reason=describe(last))
 
-    def _fetch(self, source: Source, path: str, size: int, sha256: str) -> int:
+    def _fetch(self, source: Source, path: str, size: int, sha256: str) -> tuple[int, int]:
         temp = self.dest.new_temp(path)
         big = size >= 2 * self.segment_size and temp.random_access and self.max_segments > 1
         key = f"copy {path}"
@@ -249,7 +244,7 @@ class Copier:
                 self._segmented(source, temp, size, sha256, n, key if report else None)
             else:
                 self._streamed(source, temp, size, sha256, key if report else None)
-            temp.commit()
+            stat = temp.commit(defer=size <= DEFER_MAX)
         except BaseException:
             temp.discard()
             if report:
@@ -257,7 +252,7 @@ class Copier:
             raise
         if report:
             self.progress.end(key)
-        return size
+        return stat
 
     def _advance(self, key: str | None, n: int) -> None:
         self.progress.advance("mirror", n)

@@ -133,7 +133,7 @@ def publish(
     # 1. artifact indexes (many small files: written in parallel)
     def write_artifact(item: Item) -> str:
         path = tree.artifact_index_path(item.type, item.id)
-        dest.write_file(path, [_artifact_index(plan, item, generation)])
+        dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
         return path
 
     for path in executor.map(write_artifact, stale_items):

@@ -112,7 +112,7 @@ class Art:
 
 @st.composite
 def catalogs(draw: st.DrawFn) -> list[Art]:
-    n = draw(st.integers(1, 20))
+    n = draw(st.integers(3, 24))
     ids = draw(st.lists(st.integers(0, 63), min_size=n, max_size=n, unique=True))
     arts = []
     for i in ids:
@@ -203,12 +203,12 @@ def _parse_when(text: str) -> datetime:
 
 
 @st.composite
-def filters(draw: st.DrawFn, typed: bool, arts: list[Art], only: str | None = None) -> Flt:
+def filters(draw: st.DrawFn, typed: bool, arts: list[Art], only: list[str] | None = None) -> Flt:
     fields = ["name", "owner", "status", "visibility", "id", "version", "created_at"]
     fields += ["updated_at", "activated_at", "tags", "tags-any"]
     if typed:
         fields += ["int1", "float1", "str1", "bool1", "lst", "d", "d.a", "d.b"]
-    name = only or draw(st.sampled_from(fields))
+    name = draw(st.sampled_from(only or fields))
 
     if name in ("tags", "tags-any"):
         tags = draw(st.lists(st.sampled_from(TAGS), max_size=2, unique=True))
@@ -429,18 +429,23 @@ def build(arts: list[Art]) -> tuple[sqlite3.Connection, list[Art]]:
     return conn, kept
 
 
+PROPERTY_FIELDS = ["tags", "tags-any", "int1", "float1", "str1", "bool1", "lst", "d", "d.a", "d.b"]
+
+
 @st.composite
-def scenarios(draw: st.DrawFn, versions_only: bool = False) -> dict[str, Any]:
-    """A catalog, a listing request over it, and how the SQL is steered."""
-    typed = draw(st.booleans()) or draw(st.booleans())
+def scenarios(draw: st.DrawFn, focus: str | None = None) -> dict[str, Any]:
+    """A catalog, a listing request over it, and how the SQL is steered. ``focus``
+    'version' or 'props' draws at least one filter, all of that group."""
+    typed = focus == "props" or draw(st.booleans()) or draw(st.booleans())
     arts = draw(catalogs())
-    flt = filters(typed, arts, "version" if versions_only else None)
+    only = {"version": ["version"], "props": PROPERTY_FIELDS}.get(focus or "")
+    flt = filters(typed, arts, only)
     return {
         "arts": arts,
         "typed": typed,
-        "owner": draw(st.sampled_from([None, *OWNERS, "dave"])),
-        "flts": draw(st.lists(flt, min_size=int(versions_only), max_size=2)),
-        "sort": draw(sorts(typed, "version" if versions_only else None)),
+        "owner": draw(st.sampled_from([None, None, *OWNERS, "dave"])),  # None: admin
+        "flts": draw(st.lists(flt, min_size=1 if focus else 0, max_size=2)),
+        "sort": draw(sorts(typed, "version" if focus == "version" else None)),
         "sort_as_list": draw(st.booleans()),
         "latest": draw(st.integers(0, 3)) == 0,
         "limit": draw(st.sampled_from([1, 2, 3, 5, None])),
@@ -499,8 +504,14 @@ def test_listing_matches_reference(s: dict[str, Any]) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios(versions_only=True))
+@given(scenarios(focus="version"))
 def test_version_filters_and_sort_match_reference(s: dict[str, Any]) -> None:
+    check(s)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(focus="props"))
+def test_property_and_tag_filters_match_reference(s: dict[str, Any]) -> None:
     check(s)
 
 

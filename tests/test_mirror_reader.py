@@ -166,3 +166,17 @@ def test_not_a_tree(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(glarelite.InvalidInput, match="format 99 is not supported"):
         glarelite.open_mirror(tmp_path)
+
+
+def test_a_tree_can_be_mirrored_onwards(world: World, tmp_path: Path) -> None:
+    """A site can pass its tree on to a further site: the reader is a catalog source."""
+    with glarelite.open_mirror(tmp_path / "tree") as first:
+        report = mirror.sync(first, str(tmp_path / "second"), **QUICK)  # type: ignore[arg-type]
+        assert report.exit_code == 0 and report.artifacts == 4
+        assert mirror.sync(first, str(tmp_path / "second"), **QUICK).nothing_to_do  # type: ignore[arg-type]
+    with glarelite.open_mirror(tmp_path / "second") as second:
+        for url, data in world.published_urls().items():
+            _, _, _, artifact_id, *slot = url.split("/")
+            with second.open_blob(artifact_id, "/".join(slot)) as f:
+                assert f.read() == data
+    assert mirror.check_tree(str(tmp_path / "second")).ok

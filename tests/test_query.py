@@ -91,7 +91,9 @@ def matching(conn: sqlite3.Connection, filters: Any = (), **kw: Any) -> set[str]
     return set(found)
 
 
-def invalid(conn: sqlite3.Connection, filters: Any = (), match: str = "", **kw: Any) -> None:
+def invalid(
+    conn: sqlite3.Connection, filters: Any = (), match: str | None = None, **kw: Any
+) -> None:
     with pytest.raises(InvalidInput, match=match):
         page(conn, filters, **kw)
 
@@ -126,6 +128,21 @@ def test_plain_python_values_mean_eq() -> None:
 def test_malformed_filter_containers(bad: Any) -> None:
     with pytest.raises(InvalidInput):
         parse_filters(bad, THING)
+
+
+@pytest.mark.parametrize(
+    ("filters", "kw"),
+    [
+        (["name=\ud800"], {}),
+        (["str1=in:a,\ud800"], {}),
+        (["tags=\ud800"], {}),
+        (["\ud800=1"], {}),
+        ([], {"marker": "\ud800"}),
+        ([], {"marker": 5}),
+    ],
+)
+def test_text_that_sqlite_cannot_bind(conn: sqlite3.Connection, filters: Any, kw: Any) -> None:
+    invalid(conn, filters, **kw)
 
 
 def test_split_in_quotes() -> None:

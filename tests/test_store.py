@@ -883,8 +883,11 @@ def test_s3_direct_checksum_mismatch_aborts_after_the_parts(
     assert methods.count("abort_multipart_upload") == 1
     # Every part had finished before the abort: none can land after it.
     abort_at = spy.events.index(("abort_multipart_upload", None))
-    assert methods.count("upload_part") == 4  # the short tail was never sent
-    assert sum(m == "upload_part:done" for m, _ in spy.events[:abort_at]) == 4
+    # 4 full parts were handed over (a part not started yet may be cancelled instead); the
+    # short tail was never sent.
+    started = methods.count("upload_part")
+    assert 3 <= started <= 4
+    assert sum(m == "upload_part:done" for m, _ in spy.events[:abort_at]) == started
     assert not store.exists(claimed)
     assert list(store.iter_objects()) == []
     assert pending_uploads(store, server) == []
