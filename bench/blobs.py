@@ -114,7 +114,8 @@ def bench_s3(folder: Path, mib: int, repeat: int) -> None:
 
     src = folder / "s3src.bin"
     make_file(src, mib)
-    proc, server, _log = _start(_weed_binary(), Path(tempfile.mkdtemp(prefix="glb-weed-")))
+    weed_dir = Path(tempfile.mkdtemp(prefix="glb-weed-"))  # every byte put: removed below
+    proc, server, _log = _start(_weed_binary(), weed_dir)
     try:
         deadline = time.monotonic() + 30
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **server.storage_options)
@@ -165,6 +166,7 @@ def bench_s3(folder: Path, mib: int, repeat: int) -> None:
         )
     finally:
         _stop(proc)
+        shutil.rmtree(weed_dir, ignore_errors=True)
 
 
 def main() -> None:

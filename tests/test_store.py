@@ -575,6 +575,13 @@ def glarelite_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("glarelite-")]
 
 
+linux_copy = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(os, "copy_file_range"),
+    reason="copy_file_range and file-to-file sendfile are Linux's",
+)
+
+
+@linux_copy
 def test_local_path_source_is_copied_then_the_copy_hashed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -601,10 +608,10 @@ def test_local_path_source_is_copied_then_the_copy_hashed(
     assert glarelite_threads() == []
 
 
+@linux_copy
 def test_local_copy_keeps_a_bounded_lead_over_the_hashing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     monkeypatch.setattr("glarelite._store._COPY_STEP", MIB)
     monkeypatch.setattr("glarelite._store._COPY_LEAD", 3 * MIB)
     data = blob(16 * MIB, seed=17)
@@ -633,6 +640,7 @@ def test_local_copy_keeps_a_bounded_lead_over_the_hashing(
     assert max(leads) >= 2 * MIB  # but it did run ahead
 
 
+@linux_copy
 def test_local_copy_falls_back_when_the_kernel_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -704,6 +712,7 @@ def test_local_failures_stop_the_writer_and_remove_the_temporary(
     assert glarelite_threads() == []
 
 
+@linux_copy
 def test_local_sources_elsewhere_are_read_not_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
