@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import InvalidInput
 
@@ -66,15 +66,36 @@ class Hooks:
         self._after: dict[str, list[Hook]] = {op: [] for op in OPERATIONS}
         self._wrappers: list[UploadWrapper] = []
 
-    def before(self, operation: str, hook: Hook) -> Hook:
-        """Run ``hook(event)`` before ``operation``; raising refuses the operation."""
-        self._before[_check(operation)].append(hook)
-        return hook
+    @overload
+    def before(self, operation: str, hook: Hook) -> Hook: ...
+    @overload
+    def before(self, operation: str, hook: None = None) -> Callable[[Hook], Hook]: ...
+    def before(self, operation: str, hook: Hook | None = None) -> Any:
+        """Run ``hook(event)`` before ``operation``; raising refuses the operation.
+        Without ``hook``, a decorator: ``@catalog.hooks.before("activate")``."""
+        return self._register(self._before, operation, hook)
 
-    def after(self, operation: str, hook: Hook) -> Hook:
-        """Run ``hook(event)`` after ``operation`` succeeded; ``event.result`` is its result."""
-        self._after[_check(operation)].append(hook)
-        return hook
+    @overload
+    def after(self, operation: str, hook: Hook) -> Hook: ...
+    @overload
+    def after(self, operation: str, hook: None = None) -> Callable[[Hook], Hook]: ...
+    def after(self, operation: str, hook: Hook | None = None) -> Any:
+        """Run ``hook(event)`` after ``operation`` succeeded; ``event.result`` is its result.
+        Without ``hook``, a decorator."""
+        return self._register(self._after, operation, hook)
+
+    @staticmethod
+    def _register(table: dict[str, list[Hook]], operation: str, hook: Hook | None) -> Any:
+        hooks = table[_check(operation)]
+        if hook is not None:
+            hooks.append(hook)
+            return hook
+
+        def decorate(fn: Hook) -> Hook:
+            hooks.append(fn)
+            return fn
+
+        return decorate
 
     def wrap_upload(self, wrapper: UploadWrapper) -> UploadWrapper:
         """Pass every upload's chunks through ``wrapper(event, chunks) -> chunks``."""

@@ -106,6 +106,19 @@ def test_a_refusing_upload_hook_keeps_the_previous_blob(catalog: glarelite.Catal
         assert f.read() == b"clean"
 
 
+def test_hooks_register_as_decorators(catalog: glarelite.Catalog) -> None:
+    @catalog.hooks.before("activate")
+    def require_license(event: glarelite.HookEvent) -> None:
+        if "license" not in event.catalog.get(event.artifact_id).tags:
+            raise Refused("tag the license first")
+
+    a = catalog.create("images", "x", properties={"os": "l"})
+    with pytest.raises(Refused):
+        catalog.activate(a.id)
+    catalog.update(a.id, add_tags=["license"])
+    assert catalog.activate(a.id).status == "active"
+
+
 def test_unknown_hook_operation(catalog: glarelite.Catalog) -> None:
     with pytest.raises(InvalidInput):
         catalog.hooks.before("explode", lambda e: None)
