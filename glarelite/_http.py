@@ -200,7 +200,7 @@ class Fetcher:
         )
         self._pools = urllib3.PoolManager(
             num_pools=16,
-            maxsize=4,
+            maxsize=16,  # mirror workers share one fetcher: keep their connections
             retries=False,
             timeout=self._timeout,
             ca_certs=self.settings.ca_certs,

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO
 
-from glarelite import Catalog, tree
+from glarelite import Artifact, Catalog, NotFound, tree
 
 from .copy import Source
 from .dest import Dest
@@ -95,32 +95,73 @@ def build(
     catalog: Catalog, selection: Selection, dest: Dest, state: State, *, verify: bool
 ) -> Plan:
     plan = Plan()
-    records = state.blobs
+    seen: set[str] = set()
+    linked: list[str] = []
     for type_name in selection.types:
-        spool = plan.spools[type_name] = Spool()
-        items = plan.items[type_name] = []
+        plan.spools[type_name] = Spool()
+        plan.items[type_name] = []
         for artifact in selection.iter_type(catalog, type_name):
-            if artifact.updated_at > plan.watermark:
-                plan.watermark = artifact.updated_at
-            show = json.dumps(artifact.to_dict(), separators=(",", ":")).encode()
-            offset, length = spool.add(show)
-            paths: list[tuple[str, str, int]] = []
-            problem = ""
-            for blob in artifact.iter_blobs():
-                if blob.status != "active" or blob.sha256 is None or blob.size is None:
-                    problem = f"blob {blob.slot} of {artifact.id} is not active"
-                    continue
-                path = tree.blob_path(type_name, artifact.id, blob.field, blob.key)
-                paths.append((path, blob.sha256, blob.size))
-                sources = plan.sources.setdefault(blob.sha256, [])
-                if len(sources) < MAX_SOURCES:
-                    sources.append(Source(artifact.id, blob.slot, blob.external))
-                _decide(plan, dest, records.get(path), path, blob.sha256, blob.size, verify)
-            items.append(
-                Item(artifact.id, type_name, fingerprint(artifact), paths, offset, length, problem)
-            )
-        plan.selected[type_name] = len(items)
+            _add(plan, selection, dest, state, artifact, verify, seen, linked)
+    # Linked artifacts come along (of the selected types), so links in the tree resolve;
+    # a private target only when it was named, like any private artifact.
+    while linked:
+        target_id = linked.pop()
+        if target_id in seen:
+            continue
+        try:
+            target = catalog.get(target_id)
+        except NotFound:
+            continue
+        private_ok = target.name in selection.include_private
+        if (
+            target.status == "active"
+            and target.type_name in plan.items
+            and (target.visibility == "public" or private_ok)
+        ):
+            _add(plan, selection, dest, state, target, verify, seen, linked)
+    for type_name in selection.types:
+        plan.selected[type_name] = len(plan.items[type_name])
     return plan
+
+
+def _add(
+    plan: Plan,
+    selection: Selection,
+    dest: Dest,
+    state: State,
+    artifact: Artifact,
+    verify: bool,
+    seen: set[str],
+    linked: list[str],
+) -> None:
+    type_name = artifact.type_name
+    seen.add(artifact.id)
+    if artifact.updated_at > plan.watermark:
+        plan.watermark = artifact.updated_at
+    view = artifact.to_dict()
+    definition = selection.definitions[type_name]
+    for name, prop in definition.properties.items():
+        url = view["properties"].get(name) if prop.kind == "link" else None
+        if url:
+            # in the tree a link points at the linked artifact's index file
+            view["properties"][name] = url + "/index.json"
+            linked.append(url.rstrip("/").rsplit("/", 1)[-1])
+    offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
+    paths: list[tuple[str, str, int]] = []
+    problem = ""
+    for blob in artifact.iter_blobs():
+        if blob.status != "active" or blob.sha256 is None or blob.size is None:
+            problem = f"blob {blob.slot} of {artifact.id} is not active"
+            continue
+        path = tree.blob_path(type_name, artifact.id, blob.field, blob.key)
+        paths.append((path, blob.sha256, blob.size))
+        sources = plan.sources.setdefault(blob.sha256, [])
+        if len(sources) < MAX_SOURCES:
+            sources.append(Source(artifact.id, blob.slot, blob.external))
+        _decide(plan, dest, state.blobs.get(path), path, blob.sha256, blob.size, verify)
+    plan.items[type_name].append(
+        Item(artifact.id, type_name, fingerprint(artifact), paths, offset, length, problem)
+    )
 
 
 def _decide(

@@ -61,7 +61,7 @@ class Selection:
                 try:
                     defs[name] = catalog.get_type(name)
                 except NotFound:
-                    raise InvalidInput(f"no artifact type {name!r} in the catalog") from None
+                    raise NotFound(f"no artifact type {name!r} in the catalog") from None
         return cls(
             types=tuple(sorted(defs)),
             tags=_texts(tags, "tags") or (),

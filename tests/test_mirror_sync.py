@@ -131,7 +131,7 @@ def test_selection_by_type_tag_name_and_private_names(world: World, tmp_path: Pa
     mirror.sync(cat, str(tmp_path / "t4"), names=["a"], include_private=["s"], **QUICK)
     assert type_ids(tmp_path / "t4", "images") == {ids["a1"], ids["a2"]}
 
-    with pytest.raises(glarelite.InvalidInput, match="no artifact type 'nope'"):
+    with pytest.raises(glarelite.NotFound, match="no artifact type 'nope'"):
         mirror.sync(cat, str(tmp_path / "t5"), types=["nope"])
 
 
