@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _blobread, _links, _maintenance, _query, _semver, quotas
+from . import _blobops, _blobread, _links, _listing, _maintenance, _semver, quotas
 from ._db import Database, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -237,46 +237,27 @@ class Catalog:
     ) -> Page:
         """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging."""
         atype = self.get_type(type_name) if type_name is not None else None
-        parsed = _query.parse_filters(filters, atype)
-        owner = None if self.scope.admin else self.scope.owner
-        with self._database.read() as conn:
-            rows, next_marker = _query.select_page(
-                conn,
-                type_name=type_name,
-                atype=atype,
-                owner=owner,
-                filters=parsed,
-                sort=sort,
-                limit=limit,
-                marker=marker,
-                latest=latest,
-            )
+
+        def materialize(conn: Any, rows: Sequence[Any]) -> _List[Artifact]:
             blobs = blob_rows_for(conn, [r[0] for r in rows])
-        items = [artifact_from_row(r, self._type_or_none(r[1]), blobs[r[0]]) for r in rows]
+            return [artifact_from_row(r, self._type_or_none(r[1]), blobs[r[0]]) for r in rows]
 
-        def count() -> int:
-            with self._database.read() as conn:
-                return _query.count(
-                    conn,
-                    type_name=type_name,
-                    atype=atype,
-                    owner=owner,
-                    filters=parsed,
-                    latest=latest,
-                )
+        return _listing.page(
+            self._database,
+            materialize,
+            type_name=type_name,
+            atype=atype,
+            owner=None if self.scope.admin else self.scope.owner,
+            filters=filters,
+            sort=sort,
+            limit=limit,
+            marker=marker,
+            latest=latest,
+        )
 
-        return Page(items=items, next_marker=next_marker, _count=count)
-
-    def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterable[Artifact]:
+    def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterator[Artifact]:
         """Every matching artifact, page by page (the ``list`` keywords apply)."""
-        marker = kwargs.pop("marker", None)
-        kwargs.setdefault("limit", 1000)
-        while True:
-            page = self.list(type_name, marker=marker, **kwargs)
-            yield from page.items
-            if page.next_marker is None:
-                return
-            marker = page.next_marker
+        return _listing.iter_all(self.list, type_name, **kwargs)
 
     # -- writes ----------------------------------------------------------------
     @hooked("create")

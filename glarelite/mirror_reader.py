@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, cast
 
-from . import _query, _semver, tree
+from . import _listing, _semver, tree
 from ._db import Database
 from ._values import prop_rows
 from .errors import InvalidInput, NetworkError, NotFound, ReadOnly, VerificationError
@@ -293,44 +293,21 @@ class MirrorCatalog:
     ) -> Page:
         """A page of artifacts; the same semantics as ``Catalog.list`` (admin scope)."""
         atype = self.get_type(type_name) if type_name is not None else None
-        parsed = _query.parse_filters(filters, atype)
-        db = self._conn()
-        with db.read() as conn:
-            rows, next_marker = _query.select_page(
-                conn,
-                type_name=type_name,
-                atype=atype,
-                owner=None,
-                filters=parsed,
-                sort=sort,
-                limit=limit,
-                marker=marker,
-                latest=latest,
-            )
-        items = [self._artifacts[r[0]] for r in rows]
-
-        def count() -> int:
-            with db.read() as conn:
-                return _query.count(
-                    conn,
-                    type_name=type_name,
-                    atype=atype,
-                    owner=None,
-                    filters=parsed,
-                    latest=latest,
-                )
-
-        return Page(items=items, next_marker=next_marker, _count=count)
+        return _listing.page(
+            self._conn(),
+            lambda _conn, rows: [self._artifacts[r[0]] for r in rows],
+            type_name=type_name,
+            atype=atype,
+            owner=None,
+            filters=filters,
+            sort=sort,
+            limit=limit,
+            marker=marker,
+            latest=latest,
+        )
 
     def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterator[Artifact]:
-        marker = kwargs.pop("marker", None)
-        kwargs.setdefault("limit", 1000)
-        while True:
-            page = self.list(type_name, marker=marker, **kwargs)
-            yield from page.items
-            if page.next_marker is None:
-                return
-            marker = page.next_marker
+        return _listing.iter_all(self.list, type_name, **kwargs)
 
     def _blob(self, artifact_id: str, slot: str) -> Blob:
         blob = self.get(artifact_id).blob(slot)
