@@ -74,7 +74,7 @@ def build_big(path: Path, n: int) -> None:
         for i in range(start, min(n, start + 10_000)):
             aid = str(uuid.UUID(int=rnd.getrandbits(128)))
             tname = "images" if i % 4 else "charts"
-            version, key = _semver.canonical(f"{i % 50}.{i % 7}.{i % 3}")
+            version, key = _semver.canonical(f"{i // 20000}.{i % 7}.{i % 3}")
             status = ("active", "active", "active", "drafted", "deactivated")[i % 5]
             vis = "public" if i % 3 == 0 and status == "active" else "private"
             ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + i)) + f".{i % 1000000:06d}Z"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import _blobops, _blobread, _links, _listing, _maintenance, _semver, quotas
-from ._db import Database, utcnow
+from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
 from ._values import (
@@ -285,7 +285,7 @@ class Catalog:
         description = check_description(description)
         tag_list = check_tags(tags)
         props = self._initial_properties(atype, properties or {})
-        artifact_id = str(uuid.uuid4())
+        artifact_id = new_id()
         now = utcnow()
         with self._database.write() as conn:
             quotas.check_create(conn, type_name, owner)

@@ -173,7 +173,7 @@ def test_mirror_locked_tree(ready: Run, published: dict[str, str], tmp_path: Pat
 
 def test_mirror_bad_options(ready: Run, tmp_path: Path) -> None:
     assert ready("mirror", str(tmp_path), "--workers", "0").exit_code == 2
-    one_line_error(ready("mirror", str(tmp_path / "t"), "--type", "nosuch"), cli.EXIT_USAGE)
+    one_line_error(ready("mirror", str(tmp_path / "t"), "--type", "nosuch"), cli.EXIT_NOT_FOUND)
     result = ready("mirror", str(tmp_path / "t"), "--dest-option", "novalue")
     assert result.exit_code == 2
 

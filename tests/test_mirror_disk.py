@@ -56,9 +56,8 @@ def snapshot(dest: Path) -> dict[str, bytes]:
     out = {}
     for p in sorted(dest.rglob("*")):
         rel = p.relative_to(dest).as_posix()
-        if p.is_file() and not rel.startswith(".glarelite-mirror") and "/file" not in rel:
-            if rel.endswith("index.json") or rel == "SHA256SUMS":
-                out[rel] = p.read_bytes()
+        if p.is_file() and (rel.endswith("index.json") or rel == "SHA256SUMS"):
+            out[rel] = p.read_bytes()
     return out
 
 
@@ -127,8 +126,16 @@ def test_read_only_destination_fails_cleanly_and_keeps_the_previous_tree(
         assert raised.value.errno == errno.EROFS
         # The CLI: exit 1 (the tree could not be written), one line, no traceback.
         cli = subprocess.run(
-            [sys.executable, "-m", "glarelite.cli", "-c", str(world.root / "catalog.db")]
-            + ["--no-progress", "mirror", str(dest)],
+            [
+                sys.executable,
+                "-m",
+                "glarelite.cli",
+                "-c",
+                str(world.root / "catalog.db"),
+                "--no-progress",
+                "mirror",
+                str(dest),
+            ],
             capture_output=True,
             text=True,
         )
