@@ -189,6 +189,10 @@ app = typer.Typer(
 )
 type_app = typer.Typer(help="Define and list artifact types.", no_args_is_help=True)
 app.add_typer(type_app, name="type")
+quota_app = typer.Typer(
+    help="Set and show quotas on artifacts and stored bytes.", no_args_is_help=True
+)
+app.add_typer(quota_app, name="quota")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -1095,6 +1099,61 @@ def gc(
         f"{report.temporaries_removed}, objects removed: {report.objects_removed}, "
         f"bytes freed: {report.bytes_freed}"
     )
+
+
+# -- quotas ----------------------------------------------------------------------------
+ScopeArg = Annotated[str, typer.Argument(help="global, type or owner.", metavar="SCOPE")]
+TargetArg = Annotated[
+    str, typer.Argument(help="The type or owner name (nothing for global).", metavar="[TARGET]")
+]
+
+
+@quota_app.command("set")
+@handled
+def quota_set(
+    scope: ScopeArg = "global",
+    target: TargetArg = "",
+    max_artifacts: Annotated[
+        int | None, typer.Option("--max-artifacts", help="At most this many artifacts.")
+    ] = None,
+    max_bytes: Annotated[
+        int | None, typer.Option("--max-bytes", help="At most this many stored bytes.")
+    ] = None,
+) -> None:
+    """Set a quota (both limits omitted: remove it). External blobs count toward the
+    artifact count, not the stored bytes."""
+    quota = (
+        state().open().set_quota(scope, target, max_artifacts=max_artifacts, max_bytes=max_bytes)
+    )
+    typer.echo(_describe_quota(quota))
+
+
+@quota_app.command("show")
+@handled
+def quota_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every quota with what is used of it."""
+    cat = state().open()
+    rows = []
+    for quota in cat.quotas():
+        artifacts, stored = cat.usage(quota.scope, quota.target)
+        rows.append((quota, artifacts, stored))
+    if as_json:
+        _echo_json([{**q.__dict__, "artifacts": n, "stored_bytes": b} for q, n, b in rows])
+        return
+    for quota, artifacts, stored in rows:
+        typer.echo(f"{_describe_quota(quota)}; used: {artifacts} artifacts, {stored} bytes")
+
+
+def _describe_quota(quota: glarelite.Quota) -> str:
+    who = "global" if quota.scope == "global" else f"{quota.scope} {quota.target}"
+    limits = [
+        f"{name} {value}"
+        for name, value in (("max artifacts", quota.max_artifacts), ("max bytes", quota.max_bytes))
+        if value is not None
+    ]
+    return f"{who}: {', '.join(limits) or 'no limit'}"
 
 
 # -- mirror ----------------------------------------------------------------------------
