@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from ._hashing import split_digest
@@ -150,26 +150,46 @@ def download(
     progress: Progress | None = None,
 ) -> Blob:
     """Write a blob to ``dest`` atomically: a temporary beside it, verified, then renamed."""
-    progress = progress or NULL_PROGRESS
     blob, _ = active_blob(cat, artifact_id, slot_name)
-    dest = os.fspath(dest)
-    folder = os.path.dirname(os.path.abspath(dest))
-    tmp = os.path.join(folder, f".{os.path.basename(dest)}.glarelite-{uuid.uuid4().hex}.part")
-    task = f"download {artifact_id}/{slot_name}"
-    progress.begin(task, f"download {slot_name}", blob.size)
+    save_atomically(
+        lambda: open_blob(cat, artifact_id, slot_name),
+        dest,
+        task=f"download {artifact_id}/{slot_name}",
+        description=f"download {slot_name}",
+        size=blob.size,
+        progress=progress,
+    )
+    return blob
+
+
+def save_atomically(
+    open_stream: Callable[[], IO[bytes]],
+    dest: str | os.PathLike[str],
+    *,
+    task: str,
+    description: str,
+    size: int | None,
+    progress: Progress | None,
+) -> None:
+    """Copy a (verifying) stream to ``dest`` through a temporary beside it, fsynced and
+    renamed only after the stream reached its verified end."""
+    progress = progress or NULL_PROGRESS
+    target = os.fspath(dest)
+    folder = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.glarelite-{uuid.uuid4().hex}.part")
+    progress.begin(task, description, size)
     try:
-        with open_blob(cat, artifact_id, slot_name) as src, open(tmp, "wb") as out:
+        with open_stream() as src, open(tmp, "wb") as out:
             copy_stream(src, out, lambda n: progress.advance(task, n))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, dest)
+        os.replace(tmp, target)
     except BaseException:
         progress.end(task, ok=False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     progress.end(task)
-    return blob
 
 
 def copy_stream(src: IO[bytes], out: IO[bytes], on_chunk: Any = None, chunk: int = 1 << 20) -> int:

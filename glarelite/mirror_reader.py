@@ -12,22 +12,21 @@ or holding other bytes raises an error that names its path.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, cast
 
 from . import _listing, _semver, tree
+from ._blobread import save_atomically
 from ._db import Database
 from ._values import prop_rows
 from .errors import InvalidInput, NetworkError, NotFound, ReadOnly, VerificationError
 from .models import Artifact, Blob, Page
-from .progress import NULL_PROGRESS, Progress
+from .progress import Progress
 from .types import ArtifactType
 from .urls import join_base
 
@@ -349,27 +348,15 @@ class MirrorCatalog:
         progress: Progress | None = None,
     ) -> Blob:
         """Write a blob to ``dest`` atomically, verified."""
-        progress = progress or NULL_PROGRESS
         blob = self._blob(artifact_id, slot)
-        target = os.fspath(dest)
-        folder = os.path.dirname(os.path.abspath(target))
-        tmp = os.path.join(folder, f".{os.path.basename(target)}.glarelite-{uuid.uuid4().hex}.part")
-        task = f"download {artifact_id}/{slot}"
-        progress.begin(task, f"download {slot}", blob.size)
-        try:
-            with self.open_blob(artifact_id, slot) as src, open(tmp, "wb") as out:
-                while data := src.read(_CHUNK):
-                    out.write(data)
-                    progress.advance(task, len(data))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            progress.end(task, ok=False)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        progress.end(task)
+        save_atomically(
+            lambda: self.open_blob(artifact_id, slot),
+            dest,
+            task=f"download {artifact_id}/{slot}",
+            description=f"download {slot}",
+            size=blob.size,
+            progress=progress,
+        )
         return blob
 
     def blob_url(self, artifact_id: str, slot: str) -> str:
