@@ -12,6 +12,7 @@ from .catalog import Catalog, CatalogSettings, Scope, open
 from .errors import (
     ChecksumMismatch,
     Conflict,
+    DestinationError,
     Forbidden,
     GlareliteError,
     IllegalTransition,
@@ -45,6 +46,7 @@ __all__ = [
     "CheckResult",
     "ChecksumMismatch",
     "Conflict",
+    "DestinationError",
     "Forbidden",
     "GcReport",
     "GlareliteError",

@@ -66,5 +66,10 @@ class LockedError(Conflict):
     """Another process holds the lock (for instance another mirror of the same tree)."""
 
 
+class DestinationError(GlareliteError, OSError):
+    """A mirror destination cannot be written at all (read-only, missing, no permission):
+    nothing was changed in it."""
+
+
 class ReadOnly(Forbidden):
     """A write was attempted on a read-only catalog (a mirror tree)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from glarelite import Catalog, Progress, tree
+from glarelite import Catalog, DestinationError, GlareliteError, Progress, tree
 
 from . import plan as planning
 from . import prune as pruning
@@ -62,7 +62,9 @@ def sync(
     ``workers`` blobs are copied at once; a blob of at least twice ``segment_size`` is
     read as up to ``max_segments`` parallel ranges. ``fsync=False`` (local trees) skips
     flushing each file before its rename: safe against a killed run, not power loss.
-    Raises glarelite.LockedError when another sync of ``dest`` is running.
+    Raises glarelite.LockedError when another sync of ``dest`` is running, and
+    glarelite.DestinationError when ``dest`` cannot be written at all (read-only, no
+    permission); failures of single blobs are in the report instead.
     """
     started = time.monotonic()
     if workers < 1:
@@ -72,9 +74,17 @@ def sync(
     selection = Selection.build(
         catalog, types=types, tags=tags, names=names, include_private=include_private
     )
-    target = open_dest(dest, storage_options, create=not dry_run, fsync=fsync)
+    try:
+        target = open_dest(dest, storage_options, create=not dry_run, fsync=fsync)
+        lock = None if dry_run else TreeLock(target).acquire()
+    except OSError as exc:
+        if isinstance(exc, GlareliteError):
+            raise
+        # the tree is untouched: a clear error, not a report of a run that never began
+        error = DestinationError(f"cannot write the mirror tree {dest}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from exc
     report = SyncReport(dest=target.url, dry_run=dry_run)
-    lock = None if dry_run else TreeLock(target).acquire()
     try:
         run = _Run(
             catalog,

@@ -120,7 +120,7 @@ def test_read_only_destination_fails_cleanly_and_keeps_the_previous_tree(
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     try:
         # Refused before anything is written: the lock file cannot be opened.
-        with pytest.raises(OSError) as raised:
+        with pytest.raises(glarelite.DestinationError) as raised:
             report = mirror.sync(world.catalog, str(dest), **QUICK)
             pytest.fail(f"a sync into a read-only tree reported {report.to_dict()}")
         assert raised.value.errno == errno.EROFS
