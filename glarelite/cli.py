@@ -58,6 +58,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.RefusedLocation: EXIT_REFUSED,
     errors.TooLarge: EXIT_TOO_LARGE,
     errors.QuotaExceeded: EXIT_TOO_LARGE,
+    errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
 }
 
 # What to do next, per error kind: appended to the one-line message.
