@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,35 +39,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.fixtures.static import start_nginx  # noqa: E402 - after the path line
+
 MIB = 1 << 20
 TARGETS = {"a": 0.55, "b": 0.35, "c": 2.0}
-
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    default_type application/octet-stream;
-    types {{ application/json json; }}
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ autoindex on; }}
-    }}
-}}
-"""
 
 
 # -- child mode: one mirror.sync, timed, with peak RSS -----------------------------------
@@ -129,38 +103,17 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- setup ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Nginx:
-    def __init__(self, root: Path, work: Path) -> None:
-        self.port = free_port()
-        work.mkdir(parents=True, exist_ok=True)
-        conf = work / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=work, port=self.port, root=root))
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/nginx", "-c", str(conf), "-p", str(work), "-e", str(work / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise SystemExit("nginx did not start")
+    """The tests' nginx (tests/fixtures/static.py) over ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self._server = start_nginx(root, autoindex=True)  # rclone's http backend lists
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self._server.url + path
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self._server.stop()
 
 
 def new_catalog(path: Path, storage: str) -> Any:
@@ -323,7 +276,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     www = work / "www"
     www.mkdir(exist_ok=True)
-    nginx = Nginx(www, work / "nginx")
+    nginx = Nginx(www)
     results: dict[str, Any] = {"scale": args.scale, "rounds": args.rounds, "cpus": os.cpu_count()}
     try:
         if "a" in only:

@@ -24,12 +24,15 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fixtures.static import nginx_available, start_nginx
 
 MIB = 1024 * 1024
 RATIO_TARGET = 2.0
@@ -37,36 +40,6 @@ RSS_TARGET_MIB = 100.0
 
 # One foreground process (no master/worker split): stopping the child stops nginx, and
 # files are read with the child's own permissions.
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    default_type application/octet-stream;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ }}
-    }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def generate(path: Path, size: int) -> str:
@@ -80,48 +53,6 @@ def generate(path: Path, size: int) -> str:
             f.write(block)
             left -= len(block)
     return h.hexdigest()
-
-
-class Nginx:
-    """nginx as a foreground child: started by ``with``, always stopped after."""
-
-    def __init__(self, binary: str, tmp: Path, root: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=self.port, root=root))
-        self.argv = [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Nginx:
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                log_file = self.tmp / "error.log"
-                log = log_file.read_text() if log_file.exists() else ""
-                raise SystemExit(f"nginx exited ({self.proc.returncode}): {err}{log}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise SystemExit("nginx did not start listening within 10 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
 
 
 def time_curl(url: str) -> tuple[float, str]:
@@ -163,7 +94,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, best kept")
-    parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,8 +103,8 @@ def main() -> int:
     for tool in ("curl", "sha256sum"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed")
-    if not os.path.exists(args.nginx):
-        raise SystemExit(f"nginx not found at {args.nginx}")
+    if not nginx_available():
+        raise SystemExit("nginx is not installed (Debian: apt-get install nginx-light)")
 
     size = args.size_mib * MIB
     with tempfile.TemporaryDirectory(prefix="glarelite-bench-") as tmpdir:
@@ -183,8 +113,8 @@ def main() -> int:
         root.mkdir()
         print(f"generating {args.size_mib} MiB ...", flush=True)
         expected = generate(root / "blob.bin", size)
-        with Nginx(args.nginx, tmp, root) as nginx:
-            url = f"http://127.0.0.1:{nginx.port}/blob.bin"
+        with start_nginx(root) as nginx:
+            url = f"{nginx.url}/blob.bin"
             curl_runs = [time_curl(url) for _ in range(args.repeat)]
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", url, "--repeat", str(args.repeat)],
