@@ -172,7 +172,7 @@ def bench_big(work: Path, www: Path, nginx: Nginx, size: int, rounds: int) -> di
 
 
 def bench_small(
-    work: Path, www: Path, nginx: Nginx, count: int, rounds: int, workers: int
+    work: Path, www: Path, nginx: Nginx, count: int, rounds: int, workers: int, out: Path
 ) -> dict[str, Any]:
     small = www / "small"
     small.mkdir()
@@ -186,18 +186,18 @@ def bench_small(
     cat.close()
     rclone, synced, nofsync = [], [], []
     for _ in range(rounds):
-        rm(work / "rclone")
-        cmd = ["rclone", "copy", "--http-url", nginx.url("/small/"), ":http:", str(work / "rclone")]
+        rm(out / "rclone")
+        cmd = ["rclone", "copy", "--http-url", nginx.url("/small/"), ":http:", str(out / "rclone")]
         rclone.append(run_tool([*cmd, "--transfers", "8", "--config", str(work / "rclone.conf")]))
-        rm(work / "tree-b")
-        synced.append(run_mirror(work / "b.db", work / "tree-b", workers=workers))
-        rm(work / "tree-b")
-        nofsync.append(run_mirror(work / "b.db", work / "tree-b", workers=workers, fsync=False))
-    copied = len(list((work / "rclone").iterdir()))
+        rm(out / "tree-b")
+        synced.append(run_mirror(work / "b.db", out / "tree-b", workers=workers))
+        rm(out / "tree-b")
+        nofsync.append(run_mirror(work / "b.db", out / "tree-b", workers=workers, fsync=False))
+    copied = len(list((out / "rclone").iterdir()))
     if copied != count:
         raise SystemExit(f"rclone copied {copied} files, expected {count}")
-    rm(work / "rclone")
-    rm(work / "tree-b")
+    rm(out / "rclone")
+    rm(out / "tree-b")
     r, m, n = best(rclone), best(synced), best(nofsync)
     return {
         "blobs": count,
@@ -260,6 +260,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--only", default="a,b,c")
     parser.add_argument("--tmp", default=None, help="work folder (default: a new temp dir)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where (b) writes the mirror tree and rclone's copy (default: the work folder); "
+        "a tmpfs such as /dev/shm takes the disk out of the comparison",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--catalog", help=argparse.SUPPRESS)
     parser.add_argument("--dest", help=argparse.SUPPRESS)
@@ -285,7 +291,10 @@ def main() -> None:
             report({"a": results["a"]}, table_only=True)
         if "b" in only:
             count = max(10, int(2000 * args.scale))
-            results["b"] = bench_small(work, www, nginx, count, args.rounds, args.workers)
+            out = Path(args.out) if args.out else work
+            out.mkdir(parents=True, exist_ok=True)
+            results["b"] = bench_small(work, www, nginx, count, args.rounds, args.workers, out)
+            results["b"]["out"] = str(out)
             report({"b": results["b"]}, table_only=True)
         if "c" in only:
             count = max(100, int(100_000 * args.scale))
@@ -311,7 +320,7 @@ def report(results: dict[str, Any], table_only: bool = False) -> None:
     b = results.get("b")
     if b:
         lines.append(
-            f"(b) {b['blobs']} x 4 KiB: rclone {b['rclone']['seconds']:.2f} s "
+            f"(b) {b['blobs']} x 4 KiB into {b['out']}: rclone {b['rclone']['seconds']:.2f} s "
             f"({b['rclone']['rss_mib']:.0f} MiB); mirror {b['mirror']['seconds']:.2f} s "
             f"({b['mirror']['rss_mib']:.0f} MiB) ratio {b['ratio']:.2f} [target <= "
             f"{TARGETS['b']}]; without fsync {b['mirror_nofsync']['seconds']:.2f} s "

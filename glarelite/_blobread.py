@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from ._hashing import split_digest
 from ._names import split_slot
 from ._rows import BLOB_COLUMNS, blob_from_row
 from ._slots import _check_slot, fetcher_of, store_of
-from .errors import Conflict, InvalidInput, NotFound, UpstreamChanged
+from .errors import Conflict, GlareliteError, InvalidInput, NotFound, UpstreamChanged
 from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 from .urls import join_base
@@ -79,6 +79,77 @@ def open_blob(
     if cache is not None and start == 0 and count is None:
         return cast(BinaryIO, cache.tee(digest, reader))
     return cast(BinaryIO, reader)
+
+
+BlobOpener = Callable[[], BinaryIO]
+
+
+def open_blobs(
+    cat: Catalog, slots: Iterable[tuple[str, str]]
+) -> Generator[tuple[str, str, BlobOpener], None, None]:
+    """(artifact id, slot, open) for each slot, in the order given; ``open()`` returns
+    what :func:`open_blob` would (or raises what it would raise).
+
+    Whole external blobs not served from the read cache are fetched through one HTTP/1.1
+    pipeline per origin; an answer the pipeline cannot take is fetched the ordinary way
+    when it is opened. Open each stream (or skip it) before taking the next item: the
+    pipeline delivers answers in order, and an unread rest is skipped.
+    """
+    items = list(slots)
+    found: list[tuple[Blob, str] | GlareliteError] = []
+    with cat._database.read():  # one snapshot for the batch
+        for artifact_id, slot in items:
+            try:
+                found.append(active_blob(cat, artifact_id, slot))
+            except GlareliteError as exc:
+                found.append(exc)
+    from ._cache import ReadCache
+    from ._store import VerifyingReader
+
+    cache = ReadCache.of(cat)
+    urls: dict[int, str] = {}  # item -> URL, for the whole external blobs to pipeline
+    for i, record in enumerate(found):
+        if isinstance(record, GlareliteError):
+            continue
+        blob, digest = record
+        if not blob.external or blob.upstream == "changed" or not blob.external_url:
+            continue
+        if cache is not None and cache._path(digest).exists():
+            continue  # the cache serves it; no request needed
+        urls[i] = blob.external_url
+    answers = fetcher_of(cat).pipeline(urls.values()).answers()
+    try:
+        for i, (artifact_id, slot) in enumerate(items):
+            record = found[i]
+            if isinstance(record, GlareliteError):
+                yield artifact_id, slot, _raiser(record)
+                continue
+            body = next(answers) if i in urls else None
+            if body is None:
+                yield artifact_id, slot, _ordinary(cat, artifact_id, slot)
+                continue
+            blob, digest = record
+            reader: Any = VerifyingReader(body, size=blob.size or 0, sha256=split_digest(digest)[1])
+            if cache is not None:
+                reader = cache.tee(digest, reader)
+            yield artifact_id, slot, _given(reader)
+    finally:
+        answers.close()
+
+
+def _raiser(exc: GlareliteError) -> BlobOpener:
+    def raise_it() -> BinaryIO:
+        raise exc
+
+    return raise_it
+
+
+def _ordinary(cat: Catalog, artifact_id: str, slot: str) -> BlobOpener:
+    return lambda: open_blob(cat, artifact_id, slot)
+
+
+def _given(reader: Any) -> BlobOpener:
+    return lambda: cast(BinaryIO, reader)
 
 
 def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int | None]:

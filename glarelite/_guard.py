@@ -32,6 +32,8 @@ _METADATA = {
 _SAFE = "/%!$&'()*+,;=:@-._~"
 _ULA = ipaddress.ip_network("fc00::/7")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Whitespace (str.isspace's set: Unicode-aware \s) and control characters.
+_BAD_CHARACTER = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,23 @@ class ParsedTarget:
 
 
 def check_url(
-    url: str, settings: HttpSettings | None = None, *, resolve: Resolver | None = None
+    url: str,
+    settings: HttpSettings | None = None,
+    *,
+    resolve: Resolver | None = None,
+    vetted: dict[tuple[str, str], tuple[str, int, tuple[str, ...]]] | None = None,
 ) -> ParsedTarget:
     """Vet ``url`` for fetching, or raise :class:`RefusedLocation` naming the reason.
 
     Raises :class:`NetworkError` when the host cannot be resolved. ``resolve`` replaces
     ``socket.getaddrinfo`` (tests); it maps (host, port) to IP address strings.
+    ``vetted`` memoizes the host part per (scheme, netloc) across the URLs of one batch:
+    one lookup and one vetting per origin (refusals are not memoized).
     """
     settings = settings or HttpSettings()
     if not isinstance(url, str):
         raise RefusedLocation(f"a location must be a string, not {type(url).__name__}")
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _BAD_CHARACTER.search(url):
         raise RefusedLocation(f"URL contains whitespace or control characters: {url!r}")
     try:
         parts = urlsplit(url)
@@ -86,6 +94,27 @@ def check_url(
         )
     if "@" in parts.netloc:
         raise RefusedLocation(f"credentials (userinfo) in a URL are not allowed: {url!r}")
+    key = (scheme, parts.netloc)
+    known = vetted.get(key) if vetted is not None else None
+    if known is not None:
+        host, port, addresses = known
+    else:
+        host, port, addresses = _vet_host(parts, url, scheme, settings, resolve)
+        if vetted is not None:
+            vetted[key] = (host, port, addresses)
+
+    # The request line must be ASCII: percent-encode what is not (already-encoded
+    # sequences and reserved characters pass through unchanged).
+    path = quote(parts.path or "/", safe=_SAFE)
+    target = f"{path}?{quote(parts.query, safe=_SAFE + '?')}" if parts.query else path
+    clean = urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+    return ParsedTarget(clean, scheme, host, port, addresses, target)
+
+
+def _vet_host(
+    parts: SplitResult, url: str, scheme: str, settings: HttpSettings, resolve: Resolver | None
+) -> tuple[str, int, tuple[str, ...]]:
+    """(host, port, vetted addresses) of a parsed URL, or RefusedLocation/NetworkError."""
     host = _host_of(parts, url)
     try:
         port = parts.port or DEFAULT_PORTS.get(scheme, 0)
@@ -110,13 +139,7 @@ def check_url(
                     f"refusing {url!r}: {what} {reason}; allow it with allow_hosts "
                     f"or ${ALLOW_HOSTS_ENV} if that is intended"
                 )
-
-    # The request line must be ASCII: percent-encode what is not (already-encoded
-    # sequences and reserved characters pass through unchanged).
-    path = quote(parts.path or "/", safe=_SAFE)
-    target = f"{path}?{quote(parts.query, safe=_SAFE + '?')}" if parts.query else path
-    clean = urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
-    return ParsedTarget(clean, scheme, host, port, addresses, target)
+    return host, port, addresses
 
 
 def blocked_reason(ip: IPAddress) -> str | None:

@@ -22,10 +22,11 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import urllib3
@@ -37,6 +38,9 @@ from ._guard import ParsedTarget, check_url
 from ._hashing import parse_sha256
 from .errors import ChecksumMismatch, InvalidInput, NetworkError, RefusedLocation, TooLarge
 from .settings import HttpSettings, RetryPolicy
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
 
 __all__ = ["BodyStream", "Fetcher", "ProgressCallback", "Registration"]
 
@@ -255,6 +259,14 @@ class Fetcher:
             body.close()
             raise
         return body
+
+    def pipeline(self, urls: Iterable[str]) -> Pipeline:
+        """Plain GETs of many URLs, pipelined per origin; see :mod:`glarelite._pipeline`.
+        Answers the pipeline cannot take come back as None: fetch those with
+        :meth:`stream`."""
+        from ._pipeline import Pipeline
+
+        return Pipeline(self.settings, self._user_agent, urls)
 
     def register(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -533,6 +533,22 @@ class Catalog:
         and sha256 (ChecksumMismatch otherwise); a ranged read (``offset``/``length``)
         cannot be verified and says so (``verified_on_eof`` is False)."""
         return _blobread.open_blob(self, artifact_id, slot, offset=offset, length=length)
+
+    def open_blobs(
+        self, slots: Iterable[tuple[str, str]]
+    ) -> Generator[tuple[str, str, Callable[[], BinaryIO]], None, None]:
+        """Many whole blobs, fast: yields ``(artifact_id, slot, open)`` in the order given,
+        where ``open()`` returns what :meth:`open_blob` would return (or raises what it
+        would raise).
+
+        External blobs are fetched with HTTP/1.1 pipelining, one connection per origin
+        (``HttpSettings.pipeline_depth`` requests ahead); an answer that is not a plain
+        200 (redirect, error, 429, chunked, broken connection) is fetched the ordinary
+        way, with the guard and retries, when it is opened. Open and read (or skip) each
+        item before taking the next; a pipelined stream that breaks midway raises
+        NetworkError, and :meth:`open_blob` fetches it again with retries.
+        """
+        return _blobread.open_blobs(self, slots)
 
     @hooked("download")
     def download(

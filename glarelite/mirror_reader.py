@@ -12,11 +12,12 @@ or holding other bytes raises an error that names its path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, cast
 
@@ -338,6 +339,14 @@ class MirrorCatalog:
             name=self._source.url(path),
         )
         return cast(BinaryIO, reader)
+
+    def open_blobs(
+        self, slots: Iterable[tuple[str, str]]
+    ) -> Generator[tuple[str, str, Callable[[], BinaryIO]], None, None]:
+        """As :meth:`Catalog.open_blobs`: ``(artifact_id, slot, open)`` in the order given,
+        each ``open()`` being :meth:`open_blob` (a tree's files need no pipelining)."""
+        for artifact_id, slot in slots:
+            yield artifact_id, slot, functools.partial(self.open_blob, artifact_id, slot)
 
     def download(
         self,

@@ -59,6 +59,8 @@ class HttpSettings:
     ``allow_hosts`` admits hosts the location guard would refuse (loopback, private, ...):
     hostnames (exact, case-insensitive) or IP addresses / CIDR networks. ``ca_certs``
     names a PEM bundle to trust instead of the system store (private CAs, tests).
+    ``pipeline_depth`` is how many GETs :meth:`Catalog.open_blobs` sends ahead on one
+    connection (HTTP/1.1 pipelining); 1 turns pipelining off.
     """
 
     connect_timeout: float = 10.0
@@ -70,6 +72,7 @@ class HttpSettings:
     chunk_size: int = MIB
     user_agent: str | None = None
     ca_certs: str | None = None
+    pipeline_depth: int = 32
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
@@ -78,6 +81,8 @@ class HttpSettings:
             raise InvalidInput(f"max_redirects must be >= 0, not {self.max_redirects}")
         if self.chunk_size <= 0:
             raise InvalidInput(f"chunk_size must be > 0, not {self.chunk_size}")
+        if isinstance(self.pipeline_depth, bool) or not 1 <= self.pipeline_depth <= 1024:
+            raise InvalidInput(f"pipeline_depth must be 1..1024, not {self.pipeline_depth!r}")
         for name in ("allowed_schemes", "allow_hosts"):
             value: object = getattr(self, name)
             if isinstance(value, str):  # ("http") is a str, not a one-element tuple

@@ -145,7 +145,9 @@ class Copier:
         self.sleep = sleep
 
     # -- a job: fetch once, link the rest ---------------------------------------------
-    def run(self, job: Job) -> list[Outcome]:
+    def run(self, job: Job, tried: tuple[Source, BaseException] | None = None) -> list[Outcome]:
+        """Copy a job's bytes to all its targets; ``tried`` is a source that already
+        failed with that error (a batch's attempt): a final error is not repeated."""
         outcomes: list[Outcome] = []
         targets = list(job.targets)
         have: str | None = None
@@ -153,7 +155,7 @@ class Copier:
             have = job.link_from
         else:
             first = targets.pop(0)
-            outcome = self._fetch_any(job, first)
+            outcome = self._fetch_any(job, first, tried)
             outcomes.append(outcome)
             if not outcome.ok:
                 for t in targets:
@@ -162,6 +164,44 @@ class Copier:
             have = first
         for t in targets:
             outcomes.append(self._duplicate(job, have, t))
+        return outcomes
+
+    def run_batch(self, jobs: list[Job]) -> list[Outcome]:
+        """Small jobs fetched from the catalog together (:meth:`Catalog.open_blobs`:
+        external ones pipelined per origin). Whatever fails here goes on in :meth:`run`,
+        the ordinary path with retries and the other sources, which (like it does itself)
+        repeats only what another attempt could change."""
+        outcomes: list[Outcome] = []
+        again: list[tuple[Job, Source, BaseException]] = []
+        picked = [(job, min(job.sources, key=lambda s: s.external)) for job in jobs]
+        opened = self.catalog.open_blobs((s.artifact_id, s.slot) for _, s in picked)
+        try:
+            for (job, source), (_, _, open_stream) in zip(picked, opened, strict=True):
+                if self.stop.is_set():
+                    raise Cancelled()
+                path = job.targets[0]
+                temp: Temp | None = None
+                try:
+                    with open_stream() as src:
+                        temp = self.dest.new_temp(path)
+                        self._write_stream(src, temp, job.size, job.sha256, None)
+                    stat = temp.commit(defer=True)
+                except Cancelled:
+                    raise
+                except Exception as exc:
+                    if temp is not None:
+                        temp.discard()
+                    again.append((job, source, exc))
+                    continue
+                how = "external" if source.external else "internal"
+                outcomes.append(
+                    Outcome(path, True, how=how, fetched=job.size, written=job.size, stat=stat)
+                )
+                outcomes.extend(self._duplicate(job, path, t) for t in job.targets[1:])
+        finally:
+            opened.close()
+        for job, source, error in again:
+            outcomes.extend(self.run(job, (source, error)))
         return outcomes
 
     def _duplicate(self, job: Job, source: str, path: str) -> Outcome:
@@ -197,10 +237,16 @@ class Copier:
             raise
 
     # -- fetching from the catalog, with retries and alternative sources ----------------
-    def _fetch_any(self, job: Job, path: str) -> Outcome:
+    def _fetch_any(
+        self, job: Job, path: str, tried: tuple[Source, BaseException] | None = None
+    ) -> Outcome:
         # Internal sources first: storage is nearer than any upstream.
         sources = sorted(job.sources, key=lambda s: s.external)
         last: BaseException | None = None
+        if tried is not None and isinstance(tried[1], FINAL):
+            # Bytes that differ, a vanished artifact...: asking again changes nothing.
+            last = tried[1]
+            sources = [s for s in sources if s != tried[0]]
         for attempt in range(self.retries + 1):
             again: list[Source] = []
             for source in sources:
@@ -263,23 +309,26 @@ class Copier:
         self, source: Source, temp: Temp, size: int, sha256: str, key: str | None
     ) -> None:
         with self.catalog.open_blob(source.artifact_id, source.slot) as src:
-            # open_blob's reader verifies a whole read itself; hash here only if it cannot.
-            trusted = getattr(src, "verified_on_eof", False) is True
-            h = None if trusted else hashlib.sha256()
-            buf = bytearray(max(1, min(CHUNK, size + 1)))
-            view = memoryview(buf)
-            total = 0
-            while n := readinto(src, view):
-                if self.stop.is_set():
-                    raise Cancelled()
-                total += n
-                if total > size:
-                    raise ChecksumMismatch(f"blob {temp.path}: more than {size} bytes arrived")
-                temp.write(view[:n])
-                if h is not None:
-                    h.update(view[:n])
-                self._advance(key, n)
-            verified = trusted and getattr(src, "verified", False) is True
+            self._write_stream(src, temp, size, sha256, key)
+
+    def _write_stream(self, src: Any, temp: Temp, size: int, sha256: str, key: str | None) -> None:
+        # open_blob's reader verifies a whole read itself; hash here only if it cannot.
+        trusted = getattr(src, "verified_on_eof", False) is True
+        h = None if trusted else hashlib.sha256()
+        buf = bytearray(max(1, min(CHUNK, size + 1)))
+        view = memoryview(buf)
+        total = 0
+        while n := readinto(src, view):
+            if self.stop.is_set():
+                raise Cancelled()
+            total += n
+            if total > size:
+                raise ChecksumMismatch(f"blob {temp.path}: more than {size} bytes arrived")
+            temp.write(view[:n])
+            if h is not None:
+                h.update(view[:n])
+            self._advance(key, n)
+        verified = trusted and getattr(src, "verified", False) is True
         if total != size:
             raise ChecksumMismatch(f"blob {temp.path}: {total} bytes arrived, recorded {size}")
         if not verified and (h is None or h.hexdigest() != sha256):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -17,7 +17,7 @@ from glarelite import Catalog, DestinationError, GlareliteError, Progress, tree
 
 from . import plan as planning
 from . import prune as pruning
-from .copy import Cancelled, Copier, Job, Outcome, describe, hash_file
+from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
 from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
 from .progress import SafeProgress
@@ -25,6 +25,8 @@ from .publish import publish
 from .report import SyncReport
 from .select import Selection, fingerprint
 from .state import State, load, save
+
+BATCH_MAX = 256  # small blobs per task (one pipeline per task)
 
 
 def sync(
@@ -320,11 +322,10 @@ class _Run:
         total = sum(j.size for j in jobs if j.link_from is None)
         self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
         pending: set[Future[list[Outcome]]] = set()
-        queue = iter(jobs)
         try:
             # Bounded submission: a million queued futures would hold a million closures.
-            for job in queue:
-                pending.add(executor.submit(self.copier.run, job))
+            for run, work in self._tasks(jobs):
+                pending.add(executor.submit(run, work))
                 if len(pending) >= self.workers * 4:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     self._collect(plan, done)
@@ -333,6 +334,18 @@ class _Run:
                 self._collect(plan, done)
         finally:
             self.progress.end("mirror", ok=not self.report.failed)
+
+    def _tasks(self, jobs: list[Job]) -> Iterator[tuple[Callable[[Any], list[Outcome]], Any]]:
+        """One task per large job; small ones fetched from the catalog go in batches, so
+        that one request per blob does not dominate (Catalog.open_blobs pipelines them)."""
+        small = [j for j in jobs if j.link_from is None and j.sources and j.size <= DEFER_MAX]
+        # Enough batches to keep every worker busy, few enough to amortize each one.
+        size = max(8, min(BATCH_MAX, -(-len(small) // (self.workers * 4)) if small else 1))
+        big = [j for j in jobs if not (j.link_from is None and j.sources and j.size <= DEFER_MAX)]
+        for job in big:  # largest first (as sorted): a big one started last runs alone
+            yield self.copier.run, job
+        for i in range(0, len(small), size):
+            yield self.copier.run_batch, small[i : i + size]
 
     def _collect(self, plan: planning.Plan, done: set[Future[list[Outcome]]]) -> None:
         for future in done:
