@@ -75,11 +75,20 @@ def check(
         result = _check_one(fetcher, base, etag, lm, rehash)
         upstream = "ok" if result.state == "unchanged" else result.state
         with cat._database.write() as conn:
+            now = utcnow()
+            before = conn.execute(
+                "SELECT upstream FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
+                (artifact_id, field_name, key),
+            ).fetchone()
             conn.execute(
                 "UPDATE blobs SET upstream = ?, verified_at = CASE WHEN ? = 'ok' THEN ? "
                 "ELSE verified_at END WHERE artifact_id = ? AND field = ? AND key = ?",
-                (upstream, upstream, utcnow(), artifact_id, field_name, key),
+                (upstream, upstream, now, artifact_id, field_name, key),
             )
+            if before is not None and before[0] != upstream:
+                # The show view carries the blob's upstream state: a change of it is a
+                # change of the artifact (a mirror's incremental run goes by updated_at).
+                conn.execute("UPDATE artifacts SET updated_at = ? WHERE id = ?", (now, artifact_id))
         results.append(result)
         progress.advance("check", 1)
     progress.end("check")

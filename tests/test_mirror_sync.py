@@ -453,3 +453,34 @@ def test_artifacts_with_many_blobs_and_workers(tmp_path: Path, origin: Origin) -
     report = mirror.sync(cat, str(dest), **QUICK)
     assert len(report.repaired) == 36 and mirror.check_tree(str(dest)).ok
     cat.close()
+
+
+def test_check_flagging_a_changed_upstream_reaches_the_tree_without_verify(
+    world: World, tmp_path: Path
+) -> None:
+    """check() marks a changed upstream on the artifact (updated_at moves), so the next
+    incremental run republishes its index with the new state and keeps the good bytes."""
+    cat, dest, ids, origin = world.catalog, tmp_path / "tree", world.ids, world.origin
+    mirror.sync(cat, str(dest), **QUICK)
+    blob_file = dest / tree.blob_path("images", ids["a2"], "file")
+    good = blob_file.read_bytes()
+    index_path = dest / tree.artifact_index_path("images", ids["a2"])
+    assert json.loads(index_path.read_text())["blobs"]["file"]["upstream"] == "ok"
+    stamps = {i: cat.get(i).updated_at for i in ids.values()}
+
+    origin.add("/a2.img", data=b"changed upstream", ranges=True)
+    states = {(r.artifact_id, r.slot): r.state for r in cat.check()}
+    assert states[(ids["a2"], "file")] == "changed"
+    assert cat.get(ids["a2"]).updated_at > stamps[ids["a2"]]
+    unchanged = [i for (i, _), s in states.items() if s == "unchanged"]
+    assert unchanged and all(cat.get(i).updated_at == stamps[i] for i in unchanged)
+
+    gets = len(origin_gets(origin))
+    report = mirror.sync(cat, str(dest), **QUICK)
+    assert not report.nothing_to_do
+    assert json.loads(index_path.read_text())["blobs"]["file"]["upstream"] == "changed"
+    assert blob_file.read_bytes() == good  # the verified registered bytes stay served
+    assert origin_gets(origin)[gets:] == []  # nothing fetched: the tree already holds them
+    again = cat.get(ids["a2"]).updated_at
+    cat.check()  # still changed: no transition, no new updated_at
+    assert cat.get(ids["a2"]).updated_at == again
