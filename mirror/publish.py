@@ -130,15 +130,22 @@ def publish(
     generation = old.generation + 1
     out.generation = generation
 
-    # 1. artifact indexes (many small files: written in parallel)
-    def write_artifact(item: Item) -> str:
-        path = tree.artifact_index_path(item.type, item.id)
-        dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
-        return path
+    # 1. artifact indexes (many small files: written in parallel, in batches, so that
+    #    thread hand-offs do not cost more than the writes)
+    def write_artifacts(items: list[Item]) -> list[str]:
+        paths = []
+        for item in items:
+            path = tree.artifact_index_path(item.type, item.id)
+            dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
+            paths.append(path)
+        return paths
 
-    for path in executor.map(write_artifact, stale_items):
-        state.indexes.add(path)
-        out.written_indexes.append(path)
+    step = max(1, min(256, -(-len(stale_items) // 32)))
+    batches = [stale_items[i : i + step] for i in range(0, len(stale_items), step)]
+    for paths in executor.map(write_artifacts, batches):
+        for path in paths:
+            state.indexes.add(path)
+            out.written_indexes.append(path)
     dest.sync_dirs()
 
     # 2. type indexes
