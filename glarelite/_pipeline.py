@@ -33,6 +33,10 @@ _MAX_HEAD = 64 * 1024  # status line and headers of one answer
 _DRAIN_MAX = 64 * 1024  # an unread rest up to this size is skipped to keep the connection
 _MAX_FAILURES = 2  # broken connections per origin before everything left goes the slow way
 _READ_BUFFER = 256 * 1024
+# Requests written and not answered: they must fit in the socket buffers. The window is
+# written with a blocking send while no answer is read; a server that stops reading them
+# (it waits to write answers nobody reads) would stall both ends until the read timeout.
+_MAX_INFLIGHT_BYTES = 32 * 1024
 
 
 @dataclass
@@ -48,6 +52,7 @@ class _Connection:
         self.rfile = cast(io.BufferedReader, sock.makefile("rb", buffering=_READ_BUFFER))
         self.answered = 0  # complete answers read from this connection
         self.dead = False
+        self.ours = False  # we dropped it (an answer not worth reading), not the server
 
     def close(self) -> None:
         self.dead = True
@@ -114,6 +119,7 @@ class PipelinedBody:
         if not self.left or self._conn.dead:
             return
         if self.left > _DRAIN_MAX:
+            self._conn.ours = True
             self._conn.close()
             return
         with contextlib.suppress(GlareliteError):
@@ -148,6 +154,7 @@ class _OriginPipe:
             f"User-Agent: {self.user_agent}\r\nAccept-Encoding: identity\r\n\r\n"
         ).encode("ascii")
         self.pending.append(_Request(index, target, wire))
+        self.depth = max(1, min(self.depth, _MAX_INFLIGHT_BYTES // len(wire)))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -182,7 +189,8 @@ class _OriginPipe:
                 if length == 0:
                     self.body._finished()
                 return self.body
-            # Not a plain answer: skip it if that is cheap and safe, else drop the socket.
+            # Not a plain answer: skip it if that is cheap and safe, else drop the socket
+            # (our choice, not a failure of the server's).
             skip = _plain_length(headers)
             if skip is not None and skip <= _DRAIN_MAX and not last:
                 try:
@@ -191,6 +199,8 @@ class _OriginPipe:
                 except (OSError, ValueError, _Closed):
                     self._dropped(conn, failure=True)
             else:
+                conn.answered += 1
+                conn.ours = not last
                 self._dropped(conn, failure=False)
             return None
         # Given up: this one, like everything after it, goes the ordinary way.
@@ -208,7 +218,7 @@ class _OriginPipe:
         attempt that used up a try)."""
         conn = self.conn
         if conn is not None and conn.dead:
-            self._dropped(conn, failure=conn.answered == 0)
+            self._dropped(conn, failure=conn.answered == 0 and not conn.ours)
             conn = None
         if conn is None:
             if not self.pending:
@@ -261,7 +271,8 @@ class _OriginPipe:
     def _dropped(self, conn: _Connection, *, failure: bool) -> None:
         """The connection is gone: what was written to it and not answered is sent again
         on the next one. A close after some answers is the server's keep-alive limit; a
-        connection that failed before answering anything counts against the origin."""
+        connection that failed before answering anything counts against the origin; one
+        we dropped ourselves counts for nothing."""
         conn.close()
         if self.conn is conn:
             self.conn = None
@@ -269,6 +280,8 @@ class _OriginPipe:
             self.body = None
         self.pending.extendleft(reversed(self.inflight))
         self.inflight.clear()
+        if conn.ours and not failure:
+            return
         if conn.answered == 0 and not failure:
             failure = True
         if failure:

@@ -60,7 +60,8 @@ class HttpSettings:
     hostnames (exact, case-insensitive) or IP addresses / CIDR networks. ``ca_certs``
     names a PEM bundle to trust instead of the system store (private CAs, tests).
     ``pipeline_depth`` is how many GETs :meth:`Catalog.open_blobs` sends ahead on one
-    connection (HTTP/1.1 pipelining); 1 turns pipelining off.
+    connection (HTTP/1.1 pipelining; fewer when the requests written ahead would pass
+    32 KiB, so they always fit in the socket buffers); 1 turns pipelining off.
     """
 
     connect_timeout: float = 10.0
