@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.seaweed",
     "tests.fixtures.origin",
     "tests.fixtures.static",
+    "tests.fixtures.pki",
 ]

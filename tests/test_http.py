@@ -6,10 +6,7 @@ import gzip
 import hashlib
 import itertools
 import random
-import shutil
 import socket
-import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +20,7 @@ from glarelite._http import Fetcher, parse_retry_after
 from glarelite.errors import ChecksumMismatch, InvalidInput, NetworkError, RefusedLocation, TooLarge
 from glarelite.settings import ALLOW_HOSTS_ENV, HttpSettings, RetryPolicy
 from tests.fixtures.origin import Origin, PatternBody
+from tests.fixtures.pki import tls_origin
 
 RETRY = RetryPolicy(total=3, backoff_factor=0.01, backoff_max=1.0, jitter=0.0)
 SETTINGS = HttpSettings(
@@ -520,33 +518,6 @@ def test_ipv6_loopback_when_allowed(sleeps: Sleeps) -> None:
 
 
 # -- https: SNI and certificate checked against the name, connection to the IP --------------
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
-    for name in ("localhost", "other.test"):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
-        (d / f"{name}.ext").write_text(f"subjectAltName=DNS:{name}\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
-            "-out", f"{name}.pem")  # fmt: skip
-    return d
-
-
-def tls_origin(pki: Path, name: str) -> Origin:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki / f"{name}.pem", pki / f"{name}.key")
-    return Origin(tls=ctx)
-
-
 def test_https_checks_the_certificate_against_the_url_host(
     pki: Path, origin: Origin, sleeps: Sleeps
 ) -> None:

@@ -14,9 +14,7 @@ import gzip
 import hashlib
 import os
 import random
-import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -43,6 +41,7 @@ from glarelite.errors import (
 from glarelite.settings import ALLOW_HOSTS_ENV
 from tests.fixtures import static
 from tests.fixtures.origin import Origin
+from tests.fixtures.pki import tls_origin
 
 FAST = glarelite.HttpSettings(
     retry=glarelite.RetryPolicy(total=3, backoff_factor=0.01, backoff_max=0.05, jitter=0.0),
@@ -847,32 +846,9 @@ def test_closing_the_generator_early_closes_the_connection(
 
 
 # -- https ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    for ca in ("ca", "rogue"):
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", f"/CN=test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem")  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", "localhost.key", "-out", "localhost.csr")  # fmt: skip
-    (d / "localhost.ext").write_text("subjectAltName=DNS:localhost\n")
-    run("x509", "-req", "-in", "localhost.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "localhost.ext",
-        "-out", "localhost.pem")  # fmt: skip
-    return d
-
-
 @pytest.fixture
 def tls_server(pki: Path) -> Iterator[Origin]:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki / "localhost.pem", pki / "localhost.key")
-    with Origin(tls=ctx) as s:
+    with tls_origin(pki, "localhost") as s:
         yield s
 
 
