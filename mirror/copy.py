@@ -10,6 +10,7 @@ paths needing the same bytes are hard-linked (local) or copied server-side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import threading
@@ -30,6 +31,7 @@ from glarelite import (
     VerificationError,
 )
 
+from . import partial
 from .dest import Dest, Temp
 from .progress import SafeProgress
 
@@ -132,6 +134,7 @@ class Copier:
         backoff: float = 0.5,
         segment_size: int = 64 << 20,
         max_segments: int = 4,
+        partial_every: int | None = None,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -142,6 +145,8 @@ class Copier:
         self.backoff = backoff
         self.segment_size = max(segment_size, CHUNK)
         self.max_segments = max(1, max_segments)
+        # How often a segmented download records its progress (for a resume).
+        self.partial_every = partial_every or max(CHUNK, self.segment_size // 2)
         self.stop = stop or threading.Event()
         self.sleep = sleep
 
@@ -279,27 +284,52 @@ class Copier:
         return Outcome(path, False, error=type(last).__name__, reason=describe(last))
 
     def _fetch(self, source: Source, path: str, size: int, sha256: str) -> tuple[int, int]:
-        temp = self.dest.new_temp(path)
-        big = size >= 2 * self.segment_size and temp.random_access and self.max_segments > 1
+        segmented = size >= 2 * self.segment_size and self.max_segments > 1
+        resume = partial.load(self.dest, sha256, size) if segmented else None
+        temp = self.dest.adopt_temp(path, resume.temp) if resume else self.dest.new_temp(path)
+        segmented = segmented and temp.random_access
         key = f"copy {path}"
         report = size >= 8 * CHUNK  # per-blob bars for large blobs only
         if report:
             self.progress.begin(key, path, size)
+        record = resume or (self._layout(temp, size, sha256) if segmented else None)
         try:
-            if big:
-                n = min(self.max_segments, -(-size // self.segment_size))
-                self._segmented(source, temp, size, sha256, n, key if report else None)
+            if record is not None:
+                self._segmented(source, temp, record, key if report else None)
             else:
                 self._streamed(source, temp, size, sha256, key if report else None)
             stat = temp.commit(defer=size <= DEFER_MAX)
-        except BaseException:
-            temp.discard()
+        except BaseException as exc:
             if report:
                 self.progress.end(key, ok=False)
+            if record is not None and isinstance(exc, (Cancelled, *RETRYABLE)):
+                # Keep what arrived: the next attempt, in this run or the next, resumes.
+                temp.keep()
+                self._save_partial(record)
+                raise
+            temp.discard()
+            if record is not None:
+                partial.drop(self.dest, sha256)
+            if resume is not None and isinstance(exc, ChecksumMismatch):
+                # The kept bytes did not make the blob: start again from byte 0, once.
+                return self._fetch(source, path, size, sha256)
             raise
+        if record is not None:
+            partial.drop(self.dest, sha256)
         if report:
             self.progress.end(key)
         return stat
+
+    def _layout(self, temp: Temp, size: int, sha256: str) -> partial.Partial:
+        count = min(self.max_segments, -(-size // self.segment_size))
+        step = -(-size // count)
+        segments = [[i * step, min(size, (i + 1) * step), 0] for i in range(count)]
+        return partial.Partial(temp.temp, size, sha256, segments)
+
+    def _save_partial(self, record: partial.Partial) -> None:
+        # A record that cannot be written only costs a download from byte 0.
+        with contextlib.suppress(OSError):
+            partial.save(self.dest, record)
 
     def _advance(self, key: str | None, n: int) -> None:
         self.progress.advance("mirror", n)
@@ -337,24 +367,35 @@ class Copier:
             raise ChecksumMismatch(f"blob {temp.path}: sha256 {got}, recorded {sha256}")
 
     def _segmented(
-        self, source: Source, temp: Temp, size: int, sha256: str, count: int, key: str | None
+        self, source: Source, temp: Temp, record: partial.Partial, key: str | None
     ) -> None:
+        """Ranged streams written in place, the hash right behind them. ``record`` gives
+        the segments and how much of each the temporary already holds (a partial
+        download being resumed); it is kept up to date and saved every
+        ``partial_every`` bytes, so that a killed run's successor resumes too."""
+        size, sha256 = record.size, record.sha256
         temp.preallocate(size)
-        step = -(-size // count)
-        bounds = [(i * step, min(size, (i + 1) * step)) for i in range(count)]
-        filled = [0] * count
+        bounds = [(start, end) for start, end, _ in record.segments]
+        filled = [f for _, _, f in record.segments]
+        count = len(bounds)
+        saved = sum(filled)
+        if saved:
+            self._advance(key, saved)  # the kept bytes count as done
         cond = threading.Condition()
         failure: list[BaseException] = []
         halt = threading.Event()
 
         def read_segment(i: int) -> None:
             start, end = bounds[i]
+            begin = start + filled[i]
+            if begin >= end:
+                return  # complete in the kept temporary
             try:
                 with self.catalog.open_blob(
-                    source.artifact_id, source.slot, offset=start, length=end - start
+                    source.artifact_id, source.slot, offset=begin, length=end - begin
                 ) as src:
                     view = memoryview(bytearray(CHUNK))
-                    pos = flushed = start
+                    pos = flushed = begin
                     while pos < end:
                         if halt.is_set() or self.stop.is_set():
                             return
@@ -379,6 +420,11 @@ class Copier:
                     failure.append(exc)
                     cond.notify_all()
 
+        def snapshot() -> partial.Partial:
+            with cond:
+                done = [[a, b, f] for (a, b), f in zip(bounds, filled, strict=True)]
+            return partial.Partial(record.temp, size, sha256, done)
+
         threads = [
             threading.Thread(target=read_segment, args=(i,), name=f"mirror-range-{i}", daemon=True)
             for i in range(count)
@@ -399,6 +445,10 @@ class Copier:
                         if failure:
                             raise failure[0]
                         avail = start + filled[i]
+                        progress = sum(filled)
+                    if progress - saved >= self.partial_every:
+                        saved = progress
+                        self._save_partial(snapshot())
                     while pos < avail:
                         n = min(HASH_CHUNK, avail - pos)
                         temp.hash_range(h, pos, n, hview)
@@ -412,3 +462,4 @@ class Copier:
             halt.set()
             for t in threads:
                 t.join()
+            record.segments = snapshot().segments  # what the temporary holds now

@@ -54,6 +54,7 @@ class Temp:
     """A temporary being written; ``commit`` makes it the final path, ``discard`` drops it."""
 
     path: str  # the final path (relative to the tree root)
+    temp: str = ""  # where the bytes are until commit (relative; "" where not a file)
     random_access: bool = False  # pwrite/pread/preallocate available
 
     def write(self, data: bytes | memoryview) -> None:
@@ -91,6 +92,11 @@ class Temp:
     def discard(self) -> None:
         raise NotImplementedError
 
+    def keep(self) -> None:
+        """Stop writing but leave the temporary in place (a partial download to resume);
+        where that is not possible, discard it."""
+        self.discard()
+
 
 class Dest:
     """The operations the mirror needs from a destination. Paths are relative to the
@@ -115,6 +121,10 @@ class Dest:
             return None
 
     def new_temp(self, path: str) -> Temp:
+        raise NotImplementedError
+
+    def adopt_temp(self, path: str, existing: str) -> Temp:
+        """A temporary for ``path`` continuing the file ``existing`` (local trees only)."""
         raise NotImplementedError
 
     def write_file(
@@ -163,21 +173,29 @@ class Dest:
 class LocalTemp(Temp):
     random_access = True
 
-    def __init__(self, dest: LocalDest, path: str) -> None:
+    def __init__(self, dest: LocalDest, path: str, existing: str | None = None) -> None:
         self.path = path
         self._dest = dest
         self._final = dest.abspath(path)
+        self._read_fd: int | None = None
+        self._fd: int | None = None
+        if existing is not None:  # a partial download left by an earlier run
+            self.temp = existing
+            self._tmp = dest.abspath(existing)
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CLOEXEC)
+            dest.makedirs(self._final.rpartition(os.sep)[0])
+            return
         folder = self._final.rpartition(os.sep)[0]
         dest.makedirs(folder)
-        self._tmp = dest.abspath(temp_path(path))
+        self.temp = temp_path(path)
+        self._tmp = dest.abspath(self.temp)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            self._fd: int | None = os.open(self._tmp, flags, 0o644)
+            self._fd = os.open(self._tmp, flags, 0o644)
         except FileNotFoundError:  # the folder went away since this run made it
             dest.forget_dir(folder)
             dest.makedirs(folder)
             self._fd = os.open(self._tmp, flags, 0o644)
-        self._read_fd: int | None = None
 
     def _wfd(self) -> int:
         if self._fd is None:
@@ -257,6 +275,9 @@ class LocalTemp(Temp):
         self._close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+    def keep(self) -> None:
+        self._close()
 
 
 class LocalDest(Dest):
@@ -346,6 +367,10 @@ class LocalDest(Dest):
 
     def new_temp(self, path: str) -> Temp:
         return LocalTemp(self, path)
+
+    def adopt_temp(self, path: str, existing: str) -> Temp:
+        """A temporary for ``path`` continuing the file ``existing`` (a partial download)."""
+        return LocalTemp(self, path, existing)
 
     def link(self, source: str, path: str) -> bool:
         final = self.abspath(path)

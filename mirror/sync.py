@@ -15,6 +15,7 @@ from typing import Any
 
 from glarelite import Catalog, DestinationError, GlareliteError, Progress, tree
 
+from . import partial
 from . import plan as planning
 from . import prune as pruning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
@@ -200,6 +201,7 @@ class _Run:
         try:
             self._check_tree_files(plan, executor)
             self._copy(plan, executor)
+            self._sweep_partials(plan)
             self.dest.sync_dirs()
             self._problems(plan)
             out = publish(
@@ -450,10 +452,29 @@ class _Run:
             report.prune = decision.refused or f"would remove {len(decision.candidates)} files"
         report.nothing_to_do = not plan.fetch and not plan.check and not decision.candidates
 
+    def _sweep_partials(self, plan: planning.Plan) -> None:
+        """Keep the partial downloads of blobs that failed in this run (the next one
+        resumes them); drop the others' records and temporaries."""
+        failed = {plan.fetch[f["path"]][0] for f in self.report.failed if f["path"] in plan.fetch}
+        kept = 0
+        for sha256 in partial.recorded(self.dest):
+            if sha256 in failed:
+                kept += 1
+            else:
+                partial.drop(self.dest, sha256, with_temp=True)
+        if kept:
+            self.report.warnings.append(
+                f"kept {kept} partial downloads in the tree: the next run resumes them"
+            )
+
     def _clean_temporaries(self) -> None:
-        """A previous run died: remove the temporaries it left (this host's dead pids)."""
+        """A previous run died: remove the temporaries it left (this host's dead pids),
+        except partial downloads it recorded, which this run resumes."""
         removed = 0
+        resumable = {t for t in partial.recorded(self.dest).values() if t}
         for path, host, pid in list(self.dest.iter_temporaries()):
+            if path in resumable:
+                continue
             if temporary_is_abandoned(host, pid):
                 self.dest.delete(path)
                 removed += 1

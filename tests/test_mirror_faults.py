@@ -16,7 +16,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,7 @@ import glarelite
 import mirror
 from glarelite import tree
 from tests.fixtures.origin import Origin, PatternBody
-from tests.test_mirror_support import QUICK, define_types, open_catalog, temporaries
+from tests.test_mirror_support import FAST, QUICK, define_types, open_catalog, temporaries
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 120.0  # generous bound for a subprocess to reach the gate on a loaded machine
@@ -176,4 +178,137 @@ def test_a_finished_sync_releases_the_lock(tmp_path: Path, origin: Origin) -> No
     assert (dest / ".glarelite-mirror/lock").read_bytes() == b""  # released cleanly
     report = mirror.sync(cat, str(dest), **QUICK)
     assert report.nothing_to_do and report.warnings == []
+    cat.close()
+
+
+def partial_record(dest: Path) -> dict | None:
+    found = list((dest / ".glarelite-mirror/partial").glob("*.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def range_starts(origin: Origin, since: int) -> list[int]:
+    """Where the GETs of /big.img after request ``since`` started (0: no Range)."""
+    starts = []
+    for r in origin.requests[since:]:
+        if r.method == "GET" and r.path == "/big.img":
+            rng = r.headers.get("range") or "bytes=0-"
+            starts.append(int(rng.removeprefix("bytes=").split("-")[0]))
+    return starts
+
+
+@pytest.mark.slow
+def test_a_killed_download_is_resumed_by_the_next_run_not_started_over(
+    tmp_path: Path, origin: Origin
+) -> None:
+    """MIRROR-NOTES 7: the killed run recorded which bytes its temporary holds; the next
+    run adopts that temporary and asks only for the rest (Range), then verifies it all."""
+    size, seg = 48 << 20, 8 << 20  # 4 segments of 12 MiB; only the first passes the gate
+    cat, body, big = gated_world(tmp_path, origin, size=size, threshold=8 << 20)
+    dest = tmp_path / "tree"
+    final = dest / tree.blob_path("images", big.id, "file")
+    body.gate.clear()
+    proc = start_sync(tmp_path / "catalog.db", dest, segment_size=seg)
+    try:
+        assert body.blocked.wait(WAIT), "the mirror never reached the gate"
+        # The hashing thread records progress every segment_size / 2 (4 MiB) of bytes.
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            record = partial_record(dest)
+            if record and record["segments"][0][2] >= 4 << 20:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"no partial record of 4 MiB: {partial_record(dest)}")
+        kill(proc)
+    finally:
+        body.gate.set()
+        kill(proc)
+    record = partial_record(dest)
+    assert record is not None and record["sha256"] == body.sha256() and record["size"] == size
+    kept = record["segments"][0][2]
+    assert (dest / record["temp"]).stat().st_size == size  # preallocated, holes and all
+
+    since = len(origin.requests)
+    report = mirror.sync(cat, str(dest), segment_size=seg, **QUICK)
+    assert report.exit_code == 0, report.failed
+    starts = range_starts(origin, since)
+    assert starts and 0 not in starts  # nothing was fetched from byte 0 again
+    assert min(starts) == kept  # segment 0 went on where the record said
+    assert temporaries(dest) == [] and partial_record(dest) is None
+    h = hashlib.sha256()
+    with open(final, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    assert h.hexdigest() == body.sha256()
+    assert mirror.check_tree(str(dest)).ok
+    cat.close()
+
+
+def test_kept_bytes_that_do_not_make_the_blob_are_fetched_again_from_zero(
+    tmp_path: Path, origin: Origin
+) -> None:
+    """A record is never trusted: corrupt the kept temporary, and the resumed copy fails
+    its sha256, is dropped and fetched whole; the run still succeeds."""
+    size, seg = 8 << 20, 1 << 20
+    cat, body, big = gated_world(tmp_path, origin, size=size, threshold=1 << 40)
+    dest = tmp_path / "tree"
+    dest.mkdir()
+    # A run that gave up halfway, as recorded (a partial of half the bytes, then garbage).
+    folder = dest / tree.blob_path("images", big.id, "file").rsplit("/", 1)[0]
+    folder.mkdir(parents=True)
+    temp = folder / tree.temporary_name("file", "somehost", 1, "0123456789abcdef")
+    data = b"".join(body.chunks())
+    temp.write_bytes(data[: size // 4] + b"X" * (size - size // 4))  # 2 "kept" segments
+    partials = dest / ".glarelite-mirror/partial"
+    partials.mkdir(parents=True)
+    step = size // 4
+    segments = [[i * step, (i + 1) * step, step if i < 2 else 0] for i in range(4)]
+    relative = temp.relative_to(dest).as_posix()
+    record = {"temp": relative, "size": size, "sha256": body.sha256(), "segments": segments}
+    (partials / f"{body.sha256()}.json").write_text(json.dumps(record))
+
+    since = len(origin.requests)
+    report = mirror.sync(cat, str(dest), segment_size=seg, max_segments=4, **QUICK)
+    assert report.exit_code == 0, report.failed
+    starts = range_starts(origin, since)
+    assert 2 * step in starts and 0 in starts  # resumed first, then fetched from zero
+    final = dest / tree.blob_path("images", big.id, "file")
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == body.sha256()
+    assert temporaries(dest) == [] and partial_record(dest) is None
+    cat.close()
+
+
+def test_a_download_cut_off_for_good_keeps_its_bytes_for_the_next_run(
+    tmp_path: Path, origin: Origin
+) -> None:
+    """The upstream stalls every answer past 3 MiB: the run fails that blob but keeps the
+    bytes it got (and says so); once the upstream answers again, the next run asks only
+    for what is missing."""
+    size, seg = 8 << 20, 1 << 20
+    cat, body, big = gated_world(tmp_path, origin, size=size, threshold=3 << 20)
+    dest = tmp_path / "tree"
+    body.gate.clear()  # past 3 MiB nothing more comes: every attempt times out there
+    impatient = glarelite.open(
+        tmp_path / "catalog.db",
+        settings=glarelite.CatalogSettings(http=replace(FAST, read_timeout=0.3)),
+    )
+    report = mirror.sync(impatient, str(dest), segment_size=seg, max_segments=2, **QUICK)
+    impatient.close()
+    body.gate.set()
+    assert report.exit_code != 0
+    assert [f["path"] for f in report.failed] == [tree.blob_path("images", big.id, "file")]
+    assert any("partial downloads" in w for w in report.warnings)
+    record = partial_record(dest)
+    assert record is not None and sum(f for _, _, f in record["segments"]) > 0
+
+    since = len(origin.requests)
+    report = mirror.sync(cat, str(dest), segment_size=seg, max_segments=2, **QUICK)
+    assert report.exit_code == 0, report.failed
+    starts = range_starts(origin, since)
+    kept = record["segments"][0][2]
+    assert 0 < kept <= 3 << 20 and record["segments"][1][2] == 0
+    assert sorted(starts) == [kept, 4 << 20]  # segment 0 from its mark, 1 from its start
+    assert temporaries(dest) == [] and partial_record(dest) is None
+    final = dest / tree.blob_path("images", big.id, "file")
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == body.sha256()
     cat.close()

@@ -1,0 +1,126 @@
+"""Partial downloads kept across runs (MIRROR-NOTES 7).
+
+A large blob copied into a local tree is written into a temporary by up to
+``max_segments`` ranged streams. As they progress, the hashing thread records in
+``.glarelite-mirror/partial/<sha256>.json`` which bytes of that temporary hold data: the
+temporary's path, the blob's size and sha256, and per segment ``[start, end, filled]``.
+A run that is killed, or that gives up on the blob (network down), leaves both behind;
+the next attempt at the same bytes adopts the temporary and continues each segment from
+its mark with a Range request.
+
+Nothing recorded is trusted: the whole file is hashed again as it completes, and a
+mismatch drops the partial and fetches the blob from byte 0. A record claims only
+bytes already written when it was saved, so a killed process cannot overstate it (the
+page cache survives the process; after a power loss the final hash decides).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from glarelite import tree
+
+from .dest import Dest
+
+PARTIAL_DIR = f"{tree.STATE_DIR}/partial"
+
+
+@dataclass
+class Partial:
+    temp: str  # the temporary holding the bytes, relative to the tree root
+    size: int
+    sha256: str
+    segments: list[list[int]]  # [start, end, filled] each
+
+    @property
+    def filled(self) -> int:
+        return sum(f for _, _, f in self.segments)
+
+    def to_json(self) -> bytes:
+        data = {"temp": self.temp, "size": self.size, "sha256": self.sha256}
+        return json.dumps({**data, "segments": self.segments}).encode()
+
+
+def path_of(sha256: str) -> str:
+    return f"{PARTIAL_DIR}/{sha256}.json"
+
+
+def load(dest: Dest, sha256: str, size: int) -> Partial | None:
+    """The partial download of these bytes, when its record and temporary still agree."""
+    if not dest.local:
+        return None
+    try:
+        raw = dest.read_bytes(path_of(sha256))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        partial = Partial(
+            temp=str(data["temp"]),
+            size=int(data["size"]),
+            sha256=str(data["sha256"]),
+            segments=[[int(a), int(b), int(c)] for a, b, c in data["segments"]],
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    found = dest.stat(partial.temp)
+    if (
+        partial.sha256 != sha256
+        or partial.size != size
+        or not _consistent(partial)
+        or found is None
+        or found[0] != size
+        or not tree.is_temporary_name(partial.temp.split("/")[-1])
+    ):
+        drop(dest, sha256, with_temp=True)  # only ever deletes a temporary of the tree's
+        return None
+    return partial
+
+
+def _consistent(p: Partial) -> bool:
+    position = 0
+    for start, end, filled in p.segments:
+        if start != position or end <= start or not 0 <= filled <= end - start:
+            return False
+        position = end
+    return position == p.size and bool(p.segments)
+
+
+def save(dest: Dest, partial: Partial) -> None:
+    dest.write_file(path_of(partial.sha256), [partial.to_json()])
+
+
+def drop(dest: Dest, sha256: str, *, with_temp: bool = False) -> None:
+    """Forget a partial download (and delete its temporary with ``with_temp``)."""
+    if with_temp:
+        raw = dest.read_bytes(path_of(sha256))
+        try:
+            temp = json.loads(raw)["temp"] if raw is not None else None
+        except (ValueError, TypeError, KeyError):
+            temp = None
+        if isinstance(temp, str) and tree.is_temporary_name(temp.split("/")[-1]):
+            dest.delete(temp)
+    dest.delete(path_of(sha256))
+
+
+def recorded(dest: Dest) -> dict[str, str]:
+    """sha256 -> temporary of every partial download recorded in the tree."""
+    if not dest.local:
+        return {}
+    try:
+        names = os.listdir(os.path.join(dest.url, *PARTIAL_DIR.split("/")))
+    except OSError:
+        return {}
+    out = {}
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        sha256 = name[: -len(".json")]
+        raw = dest.read_bytes(path_of(sha256))
+        try:
+            temp = json.loads(raw)["temp"] if raw is not None else None
+        except (ValueError, TypeError, KeyError):
+            temp = None
+        out[sha256] = temp if isinstance(temp, str) else ""
+    return out
