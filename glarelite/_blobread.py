@@ -49,7 +49,7 @@ def open_blob(
     offset: int | None = None,
     length: int | None = None,
 ) -> BinaryIO:
-    from ._store import VerifyingReader
+    from ._verify import VerifyingReader
 
     blob, digest = active_blob(cat, artifact_id, slot_name)
     start, count = _range(offset, length, blob.size or 0)
@@ -104,7 +104,7 @@ def open_blobs(
             except GlareliteError as exc:
                 found.append(exc)
     from ._cache import ReadCache
-    from ._store import VerifyingReader
+    from ._verify import VerifyingReader
 
     cache = ReadCache.of(cat)
     urls: dict[int, str] = {}  # item -> URL, for the whole external blobs to pipeline

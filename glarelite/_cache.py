@@ -38,7 +38,7 @@ class ReadCache:
         return self.folder / algo / hexdigest[:2] / hexdigest[2:]
 
     def open(self, digest: str, *, offset: int, length: int | None) -> Any:
-        from ._store import VerifyingReader
+        from ._verify import VerifyingReader
 
         path = self._path(digest)
         try:

@@ -12,29 +12,21 @@ ever holds partial bytes: on a local disk the temporary is fsynced and renamed; 
 object store the final key appears whole through one server-side copy.
 
 Hashing overlaps the writing: on a local disk a second thread writes (or, for a file on
-the same file system, copies in the kernel, the copy then being hashed as it grows); on S3
-up to ``_PARTS_IN_FLIGHT`` multipart parts upload at once while the next is hashed.
+the same file system, copies in the kernel, the copy then being hashed as it grows: see
+``_localwrite``); on S3 up to ``_PARTS_IN_FLIGHT`` multipart parts upload at once while
+the next is hashed (``_objectwrite``). Reads are verified by ``_verify.VerifyingReader``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
-import io
 import os
 import re
-import stat
-import sys
-import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -52,10 +44,13 @@ from ._hashing import (
     parse_sha256,
     split_digest,
 )
+from ._localwrite import copy_and_hash, same_file_system, write_behind
+from ._objectwrite import FsspecWriter, ObjectWriter, S3Upload
+from ._verify import BufferReader, VerifyingReader, check_range
 from .errors import ChecksumMismatch, InvalidInput, NotFound, TooLarge
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    pass
 
 __all__ = ["BlobStore", "Temporary", "VerifyingReader", "Written"]
 
@@ -68,29 +63,10 @@ _OBJECT_STORE_BLOCK = 16 * CHUNK
 # object's size: about (_PARTS_IN_FLIGHT + 1) parts, twice that over plain http, where
 # aiohttp copies each body once more.
 _PARTS_IN_FLIGHT = 4
-# Local disk: bytes hashed but not yet written that the writer thread may lag behind.
-_WRITE_BEHIND = 8 * CHUNK
-# Local disk, path sources: bytes per in-kernel copy call (the hashing follows behind),
-# and how far the copy may run ahead of the hashing (which reads from the page cache).
-_COPY_STEP = 8 * CHUNK
-_COPY_LEAD = 512 * CHUNK
-# A failed in-kernel copy with one of these falls back to a plainer way of copying.
-_COPY_UNSUPPORTED = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
-    | {errno.EPERM, errno.ETXTBSY, errno.ENOTSOCK}
-)
 _TEMP_NAME = re.compile(r"([0-9a-f]{32})(?:\.([A-Za-z0-9_-]{1,64}))?")
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX62 = re.compile(r"[0-9a-f]{62}")
-
-
-class _RawFile(Protocol):
-    """What VerifyingReader needs of the file it wraps (readinto is used when present)."""
-
-    def read(self, n: int = ..., /) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class Temporary(NamedTuple):
@@ -132,7 +108,7 @@ class BlobStore:
         self._local = isinstance(fs, LocalFileSystem)
         self._memory = isinstance(fs, MemoryFileSystem)
         self._object_store = bool(_OBJECT_STORES.intersection(protocols))
-        # s3fs: parts are uploaded concurrently through its client (see _S3Upload).
+        # s3fs: parts are uploaded concurrently through its client (see S3Upload).
         self._s3 = self._object_store and callable(getattr(fs, "call_s3", None))
         if self._object_store and not self.root:
             raise InvalidInput("an object-store URL must name a bucket (s3://bucket/prefix)")
@@ -255,12 +231,12 @@ class BlobStore:
             # Hashing runs here while another thread writes (and fsyncs) the temporary:
             # sha256 alone takes about as long as the copy, so the two overlap.
             src = source.open() if isinstance(source, PathChunks) and not source.started else None
-            if src is not None and _same_file_system(src.fileno(), f.fileno()):
+            if src is not None and same_file_system(src.fileno(), f.fileno()):
                 # A file: copied in the kernel, then the temporary itself is hashed as it
                 # grows, so the digest is that of the bytes stored, not of the source.
-                _copy_and_hash(src.fileno(), f.fileno(), temp, hasher, max_size, on_progress)
+                copy_and_hash(src.fileno(), f.fileno(), temp, hasher, max_size, on_progress)
             else:
-                _write_behind(source, f, hasher, max_size, on_progress, self._feed)
+                write_behind(source, f, hasher, max_size, on_progress, self._feed)
 
     def _write_fs(
         self,
@@ -280,14 +256,14 @@ class BlobStore:
             out.abort()
             raise
 
-    def _object_writer(self, path: str) -> _ObjectWriter:
+    def _object_writer(self, path: str) -> ObjectWriter:
         """A writer whose ``commit`` makes ``path`` appear whole and ``abort`` leaves nothing."""
         if self._s3:
-            return _S3Upload(self.fs, path, _OBJECT_STORE_BLOCK, _PARTS_IN_FLIGHT)
+            return S3Upload(self.fs, path, _OBJECT_STORE_BLOCK, _PARTS_IN_FLIGHT)
         kwargs: dict[str, Any] = {}
         if self._object_store:
             kwargs["block_size"] = _OBJECT_STORE_BLOCK
-        return _FsspecWriter(self.fs.open(path, "wb", **kwargs))
+        return FsspecWriter(self.fs.open(path, "wb", **kwargs))
 
     @property
     def writes_direct(self) -> bool:
@@ -315,7 +291,7 @@ class BlobStore:
         hasher = Hasher(extra_algorithms)
         source = iter(chunks)
         exists = self._info(final) is not None
-        out: _ObjectWriter | None = None
+        out: ObjectWriter | None = None
         try:
             if not exists:
                 out = self._object_writer(final)
@@ -421,16 +397,16 @@ class BlobStore:
         ``length`` only tunes read-ahead on object stores. Nothing is verified here: wrap
         the file in a VerifyingReader (see ``reader``) to check size and sha256.
         """
-        _check_range(offset, length)
+        check_range(offset, length)
         final = self.object_path(digest)
-        f: IO[bytes] | _BufferReader
+        f: IO[bytes] | BufferReader
         try:
             if self._local:
                 f = open(final, "rb")  # noqa: SIM115 - returned to the caller, who closes it
             elif self._memory:
                 # MemoryFileSystem hands out the stored object itself, with one shared
                 # position; a view gives each reader its own.
-                f = _BufferReader(self.fs.open(final, "rb").getbuffer())
+                f = BufferReader(self.fs.open(final, "rb").getbuffer())
             else:
                 self.fs.invalidate_cache(final)
                 kwargs: dict[str, Any] = {}
@@ -557,587 +533,6 @@ class BlobStore:
 
 
 # -- writers -------------------------------------------------------------------------------
-
-
-class _ObjectWriter(Protocol):
-    """Bytes on their way to one object: ``commit`` makes it appear whole, ``abort`` leaves
-    nothing (and never raises)."""
-
-    def write(self, data: bytes, /) -> object: ...
-
-    def commit(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
-class _FsspecWriter:
-    """A file fsspec opened for writing (memory://, object stores other than S3)."""
-
-    def __init__(self, f: Any) -> None:
-        self._f = f
-        self.write = f.write
-
-    def commit(self) -> None:
-        self._f.close()
-
-    def abort(self) -> None:
-        # close() would upload what was buffered; discard() aborts a multipart upload.
-        discard = getattr(self._f, "discard", None)
-        if callable(discard):
-            with contextlib.suppress(Exception):
-                discard()
-        with contextlib.suppress(Exception):
-            self._f.close()
-
-
-class _S3Upload:
-    """One S3 object uploaded in parts of ``part_size``, up to ``in_flight`` at once.
-
-    ``write`` only keeps the bytes for the part being filled; a full part goes to a small
-    thread pool (through s3fs's ``call_s3``) while the caller reads and hashes the next
-    one, so memory is bounded by the parts in flight whatever the object's size. Part
-    numbers are fixed in ``write``'s order, whatever order the uploads finish in. An
-    object smaller than one part is a single ``put_object`` at ``commit``; a larger one
-    appears only when ``commit`` completes the multipart upload. ``abort`` waits for the
-    parts in flight, then aborts the multipart upload, so no part outlives it.
-    """
-
-    def __init__(self, fs: Any, path: str, part_size: int, in_flight: int) -> None:
-        if part_size < 5 * CHUNK or in_flight < 1:
-            raise ValueError("S3 parts are at least 5 MiB, and one at least must be in flight")
-        self._fs = fs
-        self._path = path
-        bucket, key, _ = fs.split_path(path)
-        self._where = {"Bucket": bucket, "Key": key}
-        self._part_size = part_size
-        self._in_flight_max = in_flight
-        # Views of the (immutable) bytes written: joined once, when the part is sent.
-        self._pieces: list[memoryview] = []
-        self._filled = 0
-        self._upload_id: str | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: deque[Future[dict[str, Any]]] = deque()
-        self._parts: list[dict[str, Any]] = []
-        self._next_part = 1
-
-    def write(self, data: BytesLike, /) -> None:
-        if not isinstance(data, bytes):  # a view must not change under us
-            data = bytes(data)
-        view = memoryview(data)
-        while view.nbytes:
-            take = min(self._part_size - self._filled, view.nbytes)
-            self._pieces.append(view[:take])
-            self._filled += take
-            view = view[take:]
-            if self._filled >= self._part_size:
-                self._send_part()
-
-    def _take_part(self) -> bytes:
-        # bytes, not a bytearray: aiohttp would copy a bytearray once more, and s3fs's
-        # retries send the same object again (a stream would be at its end by then).
-        body = b"".join(self._pieces)
-        self._pieces, self._filled = [], 0
-        return body
-
-    def _send_part(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._call("create_multipart_upload")["UploadId"]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self._in_flight_max, thread_name_prefix="glarelite-s3-part"
-            )
-        # A free slot first, then the part's bytes: one part less in memory meanwhile.
-        while len(self._in_flight) >= self._in_flight_max:
-            self._parts.append(self._in_flight.popleft().result())  # raises a part's error
-        for future in self._in_flight:  # a later part that failed: stop now, not at the end
-            if future.done() and future.exception() is not None:
-                future.result()
-        number, self._next_part = self._next_part, self._next_part + 1
-        self._in_flight.append(self._pool.submit(self._upload_part, number, self._take_part()))
-
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
-        out = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
-        part: dict[str, Any] = {"PartNumber": number, "ETag": out["ETag"]}
-        if "ChecksumSHA256" in out:  # as s3fs does: only present when asked for
-            part["ChecksumSHA256"] = out["ChecksumSHA256"]
-        return part
-
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        return cast(dict[str, Any], self._fs.call_s3(method, **self._where, **kwargs))
-
-    def commit(self) -> None:
-        if self._upload_id is None:
-            self._call("put_object", Body=self._take_part())
-        else:
-            if self._filled:
-                self._send_part()  # the last part may be short
-            while self._in_flight:
-                self._parts.append(self._in_flight.popleft().result())
-            self._call(
-                "complete_multipart_upload",
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": sorted(self._parts, key=_part_number)},
-            )
-            self._upload_id = None
-        self._shutdown()
-        self._fs.invalidate_cache(self._path)
-
-    def abort(self) -> None:
-        self._pieces, self._filled = [], 0
-        for future in self._in_flight:
-            future.cancel()
-        # A part still uploading when the upload is aborted could be stored after the
-        # abort (S3 says so): wait for every part first, failed or not.
-        while True:
-            try:
-                wait_futures(self._in_flight)
-                break
-            except BaseException:  # KeyboardInterrupt: the parts must still finish first
-                continue
-        self._in_flight.clear()
-        self._shutdown()
-        if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            with contextlib.suppress(Exception):
-                self._call("abort_multipart_upload", UploadId=upload_id)
-
-    def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-
-def _part_number(part: Mapping[str, Any]) -> int:
-    return int(part["PartNumber"])
-
-
-class _Handoff:
-    """Chunks from the thread that hashes to the thread that writes them.
-
-    At most ``budget`` bytes wait (one chunk always may). An error of the writer is raised
-    to the producer at its next ``put`` or at ``close``."""
-
-    def __init__(self, budget: int) -> None:
-        self._cond = threading.Condition()
-        self._chunks: deque[bytes] = deque()
-        self._queued = 0
-        self._budget = budget
-        self._closed = False  # the producer has no more chunks
-        self.stopped = False  # the producer gave up: the writer drops what is left
-        self._done = False  # the writer wrote and synced everything
-        self._error: BaseException | None = None
-
-    def put(self, data: bytes) -> None:
-        with self._cond:
-            while self._queued >= self._budget and self._error is None:
-                self._cond.wait()
-            self._raise_error()
-            self._chunks.append(data)
-            self._queued += len(data)
-            self._cond.notify_all()
-
-    def take(self) -> bytes | None:
-        """The next chunk; None once closed and drained, or stopped."""
-        with self._cond:
-            while not self._chunks and not self._closed and not self.stopped:
-                self._cond.wait()
-            if self.stopped or not self._chunks:
-                return None
-            data = self._chunks.popleft()
-            self._queued -= len(data)
-            self._cond.notify_all()
-            return data
-
-    def close(self) -> None:
-        """No more chunks: wait until the writer is done, raising its error."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            while not self._done and self._error is None:
-                self._cond.wait()
-            self._raise_error()
-
-    def stop(self) -> None:
-        with self._cond:
-            self.stopped = True
-            self._chunks.clear()
-            self._queued = 0
-            self._cond.notify_all()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        with self._cond:
-            self._done = error is None
-            self._error = error
-            self._cond.notify_all()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-
-def _write_behind(
-    source: Iterator[object],
-    f: BinaryIO,
-    hasher: Hasher,
-    max_size: int | None,
-    on_progress: Callable[[int], None] | None,
-    feed: Callable[..., None],
-) -> None:
-    """Hash each chunk here while a thread writes the chunks (the same bytes objects) to
-    ``f`` and fsyncs it; returns once the bytes are durable."""
-    handoff = _Handoff(_WRITE_BEHIND)
-
-    def writer() -> None:
-        try:
-            while (data := handoff.take()) is not None:
-                f.write(data)
-            if not handoff.stopped:
-                f.flush()
-                os.fsync(f.fileno())  # durable before the catalog records the digest
-        except BaseException as exc:
-            handoff.finish(exc)
-        else:
-            handoff.finish()
-
-    thread = threading.Thread(target=writer, name="glarelite-write", daemon=True)
-    thread.start()
-    try:
-        feed(source, hasher, max_size, on_progress, handoff.put)
-        handoff.close()
-    except BaseException:
-        handoff.stop()
-        raise
-    finally:
-        thread.join()
-
-
-class _Copied:
-    """How far a copying thread and the hashing thread behind it got.
-
-    The hashing never overtakes the copy; the copy keeps at most ``lead`` bytes ahead, so
-    what is read back is still in the page cache however large the file."""
-
-    def __init__(self, lead: int) -> None:
-        self._cond = threading.Condition()
-        self._lead = lead
-        self._copied = 0
-        self._hashed = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self.stopped = False
-
-    def advance(self, copied: int) -> None:
-        """The copier's progress; waits while it is ``lead`` bytes ahead of the hashing."""
-        with self._cond:
-            self._copied = copied
-            self._cond.notify_all()
-            while copied - self._hashed >= self._lead and not self.stopped:
-                self._cond.wait()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        with self._cond:
-            self._done = True
-            self._error = error
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        with self._cond:
-            self.stopped = True
-            self._cond.notify_all()
-
-    def wait_beyond(self, hashed: int) -> int:
-        """Bytes copied so far, once more than ``hashed`` (or all, synced, when done)."""
-        with self._cond:
-            self._hashed = hashed
-            self._cond.notify_all()
-            while self._copied <= hashed and not self._done and self._error is None:
-                self._cond.wait()
-            if self._error is not None:
-                raise self._error
-            return self._copied
-
-
-def _copy_and_hash(
-    src: int,
-    dst: int,
-    temp: str,
-    hasher: Hasher,
-    max_size: int | None,
-    on_progress: Callable[[int], None] | None,
-) -> None:
-    """Copy the file ``src`` into ``dst`` (the temporary ``temp``) in a thread, in the
-    kernel where possible; meanwhile read back and hash what the temporary holds.
-
-    Hashing the temporary, not the source, makes the digest that of the stored bytes even
-    when the source changes meanwhile. The copy stops one byte past ``max_size``.
-    """
-    copied = _Copied(_COPY_LEAD)
-    limit = None if max_size is None else max_size + 1
-
-    def copier() -> None:
-        try:
-            copy = _FileCopier(src, dst)
-            total = 0
-            while not copied.stopped:
-                want = _COPY_STEP if limit is None else min(_COPY_STEP, limit - total)
-                n = copy(want) if want > 0 else 0
-                if n == 0:
-                    break
-                total += n
-                copied.advance(total)
-            if not copied.stopped and (limit is None or total < limit):
-                os.fsync(dst)  # durable before the catalog records the digest
-        except BaseException as exc:
-            copied.finish(exc)
-        else:
-            copied.finish()
-
-    thread = threading.Thread(target=copier, name="glarelite-copy", daemon=True)
-    thread.start()
-    try:
-        with open(temp, "rb", buffering=0) as back:
-            buffer = memoryview(bytearray(CHUNK))
-            pos = 0
-            while (end := copied.wait_beyond(pos)) > pos:
-                n = back.readinto(buffer[: min(CHUNK, end - pos)])
-                if not n:
-                    raise OSError(f"temporary {temp} shrank while it was written")
-                if max_size is not None and hasher.size + n > max_size:
-                    raise TooLarge(f"blob exceeds the size cap of {max_size} bytes")
-                hasher.update(buffer[:n])
-                pos += n
-                if on_progress is not None:
-                    on_progress(hasher.size)
-            if os.fstat(dst).st_size != pos:
-                raise OSError(f"temporary {temp} changed while it was written")
-    except BaseException:
-        copied.stop()
-        raise
-    finally:
-        thread.join()
-
-
-def _same_file_system(src: int, dst: int) -> bool:
-    """Whether ``src`` is a regular file on the file system of ``dst``: there an in-kernel
-    copy is well supported, while files of /proc and the like (size 0, content anyway) are
-    elsewhere and must be read."""
-    source = os.fstat(src)
-    return stat.S_ISREG(source.st_mode) and source.st_dev == os.fstat(dst).st_dev
-
-
-class _FileCopier:
-    """``copier(n)`` copies up to ``n`` bytes from the current offset of ``src`` to that of
-    ``dst`` and returns how many (0 at the end): copy_file_range, else sendfile, else
-    read and write, falling back when the kernel or file system refuses one."""
-
-    def __init__(self, src: int, dst: int) -> None:
-        self._src, self._dst = src, dst
-        self._ways: list[Callable[[int], int]] = []
-        if hasattr(os, "copy_file_range"):
-            self._ways.append(self._copy_file_range)
-        if hasattr(os, "sendfile") and sys.platform.startswith("linux"):  # file to file
-            self._ways.append(self._sendfile)
-        self._ways.append(self._read_write)
-
-    def __call__(self, count: int) -> int:
-        while True:
-            try:
-                return self._ways[0](count)
-            except OSError as exc:
-                if len(self._ways) == 1 or exc.errno not in _COPY_UNSUPPORTED:
-                    raise
-                # Nothing was copied by the failed call: offsets are where they were.
-                self._ways.pop(0)
-
-    def _copy_file_range(self, count: int) -> int:
-        return os.copy_file_range(self._src, self._dst, count)
-
-    def _sendfile(self, count: int) -> int:
-        return os.sendfile(self._dst, self._src, None, count)
-
-    def _read_write(self, count: int) -> int:
-        data = os.read(self._src, count)
-        view = memoryview(data)
-        while view.nbytes:
-            view = view[os.write(self._dst, view) :]
-        return len(data)
-
-
-class VerifyingReader(io.RawIOBase):
-    """Reads through ``raw``, hashing as bytes pass; at EOF the size and sha256 must match.
-
-    Raises ChecksumMismatch (naming what differs) as soon as more bytes than ``size``
-    arrive, when the last expected byte completes a wrong sha256, or at an early EOF. A
-    reader for a partial range (``offset``/``length``) cannot verify the hash:
-    ``verified_on_eof`` is False and it only checks that the range is not cut short.
-    ``raw`` must already be positioned at ``offset``; closing the reader closes ``raw``.
-    """
-
-    def __init__(
-        self,
-        raw: _RawFile,
-        *,
-        size: int,
-        sha256: str,
-        offset: int = 0,
-        length: int | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__()
-        _check_range(offset, length)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidInput(f"size must be a non-negative integer, got {size!r}")
-        self._raw = raw
-        self._size = size
-        self._expected_hex = parse_sha256(sha256)
-        self.name = name or make_digest(self._expected_hex)
-        self.offset = offset
-        self.verified_on_eof = offset == 0 and (length is None or length >= size)
-        # A partial reader stops at the end of its range, within the recorded size.
-        end = size if length is None else min(size, offset + length)
-        self._limit = max(0, end - offset)
-        self._hash = hashlib.sha256() if self.verified_on_eof else None
-        self._pos = 0
-        self._eof = False
-        self._failure: str | None = None
-        self.verified = False
-
-    @property
-    def bytes_read(self) -> int:
-        return self._pos
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
-        if self._failure is not None:
-            raise ChecksumMismatch(self._failure)
-        if self._eof:
-            return 0
-        view = memoryview(buffer).cast("B")
-        if self._hash is None:
-            view = view[: self._limit - self._pos]
-        if not len(view):
-            if self._hash is None and self._pos >= self._limit:
-                self._eof = True
-            return 0
-        n = self._read_raw(view)
-        if n is None:
-            return None
-        if n == 0:
-            self._eof = True
-            self._check_eof()
-            return 0
-        self._pos += n
-        if self._hash is not None:
-            if self._pos > self._size:
-                self._fail(f"more bytes than the recorded size of {self._size}")
-            self._hash.update(view[:n])
-            if self._pos == self._size:
-                # Check now, so a consumer never receives the last chunk of bad bytes.
-                self._check_hash()
-        return n
-
-    def _check_hash(self) -> None:
-        assert self._hash is not None
-        got = self._hash.hexdigest()
-        if got != self._expected_hex:
-            self._fail(
-                f"sha256 of the bytes read is sha256:{got}, recorded sha256:{self._expected_hex}"
-            )
-
-    def _read_raw(self, view: memoryview) -> int | None:
-        readinto = getattr(self._raw, "readinto", None)
-        if readinto is not None:
-            return cast("int | None", readinto(view))
-        data = self._raw.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def _check_eof(self) -> None:
-        if self._hash is not None:
-            if self._pos != self._size:
-                self._fail(f"read {self._pos} bytes, recorded size {self._size}")
-            self._check_hash()  # again: an empty object never reached the check above
-            self.verified = True
-        elif self._pos < self._limit:
-            self._fail(
-                f"the object ends before byte {self.offset + self._limit} "
-                f"({self._pos} bytes of the range read), recorded size {self._size}"
-            )
-
-    def _fail(self, what: str) -> None:
-        self._failure = f"blob {self.name}: {what}"
-        raise ChecksumMismatch(self._failure)
-
-    def readall(self) -> bytes:
-        # RawIOBase's default reads 8 KiB at a time.
-        return b"".join(self.iter_chunks())
-
-    def iter_chunks(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
-        """The bytes in chunks; the last ``next`` raises if verification fails."""
-        while data := self.read(chunk_size):
-            yield data
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._raw.close()
-            finally:
-                super().close()
-
-
-class _BufferReader(io.RawIOBase):
-    """A seekable reader over a memoryview with its own position (memory:// objects)."""
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view: memoryview | None = view.cast("B")
-        self._pos = 0
-
-    def _buf(self) -> memoryview:
-        if self._view is None:
-            raise ValueError("I/O operation on closed file")
-        return self._view
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer, /) -> int:
-        data = self._buf()
-        out = memoryview(buffer).cast("B")
-        n = max(0, min(len(out), len(data) - self._pos))
-        out[:n] = data[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._buf())}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if self._view is not None:
-            self._view.release()  # let the stored object be replaced or grown again
-            self._view = None
-        super().close()
-
-
-def _check_range(offset: int, length: int | None) -> None:
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidInput(f"offset must be a non-negative integer, got {offset!r}")
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
-        raise InvalidInput(f"length must be a non-negative integer, got {length!r}")
-    if length is not None and length < 0:
-        raise InvalidInput(f"length must be a non-negative integer, got {length!r}")
 
 
 def _hex_of(parts: list[str]) -> str | None:

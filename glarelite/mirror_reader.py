@@ -323,7 +323,7 @@ class MirrorCatalog:
         """The blob's bytes from the tree. A whole read verifies size and sha256
         (ChecksumMismatch naming the file otherwise); a blob absent from the tree raises
         NotFound naming its path."""
-        from ._store import VerifyingReader
+        from ._verify import VerifyingReader
 
         blob = self._blob(artifact_id, slot)
         size = blob.size or 0

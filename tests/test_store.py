@@ -612,8 +612,8 @@ def test_local_path_source_is_copied_then_the_copy_hashed(
 def test_local_copy_keeps_a_bounded_lead_over_the_hashing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("glarelite._store._COPY_STEP", MIB)
-    monkeypatch.setattr("glarelite._store._COPY_LEAD", 3 * MIB)
+    monkeypatch.setattr("glarelite._localwrite._COPY_STEP", MIB)
+    monkeypatch.setattr("glarelite._localwrite._COPY_LEAD", 3 * MIB)
     data = blob(16 * MIB, seed=17)
     path = tmp_path / "src.bin"
     path.write_bytes(data)
