@@ -10,8 +10,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import glarelite
-from glarelite._cli_progress import RichProgress, counts_items
 from glarelite.cli import app
+from glarelite.cli._progress import RichProgress, counts_items
 
 
 def _console() -> tuple[Console, io.StringIO]:
