@@ -40,6 +40,7 @@ class CheckResult:
 @dataclass
 class GcReport:
     uploads_abandoned: int = 0
+    uploads_aborted: int = 0  # S3 multipart uploads left by a killed process
     temporaries_removed: int = 0
     objects_removed: int = 0
     bytes_freed: int = 0
@@ -153,6 +154,14 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
             continue
         st.remove_temporary(path)
         report.temporaries_removed += 1
+    for path, upload_id, initiated in st.iter_multipart_uploads():
+        # Only old ones, whose upload is not live: an upload that began after the slots
+        # were read above is young, so it is never cut off.
+        if initiated is None or initiated >= cutoff_ts or st.temporary_tag(path) in live_tags:
+            continue
+        st.abort_multipart_upload(path, upload_id)
+        report.uploads_aborted += 1
+        report.details.append(f"aborted multipart upload {path}")
     for digest, _size in st.iter_objects():
         candidates.append(digest)
     report.objects_removed, report.bytes_freed = release(cat, candidates)

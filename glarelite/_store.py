@@ -494,6 +494,39 @@ class BlobStore:
         self._check_temp_path(path)
         self._remove(path)
 
+    def iter_multipart_uploads(self) -> Iterator[tuple[str, str, float | None]]:
+        """S3 multipart uploads in progress under the storage root, as (path, upload id,
+        initiated timestamp): a process killed mid-upload leaves one behind, and its parts
+        are billed until it is aborted. Nothing elsewhere."""
+        if not self._s3:
+            return
+        bucket, prefix, _ = self.fs.split_path(self.root)
+        where = {"Bucket": bucket, "Prefix": f"{prefix}/" if prefix else ""}
+        marker: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3("list_multipart_uploads", **where, **marker)
+            for upload in page.get("Uploads", []) or []:
+                initiated = upload.get("Initiated")
+                when = initiated.timestamp() if isinstance(initiated, datetime) else None
+                yield f"{bucket}/{upload['Key']}", str(upload["UploadId"]), when
+            if not page.get("IsTruncated"):
+                return
+            marker = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }
+
+    def temporary_tag(self, path: str) -> str | None:
+        """The tag in a temporary's name (None for any other path)."""
+        match = _TEMP_NAME.fullmatch(path.rpartition("/")[2])
+        return match[2] if match is not None else None
+
+    def abort_multipart_upload(self, path: str, upload_id: str) -> None:
+        """Abort one upload found by ``iter_multipart_uploads`` (gone already is fine)."""
+        bucket, key, _ = self.fs.split_path(path)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _check_temp_path(self, path: str) -> None:

@@ -985,3 +985,54 @@ def test_s3_upload_memory_stays_flat(seaweedfs: Any, s3_store_url: str) -> None:
     bound = (2 * _PARTS_IN_FLIGHT + 3) * _OBJECT_STORE_BLOCK
     assert bound < mib * MIB
     assert (after - before) * KIB < bound, f"grew {(after - before) // 1024} MiB"
+
+
+@pytest.mark.s3
+@pytest.mark.xdist_group("seaweedfs")
+def test_gc_aborts_old_multipart_uploads_under_the_storage_root_only(
+    seaweedfs: Any, s3_store_url: str, tmp_path: Path
+) -> None:
+    """A process killed mid-upload leaves a multipart upload whose parts are billed until
+    aborted: gc aborts those under the storage root once older than stale_after, and
+    nothing younger, and nothing outside the root."""
+    import glarelite
+
+    s3 = seaweedfs.other_fs
+    bucket, prefix = seaweedfs.bucket, s3_store_url.split("/", 3)[3]
+    elsewhere = f"other-{uuid.uuid4().hex}"
+
+    def start_upload(key: str) -> str:
+        upload = s3.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        s3.call_s3(
+            "upload_part",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"x" * 1024,
+        )
+        return str(upload["UploadId"])
+
+    def pending() -> set[str]:
+        uploads = s3.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+        return {u["Key"] for u in uploads or []}
+
+    ours = {f"{prefix}/tmp/{uuid.uuid4().hex}.deadtag", f"{prefix}/blobs/sha256/ab/{'c' * 62}"}
+    theirs = f"{elsewhere}/tmp/{uuid.uuid4().hex}.deadtag"
+    ids = {key: start_upload(key) for key in [*ours, theirs]}
+    catalog = glarelite.open(
+        tmp_path / "c.db", storage=s3_store_url, storage_options=seaweedfs.storage_options
+    )
+    try:
+        young = catalog.gc(stale_after=3600)  # all of them were started a moment ago
+        assert young.uploads_aborted == 0 and ours | {theirs} <= pending()
+        time.sleep(1.1)  # S3 timestamps have one-second resolution
+        report = catalog.gc(stale_after=1)
+        assert report.uploads_aborted == 2
+        assert not ours & pending() and theirs in pending()
+        assert sorted(d for d in report.details if "multipart" in d) == sorted(
+            f"aborted multipart upload {bucket}/{key}" for key in ours
+        )
+    finally:
+        catalog.close()
+        s3.call_s3("abort_multipart_upload", Bucket=bucket, Key=theirs, UploadId=ids[theirs])

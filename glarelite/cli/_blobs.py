@@ -230,6 +230,7 @@ def gc(
         return
     typer.echo(
         f"abandoned uploads: {report.uploads_abandoned}, temporaries removed: "
-        f"{report.temporaries_removed}, objects removed: {report.objects_removed}, "
+        f"{report.temporaries_removed}, S3 multipart uploads aborted: "
+        f"{report.uploads_aborted}, objects removed: {report.objects_removed}, "
         f"bytes freed: {report.bytes_freed}"
     )
