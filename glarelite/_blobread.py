@@ -19,7 +19,9 @@ from .progress import NULL_PROGRESS, Progress
 from .urls import join_base
 
 if TYPE_CHECKING:
+    from ._cache import ReadCache
     from ._http import Fetcher
+    from ._pipeline import PipelinedBody
     from .catalog import Catalog
 
 
@@ -104,7 +106,6 @@ def open_blobs(
             except GlareliteError as exc:
                 found.append(exc)
     from ._cache import ReadCache
-    from ._verify import VerifyingReader
 
     cache = ReadCache.of(cat)
     urls: dict[int, str] = {}  # item -> URL, for the whole external blobs to pipeline
@@ -129,10 +130,7 @@ def open_blobs(
                 yield artifact_id, slot, _ordinary(cat, artifact_id, slot)
                 continue
             blob, digest = record
-            reader: Any = VerifyingReader(body, size=blob.size or 0, sha256=split_digest(digest)[1])
-            if cache is not None:
-                reader = cache.tee(digest, reader)
-            yield artifact_id, slot, _given(reader)
+            yield artifact_id, slot, _piped(cat, artifact_id, slot, body, blob, digest, cache)
     finally:
         answers.close()
 
@@ -148,8 +146,29 @@ def _ordinary(cat: Catalog, artifact_id: str, slot: str) -> BlobOpener:
     return lambda: open_blob(cat, artifact_id, slot)
 
 
-def _given(reader: Any) -> BlobOpener:
-    return lambda: cast(BinaryIO, reader)
+def _piped(
+    cat: Catalog,
+    artifact_id: str,
+    slot: str,
+    body: PipelinedBody,
+    blob: Blob,
+    digest: str,
+    cache: ReadCache | None,
+) -> BlobOpener:
+    """The pipelined answer, verified (and teed into the read cache); once the pipeline
+    has moved past it unopened, the ordinary path instead."""
+    from ._verify import VerifyingReader
+
+    def open_stream() -> BinaryIO:
+        if body.superseded and not body.opened:
+            return open_blob(cat, artifact_id, slot)
+        body.opened = True
+        reader: Any = VerifyingReader(body, size=blob.size or 0, sha256=split_digest(digest)[1])
+        if cache is not None:
+            reader = cache.tee(digest, reader)
+        return cast(BinaryIO, reader)
+
+    return open_stream
 
 
 def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int | None]:

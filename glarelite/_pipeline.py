@@ -66,7 +66,8 @@ class PipelinedBody:
     """The body of one pipelined answer: exactly ``length`` bytes, read in order.
 
     Read it to the end (or close it) before asking the pipeline for the next answer;
-    an early EOF or a broken connection raises :class:`NetworkError`.
+    an early EOF or a broken connection raises :class:`NetworkError`, and so does a read
+    after the pipeline moved on (``superseded``): its bytes are gone from the connection.
     """
 
     def __init__(self, conn: _Connection, length: int, url: str, last: bool) -> None:
@@ -74,10 +75,17 @@ class PipelinedBody:
         self.length = length
         self.left = length
         self.url = url
-        self._last = last  # the server said it closes after this answer
+        self._last = last  # the connection closes after this answer (server's or our call)
+        self.opened = False  # set by whoever hands the body out
+        self.superseded = False  # the pipeline moved on with bytes of this body unread
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
         view = memoryview(buffer)
+        if self.superseded:
+            raise NetworkError(
+                f"GET {self.url}: the pipeline moved on to the next answer before this body "
+                "was read to its end; open the blob again"
+            )
         if not self.left or not len(view):
             return 0
         view = view[: min(len(view), self.left)]
@@ -114,6 +122,17 @@ class PipelinedBody:
         if self._last:
             self._conn.close()
 
+    def abandon(self) -> None:
+        """The pipeline is closing: an unread rest can no longer be read."""
+        if self.left:
+            self.superseded = True
+
+    def supersede(self) -> None:
+        """The pipeline needs the next answer: skip what is unread of this one."""
+        if self.left:
+            self.close()
+            self.superseded = True
+
     def close(self) -> None:
         """Give the connection back: skip a small unread rest, else drop the connection."""
         if not self.left or self._conn.dead:
@@ -146,17 +165,22 @@ class _OriginPipe:
         self.conn: _Connection | None = None
         self.body: PipelinedBody | None = None
         self.failures = 0
+        self.unusable = 0  # answers the narrow parser could not take without a new socket
         self.given_up = False
 
     def add(self, index: int, target: ParsedTarget) -> None:
+        # Latin-1 like http.client; HttpSettings refuses control characters in user_agent.
         wire = (
             f"GET {target.request_target} HTTP/1.1\r\nHost: {target.host_header}\r\n"
             f"User-Agent: {self.user_agent}\r\nAccept-Encoding: identity\r\n\r\n"
-        ).encode("ascii")
+        ).encode("latin-1")
         self.pending.append(_Request(index, target, wire))
         self.depth = max(1, min(self.depth, _MAX_INFLIGHT_BYTES // len(wire)))
 
     def close(self) -> None:
+        if self.body is not None:
+            self.body.abandon()
+            self.body = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -165,7 +189,7 @@ class _OriginPipe:
         """The body for request ``index`` (the oldest one not answered yet), or None when
         the ordinary path must fetch it."""
         if self.body is not None:
-            self.body.close()
+            self.body.supersede()
             self.body = None
         while not self.given_up:
             conn = self._connection()
@@ -183,14 +207,14 @@ class _OriginPipe:
                 continue
             self.inflight.popleft()
             last = headers.get("connection", "").lower() == "close"
+            done = not self.pending and not self.inflight  # the origin's last request
             length = _usable_length(status, headers)
             if length is not None:
-                self.body = PipelinedBody(conn, length, head.target.url, last)
+                self.body = PipelinedBody(conn, length, head.target.url, last or done)
                 if length == 0:
                     self.body._finished()
                 return self.body
-            # Not a plain answer: skip it if that is cheap and safe, else drop the socket
-            # (our choice, not a failure of the server's).
+            # Not a plain answer: skip it if that is cheap and safe, else drop the socket.
             skip = _plain_length(headers)
             if skip is not None and skip <= _DRAIN_MAX and not last:
                 try:
@@ -199,9 +223,16 @@ class _OriginPipe:
                 except (OSError, ValueError, _Closed):
                     self._dropped(conn, failure=True)
             else:
+                # Our call, not the server failing; but a server that answers so every
+                # time would cost a socket and a resent window per request: stop trying.
                 conn.answered += 1
-                conn.ours = not last
+                conn.ours = True
                 self._dropped(conn, failure=False)
+                self.unusable += 1
+                if self.unusable > _MAX_FAILURES:
+                    self.given_up = True
+            if done:
+                self.close()
             return None
         # Given up: this one, like everything after it, goes the ordinary way.
         self._forget(index)
@@ -343,7 +374,8 @@ def _plain_length(headers: dict[str, str]) -> int | None:
     if "transfer-encoding" in headers:
         return None
     value = headers.get("content-length", "")
-    return int(value) if value.isdigit() else None
+    # isdigit() alone admits "²" and other digits int() refuses.
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _usable_length(status: int, headers: dict[str, str]) -> int | None:
@@ -371,10 +403,9 @@ class Pipeline:
     """
 
     def __init__(self, settings: HttpSettings, user_agent: str, urls: Iterable[str]) -> None:
-        self._settings = settings
         self._pipes: dict[tuple[str, str, int], _OriginPipe] = {}
         self._order: list[_OriginPipe | None] = []
-        depth = max(1, settings.pipeline_depth)
+        depth = settings.pipeline_depth
         vetted: dict[tuple[str, str], tuple[str, int, tuple[str, ...]]] = {}
         for index, url in enumerate(urls):
             try:  # one lookup and one vetting per origin for the whole batch

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
+from typing import IO, Any, BinaryIO, NamedTuple, cast
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -48,9 +48,6 @@ from ._localwrite import copy_and_hash, same_file_system, write_behind
 from ._objectwrite import FsspecWriter, ObjectWriter, S3Upload
 from ._verify import BufferReader, VerifyingReader, check_range
 from .errors import ChecksumMismatch, InvalidInput, NotFound, TooLarge
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["BlobStore", "Temporary", "VerifyingReader", "Written"]
 
@@ -501,20 +498,24 @@ class BlobStore:
         if not self._s3:
             return
         bucket, prefix, _ = self.fs.split_path(self.root)
-        where = {"Bucket": bucket, "Prefix": f"{prefix}/" if prefix else ""}
-        marker: dict[str, str] = {}
-        while True:
-            page = self.fs.call_s3("list_multipart_uploads", **where, **marker)
-            for upload in page.get("Uploads", []) or []:
-                initiated = upload.get("Initiated")
-                when = initiated.timestamp() if isinstance(initiated, datetime) else None
-                yield f"{bucket}/{upload['Key']}", str(upload["UploadId"]), when
-            if not page.get("IsTruncated"):
-                return
-            marker = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
-            }
+        base = f"{prefix}/" if prefix else ""
+        # Only the two folders this store writes: a bucket shared with other software
+        # (a root without prefix) must not lose their uploads.
+        for folder in ("tmp/", "blobs/"):
+            where = {"Bucket": bucket, "Prefix": base + folder}
+            marker: dict[str, str] = {}
+            while True:
+                page = self.fs.call_s3("list_multipart_uploads", **where, **marker)
+                for upload in page.get("Uploads", []) or []:
+                    initiated = upload.get("Initiated")
+                    when = initiated.timestamp() if isinstance(initiated, datetime) else None
+                    yield f"{bucket}/{upload['Key']}", str(upload["UploadId"]), when
+                if not page.get("IsTruncated"):
+                    break
+                marker = {
+                    "KeyMarker": page.get("NextKeyMarker", ""),
+                    "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+                }
 
     def temporary_tag(self, path: str) -> str | None:
         """The tag in a temporary's name (None for any other path)."""

@@ -82,6 +82,14 @@ class HttpSettings:
             raise InvalidInput(f"max_redirects must be >= 0, not {self.max_redirects}")
         if self.chunk_size <= 0:
             raise InvalidInput(f"chunk_size must be > 0, not {self.chunk_size}")
+        if self.user_agent is not None and (
+            not isinstance(self.user_agent, str)
+            or not self.user_agent.isprintable()
+            or any(ord(ch) > 0xFF for ch in self.user_agent)
+        ):  # it goes into a request header: no CR/LF smuggling, latin-1 as http.client sends
+            raise InvalidInput(
+                f"user_agent must be printable latin-1 text, not {self.user_agent!r}"
+            )
         if isinstance(self.pipeline_depth, bool) or not 1 <= self.pipeline_depth <= 1024:
             raise InvalidInput(f"pipeline_depth must be 1..1024, not {self.pipeline_depth!r}")
         for name in ("allowed_schemes", "allow_hosts"):

@@ -181,8 +181,10 @@ class Copier:
         again: list[tuple[Job, Source, BaseException]] = []
         picked = [(job, min(job.sources, key=lambda s: s.external)) for job in jobs]
         opened = self.catalog.open_blobs((s.artifact_id, s.slot) for _, s in picked)
+        done = 0
         try:
             for (job, source), (_, _, open_stream) in zip(picked, opened, strict=True):
+                done += 1
                 if self.stop.is_set():
                     raise Cancelled()
                 path = job.targets[0]
@@ -204,10 +206,20 @@ class Copier:
                     Outcome(path, True, how=how, fetched=job.size, written=job.size, stat=stat)
                 )
                 outcomes.extend(self._duplicate(job, path, t) for t in job.targets[1:])
+        except Cancelled:
+            raise
+        except Exception:
+            # The batch itself broke (the pipeline, not one blob's bytes): what it did
+            # not reach goes the ordinary way.
+            rest = [job for job, _ in picked[done:]]
+        else:
+            rest = []
         finally:
             opened.close()
         for job, source, error in again:
             outcomes.extend(self.run(job, (source, error)))
+        for job in rest:
+            outcomes.extend(self.run(job))
         return outcomes
 
     def _duplicate(self, job: Job, source: str, path: str) -> Outcome:

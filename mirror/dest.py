@@ -182,8 +182,8 @@ class LocalTemp(Temp):
         if existing is not None:  # a partial download left by an earlier run
             self.temp = existing
             self._tmp = dest.abspath(existing)
-            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CLOEXEC)
             dest.makedirs(self._final.rpartition(os.sep)[0])
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CLOEXEC)
             return
         folder = self._final.rpartition(os.sep)[0]
         dest.makedirs(folder)
@@ -236,12 +236,16 @@ class LocalTemp(Temp):
             super().hash_range(h, offset, length, buffer)  # never map past the end (SIGBUS)
             return
         aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
-        with (
-            mmap.mmap(
+        try:
+            mapped = mmap.mmap(
                 self._read_fd, offset + length - aligned, access=mmap.ACCESS_READ, offset=aligned
-            ) as mapped,
-            memoryview(mapped) as view,
-        ):
+            )
+        except (OSError, ValueError):  # a file system that cannot map (some FUSE mounts)
+            super().hash_range(h, offset, length, buffer)
+            return
+        # The pages were written by this run a moment ago (page cache): a read error
+        # through the mapping, which would be a SIGBUS, needs them evicted and unreadable.
+        with mapped, memoryview(mapped) as view:
             h.update(view[offset - aligned :])
 
     def start_writeback(self, offset: int, length: int) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from glarelite import tree
 
-from .dest import Dest
+from .dest import Dest, temporary_is_abandoned
 
 PARTIAL_DIR = f"{tree.STATE_DIR}/partial"
 
@@ -34,10 +35,6 @@ class Partial:
     sha256: str
     segments: list[list[int]]  # [start, end, filled] each
 
-    @property
-    def filled(self) -> int:
-        return sum(f for _, _, f in self.segments)
-
     def to_json(self) -> bytes:
         data = {"temp": self.temp, "size": self.size, "sha256": self.sha256}
         return json.dumps({**data, "segments": self.segments}).encode()
@@ -47,31 +44,50 @@ def path_of(sha256: str) -> str:
     return f"{PARTIAL_DIR}/{sha256}.json"
 
 
+def _read(dest: Dest, sha256: str) -> Any:
+    try:
+        raw = dest.read_bytes(path_of(sha256))
+        return json.loads(raw) if raw is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _temp_of(data: Any) -> str | None:
+    """The record's temporary, if it names one of the tree's temporaries at all."""
+    temp = data.get("temp") if isinstance(data, dict) else None
+    if not isinstance(temp, str) or not tree.is_temporary_name(temp.rpartition("/")[2]):
+        return None
+    if temp.startswith("/") or ".." in temp.split("/"):
+        return None
+    return temp
+
+
 def load(dest: Dest, sha256: str, size: int) -> Partial | None:
     """The partial download of these bytes, when its record and temporary still agree."""
     if not dest.local:
         return None
+    data = _read(dest, sha256)
+    if data is None:
+        return None
+    temp = _temp_of(data)
+    partial: Partial | None
     try:
-        raw = dest.read_bytes(path_of(sha256))
-        if raw is None:
-            return None
-        data = json.loads(raw)
         partial = Partial(
-            temp=str(data["temp"]),
+            temp=str(temp),
             size=int(data["size"]),
             sha256=str(data["sha256"]),
             segments=[[int(a), int(b), int(c)] for a, b, c in data["segments"]],
         )
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    found = dest.stat(partial.temp)
+    except (ValueError, TypeError, KeyError):
+        partial = None
+    found = dest.stat(temp) if temp is not None else None
     if (
-        partial.sha256 != sha256
+        partial is None
+        or partial.sha256 != sha256
         or partial.size != size
         or not _consistent(partial)
         or found is None
         or found[0] != size
-        or not tree.is_temporary_name(partial.temp.split("/")[-1])
     ):
         drop(dest, sha256, with_temp=True)  # only ever deletes a temporary of the tree's
         return None
@@ -94,18 +110,16 @@ def save(dest: Dest, partial: Partial) -> None:
 def drop(dest: Dest, sha256: str, *, with_temp: bool = False) -> None:
     """Forget a partial download (and delete its temporary with ``with_temp``)."""
     if with_temp:
-        raw = dest.read_bytes(path_of(sha256))
-        try:
-            temp = json.loads(raw)["temp"] if raw is not None else None
-        except (ValueError, TypeError, KeyError):
-            temp = None
-        if isinstance(temp, str) and tree.is_temporary_name(temp.split("/")[-1]):
+        temp = _temp_of(_read(dest, sha256))
+        if temp is not None:
             dest.delete(temp)
     dest.delete(path_of(sha256))
 
 
 def recorded(dest: Dest) -> dict[str, str]:
-    """sha256 -> temporary of every partial download recorded in the tree."""
+    """sha256 -> temporary of every partial download recorded in the tree ("" when the
+    record names none). Temporaries of record saves that a killed run never finished
+    are removed on the way."""
     if not dest.local:
         return {}
     try:
@@ -114,13 +128,11 @@ def recorded(dest: Dest) -> dict[str, str]:
         return {}
     out = {}
     for name in names:
-        if not name.endswith(".json"):
-            continue
-        sha256 = name[: -len(".json")]
-        raw = dest.read_bytes(path_of(sha256))
-        try:
-            temp = json.loads(raw)["temp"] if raw is not None else None
-        except (ValueError, TypeError, KeyError):
-            temp = None
-        out[sha256] = temp if isinstance(temp, str) else ""
+        owner = tree.is_temporary_name(name)
+        if owner is not None:
+            if temporary_is_abandoned(*owner):
+                dest.delete(f"{PARTIAL_DIR}/{name}")
+        elif name.endswith(".json"):
+            sha256 = name[: -len(".json")]
+            out[sha256] = _temp_of(_read(dest, sha256)) or ""
     return out

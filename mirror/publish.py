@@ -136,6 +136,8 @@ def publish(
         paths = []
         for item in items:
             path = tree.artifact_index_path(item.type, item.id)
+            # Recorded first: a batch failing halfway must not leave files prune ignores.
+            state.indexes.add(path)
             dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
             paths.append(path)
         return paths
@@ -143,9 +145,7 @@ def publish(
     step = max(1, min(256, -(-len(stale_items) // 32)))
     batches = [stale_items[i : i + step] for i in range(0, len(stale_items), step)]
     for paths in executor.map(write_artifacts, batches):
-        for path in paths:
-            state.indexes.add(path)
-            out.written_indexes.append(path)
+        out.written_indexes.extend(paths)
     dest.sync_dirs()
 
     # 2. type indexes

@@ -4,7 +4,10 @@ as the ordinary path reports it, and a blob that fails once is copied anyway."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import pytest
 
 import glarelite
 import mirror
+from glarelite import tree
 from glarelite.errors import GlareliteError
 from mirror.copy import describe
 from tests.fixtures.origin import Origin
@@ -192,3 +196,48 @@ def test_a_blob_failing_once_is_copied_all_the_same(
     gets = gets_during(world.server, n)
     assert gets[ODD] == 2  # the pipeline's answer was not taken; the ordinary path's was
     assert all(gets[p] >= 1 for p in world.paths.values())
+
+
+def test_a_batch_whose_pipeline_breaks_hands_the_rest_to_the_ordinary_path(
+    world: Mirrored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not one blob failing but the batch itself (its generator raising): what it did not
+    reach is copied the ordinary way, nothing is lost or reported failed."""
+    real = glarelite.Catalog.open_blobs
+    broke = []
+
+    def breaking(self: glarelite.Catalog, slots: Any) -> Any:
+        for n, item in enumerate(real(self, slots)):
+            if n == 3 and not broke:
+                broke.append(n)
+                raise OSError("the pipeline fell over")
+            yield item
+
+    monkeypatch.setattr(glarelite.Catalog, "open_blobs", breaking)
+    dest = tmp_path / "tree"
+    report = sync(world, dest)
+    assert broke and (report.exit_code, report.failed) == (0, [])
+    assert_tree_holds(dest, world.files)
+
+
+def test_stray_partial_records_and_their_temporaries_are_cleaned(
+    world: Mirrored, tmp_path: Path
+) -> None:
+    """A record save killed before its rename leaves a temporary in the partial folder; a
+    record naming a path outside the tree's temporaries is dropped, never followed."""
+    dest = tmp_path / "tree"
+    partials = dest / ".glarelite-mirror/partial"
+    partials.mkdir(parents=True)
+    dead = tree.temporary_name("x.json", tree.host_label(socket.gethostname()), 2**22 + 7, "0" * 16)
+    (partials / dead).write_text("{}")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    big = next(p for p, d in world.files.items() if len(d) == 1_500_000)
+    digest = hashlib.sha256(world.files[big]).hexdigest()
+    record = {"temp": "../precious.txt", "size": 1_500_000, "sha256": digest, "segments": []}
+    (partials / f"{digest}.json").write_text(json.dumps(record))
+    report = sync(world, dest, segment_size=256 << 10)
+    assert (report.exit_code, report.failed) == (0, [])
+    assert victim.read_text() == "keep me"
+    assert list(partials.iterdir()) == []
+    assert_tree_holds(dest, world.files)

@@ -579,6 +579,7 @@ class RawServer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.answers: dict[str, tuple[bytes, bool]] = {}
+        self.always: Callable[[bytes], bytes] | None = None  # every plain answer, rebuilt
         self.asked: list[str] = []
         self._stop = False
         self._threads: list[threading.Thread] = []
@@ -623,6 +624,9 @@ class RawServer:
                         return
                     continue
                 body = self.body(path)
+                if self.always is not None:
+                    conn.sendall(self.always(body))
+                    continue
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         except OSError:
             return
@@ -671,6 +675,11 @@ WEIRD: dict[str, tuple[Callable[[bytes], bytes], bool, bool]] = {
         False,
         False,
     ),
+    "a content-length of unicode digits": (
+        lambda b: b"HTTP/1.1 200 OK\r\nContent-Length: \xc2\xb2\r\n\r\nhi",  # '²' in latin-1
+        True,
+        False,
+    ),
     "not http at all": (lambda b: b"SSH-2.0-OpenSSH_9.6\r\n\r\n", True, False),
     "headers cut short": (lambda b: b"HTTP/1.1 200 OK\r\nContent-Len", True, False),
     "203 non-authoritative": (
@@ -699,6 +708,95 @@ def test_answers_off_the_beaten_track(kind: str, cat: glarelite.Catalog, raw: Ra
         assert asked == Counter(paths)
     else:  # refused: asked again (pipeline on a new connection, or the ordinary way)
         assert asked["/w5"] >= 2 and all(asked[p] >= 1 for p in paths)
+
+
+def test_a_server_that_always_answers_chunked_costs_a_bounded_number_of_requests(
+    cat: glarelite.Catalog, raw: RawServer
+) -> None:
+    """Answers the narrow parser cannot take cost a socket and a resent window each: after
+    a few the pipeline stops trying, so requests stay near one per blob."""
+    paths = [f"/c{i}" for i in range(100)]
+    slots = register(cat, raw.url(""), paths)
+
+    def chunked(body: bytes) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        return head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    raw.always = chunked
+    n = len(raw.asked)
+    assert read_batch(cat, slots) == [raw.body(p) for p in paths]
+    asked = len(raw.asked) - n
+    # 100 by the ordinary path, plus what the pipeline sent before it gave up: at most
+    # (failures allowed + 1) windows of 32.
+    assert asked <= 100 + 3 * 32, asked
+
+
+def test_items_opened_after_the_pipeline_moved_on_are_fetched_the_ordinary_way(
+    cat: glarelite.Catalog, server: Origin
+) -> None:
+    """list(open_blobs(...)) then opening each: the pipeline already skipped the answers
+    nobody opened, so each open() fetches its blob again instead of failing it."""
+    bodies = blobs_on(server, "/o", 12)
+    slots = register(cat, server.base_url, list(bodies))
+    items = list(cat.open_blobs(slots))
+    for (_, _, opener), want in zip(items, bodies.values(), strict=True):
+        with opener() as f:
+            assert f.read() == want
+
+
+def test_a_body_the_pipeline_moved_past_midway_says_so(
+    cat: glarelite.Catalog, server: Origin
+) -> None:
+    bodies = blobs_on(server, "/m", 3)
+    slots = register(cat, server.base_url, list(bodies))
+    opened = cat.open_blobs(slots)
+    _, _, first = next(opened)
+    reader = first()
+    assert reader.read(10) == bodies["/m0"][:10]
+    next(opened)  # the pipeline needs the next answer: the rest of the first is skipped
+    with pytest.raises(NetworkError, match="moved on"):
+        reader.read()
+    opened.close()
+
+
+def test_each_origin_connection_closes_after_its_last_answer(cat: glarelite.Catalog) -> None:
+    """Many origins in one batch must not hold a socket each until the batch ends."""
+    servers = [Origin().start() for _ in range(6)]
+    try:
+        slots: list[tuple[str, str]] = []
+        make = Slots(cat)
+        for i, srv in enumerate(servers):
+            srv.add(f"/x{i}", data=b"blob %d" % i)
+            slots += register(cat, srv.base_url, [f"/x{i}"], make)
+        pooled = [srv.live for srv in servers]  # the ordinary fetcher's kept connections
+        opened = cat.open_blobs(slots)
+        for i, (_, _, opener) in enumerate(opened):
+            with opener() as f:
+                assert f.read() == b"blob %d" % i
+            assert servers[i].connections == 2  # registration's, then the pipeline's
+            # this origin's only answer is read: its connection is closed already
+            assert wait_for(lambda i=i: servers[i].live == pooled[i]), i
+        opened.close()
+    finally:
+        for srv in servers:
+            srv.stop()
+
+
+@pytest.mark.parametrize("agent", ["a\r\nX-Injected: 1", "nul\x00", "\u65e5\u672c"])
+def test_a_user_agent_that_cannot_be_a_header_is_refused(agent: str) -> None:
+    with pytest.raises(InvalidInput, match="user_agent"):
+        glarelite.HttpSettings(user_agent=agent)
+
+
+def test_a_latin1_user_agent_is_sent_as_the_ordinary_path_sends_it(
+    tmp_path: Path, server: Origin
+) -> None:
+    bodies = blobs_on(server, "/u", 3)
+    with open_catalog(tmp_path, user_agent="app (M\u00fcller)") as cat:
+        slots = register(cat, server.base_url, list(bodies))
+        n = len(server.requests)
+        assert read_batch(cat, slots) == list(bodies.values())
+    assert {r.headers["user-agent"] for r in server.requests[n:]} == {"app (M\u00fcller)"}
 
 
 # -- pipeline_depth ----------------------------------------------------------------------

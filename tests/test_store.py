@@ -1018,21 +1018,23 @@ def test_gc_aborts_old_multipart_uploads_under_the_storage_root_only(
         return {u["Key"] for u in uploads or []}
 
     ours = {f"{prefix}/tmp/{uuid.uuid4().hex}.deadtag", f"{prefix}/blobs/sha256/ab/{'c' * 62}"}
-    theirs = f"{elsewhere}/tmp/{uuid.uuid4().hex}.deadtag"
-    ids = {key: start_upload(key) for key in [*ours, theirs]}
+    # Another program's uploads: elsewhere in the bucket, and beside our folders.
+    foreign = [f"{elsewhere}/tmp/{uuid.uuid4().hex}.deadtag", f"{prefix}/notes/draft.txt"]
+    ids = {key: start_upload(key) for key in [*ours, *foreign]}
     catalog = glarelite.open(
         tmp_path / "c.db", storage=s3_store_url, storage_options=seaweedfs.storage_options
     )
     try:
         young = catalog.gc(stale_after=3600)  # all of them were started a moment ago
-        assert young.uploads_aborted == 0 and ours | {theirs} <= pending()
+        assert young.uploads_aborted == 0 and ours | set(foreign) <= pending()
         time.sleep(1.1)  # S3 timestamps have one-second resolution
         report = catalog.gc(stale_after=1)
         assert report.uploads_aborted == 2
-        assert not ours & pending() and theirs in pending()
+        assert not ours & pending() and set(foreign) <= pending()
         assert sorted(d for d in report.details if "multipart" in d) == sorted(
             f"aborted multipart upload {bucket}/{key}" for key in ours
         )
     finally:
         catalog.close()
-        s3.call_s3("abort_multipart_upload", Bucket=bucket, Key=theirs, UploadId=ids[theirs])
+        for key in foreign:
+            s3.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=ids[key])

@@ -11,7 +11,8 @@ them registers their commands on :data:`app`.
 
 from __future__ import annotations
 
-from . import _artifacts, _blobs, _mirror, _setup  # noqa: F401 - registers the commands
+# Registers the commands, in the order `glarelite --help` lists them (init first).
+from . import _setup, _artifacts, _blobs, _mirror  # noqa: F401  # isort: skip
 from ._app import (
     CATALOG_ENV,
     DEFAULT_CATALOG,
