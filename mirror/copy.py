@@ -271,7 +271,7 @@ class Copier:
                 if self.stop.is_set():
                     raise Cancelled()
                 try:
-                    stat = self._fetch(source, path, job.size, job.sha256)
+                    stat, fetched = self._fetch(source, path, job.size, job.sha256)
                 except Cancelled:
                     raise
                 except RETRYABLE as exc:
@@ -284,7 +284,7 @@ class Copier:
                 else:
                     how = "external" if source.external else "internal"
                     return Outcome(
-                        path, True, how=how, fetched=job.size, written=job.size, stat=stat
+                        path, True, how=how, fetched=fetched, written=job.size, stat=stat
                     )
             if not again or attempt == self.retries:
                 break
@@ -295,7 +295,11 @@ class Copier:
         assert last is not None
         return Outcome(path, False, error=type(last).__name__, reason=describe(last))
 
-    def _fetch(self, source: Source, path: str, size: int, sha256: str) -> tuple[int, int]:
+    def _fetch(
+        self, source: Source, path: str, size: int, sha256: str
+    ) -> tuple[tuple[int, int], int]:
+        """Copy one blob into ``path``: its (size, mtime_ns) and the bytes fetched (fewer
+        than ``size`` when a partial download was resumed)."""
         segmented = size >= 2 * self.segment_size and self.max_segments > 1
         resume = partial.load(self.dest, sha256, size) if segmented else None
         temp = self.dest.adopt_temp(path, resume.temp) if resume else self.dest.new_temp(path)
@@ -305,6 +309,7 @@ class Copier:
         if report:
             self.progress.begin(key, path, size)
         record = resume or (self._layout(temp, size, sha256) if segmented else None)
+        kept = resume.filled if resume is not None else 0
         try:
             if record is not None:
                 self._segmented(source, temp, record, key if report else None)
@@ -330,7 +335,7 @@ class Copier:
             partial.drop(self.dest, sha256)
         if report:
             self.progress.end(key)
-        return stat
+        return stat, size - kept
 
     def _layout(self, temp: Temp, size: int, sha256: str) -> partial.Partial:
         count = min(self.max_segments, -(-size // self.segment_size))

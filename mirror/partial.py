@@ -35,6 +35,10 @@ class Partial:
     sha256: str
     segments: list[list[int]]  # [start, end, filled] each
 
+    @property
+    def filled(self) -> int:
+        return sum(f for _, _, f in self.segments)
+
     def to_json(self) -> bytes:
         data = {"temp": self.temp, "size": self.size, "sha256": self.sha256}
         return json.dumps({**data, "segments": self.segments}).encode()

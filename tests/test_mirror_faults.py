@@ -238,6 +238,9 @@ def test_a_killed_download_is_resumed_by_the_next_run_not_started_over(
     starts = range_starts(origin, since)
     assert starts and 0 not in starts  # nothing was fetched from byte 0 again
     assert min(starts) == kept  # segment 0 went on where the record said
+    big_path = final.relative_to(dest).as_posix()
+    others = sum(c["size"] for c in report.copied if c["path"] != big_path)
+    assert report.bytes_fetched == size - kept + others  # the report counts what came only
     assert temporaries(dest) == [] and partial_record(dest) is None
     h = hashlib.sha256()
     with open(final, "rb") as f:
