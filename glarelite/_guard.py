@@ -124,7 +124,7 @@ def _vet_host(
         raise RefusedLocation(f"invalid port in {url!r}")
 
     addresses = _resolve(host, port, resolve)
-    allow = _AllowList(settings.effective_allow_hosts())
+    allow = _AllowList(settings.allow_hosts)
     if not allow.admits_name(host):
         for address in addresses:
             ip = ipaddress.ip_address(address)
@@ -137,7 +137,7 @@ def _vet_host(
                 )
                 raise RefusedLocation(
                     f"refusing {url!r}: {what} {reason}; allow it with allow_hosts "
-                    f"or ${ALLOW_HOSTS_ENV} if that is intended"
+                    f"(the command line: ${ALLOW_HOSTS_ENV}) if that is intended"
                 )
     return host, port, addresses
 

@@ -2,12 +2,13 @@
 
 Settings are frozen dataclasses: derive a variation with :func:`dataclasses.replace`,
 e.g. ``replace(HttpSettings(), allow_hosts=("127.0.0.1",))``. Nothing here reads the
-environment at import time; :meth:`HttpSettings.effective_allow_hosts` reads it per call.
+environment: the library takes explicit configuration only, so an application embedding
+it is never widened by a variable it does not know about. The command line reads
+``$GLARELITE_ALLOW_HOSTS`` (:data:`ALLOW_HOSTS_ENV`) and passes it in as ``allow_hosts``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -106,8 +107,7 @@ class HttpSettings:
     def effective_user_agent(self) -> str:
         return self.user_agent or f"glarelite/{_version()}"
 
-    def effective_allow_hosts(self) -> tuple[str, ...]:
-        """``allow_hosts`` plus the comma-separated entries of ``$GLARELITE_ALLOW_HOSTS``."""
-        extra = os.environ.get(ALLOW_HOSTS_ENV, "")
-        from_env = tuple(e.strip() for e in extra.split(",") if e.strip())
-        return tuple(self.allow_hosts) + from_env
+
+def parse_allow_hosts(text: str | None) -> tuple[str, ...]:
+    """The entries of a comma-separated allow list (as ``$GLARELITE_ALLOW_HOSTS`` holds)."""
+    return tuple(e.strip() for e in (text or "").split(",") if e.strip())

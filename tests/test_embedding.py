@@ -61,8 +61,10 @@ def built(catalog: glarelite.Catalog, origin: Origin) -> glarelite.Artifact:
 
 
 @pytest.fixture
-def allowed(catalog: glarelite.Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GLARELITE_ALLOW_HOSTS", "127.0.0.1")
+def allowed(catalog: glarelite.Catalog, tmp_path: Path) -> None:
+    # The library reads no environment: the catalog remembers the allowed test origin
+    # (before the catalog's fetcher is made, so it sees the stored entry).
+    glarelite.open(tmp_path / "catalog.db", allow_hosts=["127.0.0.1"]).close()
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+import glarelite
 from glarelite._guard import check_url
 from glarelite.errors import InvalidInput, NetworkError, RefusedLocation
-from glarelite.settings import ALLOW_HOSTS_ENV, HttpSettings, RetryPolicy
+from glarelite.settings import ALLOW_HOSTS_ENV, HttpSettings, RetryPolicy, parse_allow_hosts
 
 # Names a test may resolve without DNS; anything else is a bug in the test.
 FAKE_DNS = {
@@ -179,31 +181,42 @@ def test_allow_list_does_not_bypass_scheme_or_userinfo_checks() -> None:
         check_url("file://files.internal/etc/passwd", settings, resolve=fake_resolve)
 
 
-def test_env_allow_list_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = HttpSettings()  # made before the variable is set
+def test_the_library_ignores_the_env_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An application embedding glarelite must not be widened by a variable it does not
+    # know about: only the CLI reads $GLARELITE_ALLOW_HOSTS (tests/test_cli.py).
+    monkeypatch.setenv(ALLOW_HOSTS_ENV, "10.0.0.0/24,files.internal,127.0.0.1")
+    settings = HttpSettings()
+    assert settings.allow_hosts == ()
     with pytest.raises(RefusedLocation):
         check_url("http://10.0.0.9/", settings)
-    monkeypatch.setenv(ALLOW_HOSTS_ENV, " 10.0.0.0/24 , files.internal,")
-    assert settings.effective_allow_hosts() == ("10.0.0.0/24", "files.internal")
+    with pytest.raises(RefusedLocation):
+        check_url("http://files.internal/", settings, resolve=fake_resolve)
+    assert not hasattr(settings, "effective_allow_hosts")
+
+
+def test_parse_allow_hosts() -> None:
+    assert parse_allow_hosts(" 10.0.0.0/24 , files.internal,") == ("10.0.0.0/24", "files.internal")
+    assert parse_allow_hosts("") == () and parse_allow_hosts(None) == ()
+    settings = allowed(*parse_allow_hosts("10.0.0.0/24,files.internal"))
     check_url("http://10.0.0.9/", settings)
     check_url("http://files.internal/", settings, resolve=fake_resolve)
     with pytest.raises(RefusedLocation):
         check_url("http://10.0.1.9/", settings)
-    with pytest.raises(RefusedLocation):  # 10.0.0.5 is admitted, 192.168.0.7 is not
-        check_url("http://mixed.internal/", settings, resolve=fake_resolve)
-    monkeypatch.delenv(ALLOW_HOSTS_ENV)
-    with pytest.raises(RefusedLocation):
-        check_url("http://10.0.0.9/", settings)
 
 
-def test_env_entries_add_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ALLOW_HOSTS_ENV, "192.168.0.0/16")
-    settings = allowed("10.0.0.0/8")
-    assert settings.effective_allow_hosts() == ("10.0.0.0/8", "192.168.0.0/16")
-    check_url("http://10.1.1.1/", settings)
-    check_url("http://192.168.1.1/", settings)
-    with pytest.raises(RefusedLocation):
-        check_url("http://172.16.0.1/", settings)
+def test_library_catalog_ignores_the_env_allow_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.origin import Origin
+
+    monkeypatch.setenv(ALLOW_HOSTS_ENV, "127.0.0.1")
+    with Origin() as origin, glarelite.open(tmp_path / "c.db") as cat:
+        origin.add("/x", data=b"x")
+        cat.define_type("t", blobs=["file"])
+        art = cat.create("t", "a")
+        with pytest.raises(RefusedLocation):
+            cat.add_location(art.id, "file", origin.url("/x"))
+        assert origin.requests == []
 
 
 # -- settings ----------------------------------------------------------------------------

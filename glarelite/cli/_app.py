@@ -20,6 +20,7 @@ import typer
 import glarelite
 from glarelite import errors
 from glarelite.progress import NULL_PROGRESS, Progress
+from glarelite.settings import ALLOW_HOSTS_ENV, parse_allow_hosts
 
 CATALOG_ENV = "GLARELITE_CATALOG"
 STORAGE_OPTIONS_ENV = "GLARELITE_STORAGE_OPTIONS"
@@ -111,10 +112,11 @@ class State:
     debug: bool = False
     progress: bool | None = None  # None: on when stderr is a terminal
     mirror_base_url: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # from $GLARELITE_ALLOW_HOSTS: the library reads no env
     _catalog: glarelite.Catalog | None = None
 
     def settings(self) -> glarelite.CatalogSettings:
-        http = glarelite.HttpSettings()
+        http = glarelite.HttpSettings(allow_hosts=self.allow_hosts)
         if self.retries is not None:
             http = replace(http, retry=replace(http.retry, total=self.retries))
         if self.timeout is not None:
@@ -374,6 +376,7 @@ def main(
         timeout=timeout,
         debug=debug,
         progress=progress,
+        allow_hosts=parse_allow_hosts(os.environ.get(ALLOW_HOSTS_ENV)),
     )
     _STATE.set(st)
     ctx.call_on_close(st.close)
