@@ -42,7 +42,7 @@ class Version:
         for ident in self.prerelease:
             # numeric identifiers sort below alphanumeric ones; '!' ends an identifier and
             # sorts below every identifier character, so 'alpha' < 'alpha.1' < 'alphabet'.
-            parts.append(("0" + _num(int(ident))) if ident.isdigit() else ("1" + ident))
+            parts.append(("0" + _num(_int(ident))) if ident.isdigit() else ("1" + ident))
         return core + "-" + "!".join(parts) + "!"
 
 
@@ -51,6 +51,13 @@ def _num(n: int) -> str:
     if len(digits) > MAX_DIGITS:
         raise InvalidInput(f"version component {digits[:12]}... has more than {MAX_DIGITS} digits")
     return f"{len(digits):02d}{digits}"
+
+
+def _int(digits: str) -> int:
+    # Checked before int(): past 4,300 digits int() itself raises a bare ValueError.
+    if len(digits) > MAX_DIGITS:
+        raise InvalidInput(f"version component {digits[:12]}... has more than {MAX_DIGITS} digits")
+    return int(digits)
 
 
 def _identifiers(text: str, what: str, original: str) -> tuple[str, ...]:
@@ -95,7 +102,7 @@ def parse(value: object) -> Version:
                     )
         if plus:
             build = build + _identifiers(build_text, "build", text)
-    version = Version(int(major), int(minor or 0), int(patch or 0), prerelease, build)
+    version = Version(_int(major), _int(minor or "0"), _int(patch or "0"), prerelease, build)
     version.key  # noqa: B018 - raises InvalidInput for components too wide to order
     return version
 

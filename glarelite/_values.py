@@ -101,6 +101,8 @@ def _json_text(text: str, kind: type, what: str) -> Any:
         value = json.loads(text)
     except ValueError:
         raise InvalidInput(f"{what}: {text!r} is not JSON") from None
+    except RecursionError:  # json's parser recurses per level of nesting
+        raise InvalidInput(f"{what}: the JSON value is nested too deeply") from None
     if not isinstance(value, kind):
         raise InvalidInput(f"{what}: expected a JSON {kind.__name__}")
     return value

@@ -10,6 +10,7 @@ from typing import Any
 from .errors import InvalidInput, QuotaExceeded
 
 SCOPES = ("global", "type", "owner")
+MAX_LIMIT = 2**63 - 1  # SQLite stores integers in 64 bits
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Quota:
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise InvalidInput(f"{name} must be a non-negative integer or None")
+            if value is not None and value > MAX_LIMIT:
+                raise InvalidInput(f"{name} must be at most {MAX_LIMIT} (a 64-bit integer)")
 
 
 def applicable(conn: Any, type_name: str, owner: str) -> list[Quota]:

@@ -574,7 +574,10 @@ def open_dest(
         return LocalDest(path, create=create, fsync=fsync)
     from fsspec.core import url_to_fs
 
-    fs, root = url_to_fs(url, **dict(storage_options or {}))
+    try:
+        fs, root = url_to_fs(url, **dict(storage_options or {}))
+    except (ValueError, ImportError) as exc:  # unknown protocol, its package not installed
+        raise InvalidInput(f"unusable destination {url!r}: {exc}") from exc
     from fsspec.implementations.local import LocalFileSystem
 
     if isinstance(fs, LocalFileSystem):

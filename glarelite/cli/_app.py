@@ -230,6 +230,9 @@ def handled(func: F) -> F:
         except Exception as exc:
             if st.debug:
                 raise
+            told = _input_error(exc)
+            if told is not None:
+                _fail(told)
             typer.echo(
                 f"glarelite: internal error: {type(exc).__name__}: "
                 f"{' '.join(str(exc).split())} — rerun with --debug for the traceback",
@@ -238,6 +241,22 @@ def handled(func: F) -> F:
             raise typer.Exit(EXIT_ERROR) from None
 
     return cast(F, wrapper)
+
+
+def _input_error(exc: Exception) -> errors.GlareliteError | None:
+    """An error of a storage library that means the user's input is missing something
+    (credentials for s3://), as the usage error it is; None for anything else."""
+    try:
+        from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+    except ImportError:  # pragma: no cover - s3fs (and botocore) is a dependency
+        return None
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return errors.InvalidInput(
+            f"no usable credentials for s3:// ({exc}): set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or give key= and secret= with "
+            "--storage-option / --dest-option"
+        )
+    return None
 
 
 def _version_callback(value: bool) -> None:
