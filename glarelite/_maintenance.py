@@ -133,6 +133,12 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
     cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     report = GcReport()
     candidates: list[str | None] = []
+    st = store_of(cat)
+    # The temporaries are listed before the live uploads are read: an upload reserves its
+    # slot before it writes a temporary, so every temporary listed here belongs to an
+    # upload the read below sees as live, and one that starts later is not listed at all.
+    # (The other order removed the temporary of an upload starting between the steps.)
+    temporaries = list(st.iter_temporaries())
     with cat._database.write() as conn:
         stuck = conn.execute(
             "SELECT artifact_id, field, key, upload_token, updated_at FROM blobs "
@@ -147,9 +153,8 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
                 report.details.append(f"abandoned upload {artifact_id}/{field_name}/{key}")
             elif token:
                 live_tags.add(token.rsplit(":", 1)[-1])
-    st = store_of(cat)
     cutoff_ts = datetime.now(timezone.utc).timestamp() - age
-    for path, tag, modified in st.iter_temporaries():
+    for path, tag, modified in temporaries:
         if tag in live_tags and (modified is None or modified >= cutoff_ts):
             continue
         st.remove_temporary(path)
