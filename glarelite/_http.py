@@ -13,12 +13,14 @@ those of the bytes served, which is what a later check or mirror copy will see a
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import http.client
 import logging
 import queue
 import random
+import socket
 import ssl
 import threading
 import time
@@ -30,8 +32,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.response import HTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from ._guard import ParsedTarget, check_url
@@ -79,24 +84,111 @@ class _ContentRange:
     total: int | None
 
 
+class _Deadline:
+    """The total time one registration may take: ``deadline_base`` seconds plus one
+    second per ``min_rate`` bytes received (see :class:`HttpSettings`)."""
+
+    def __init__(self, url: str, settings: HttpSettings) -> None:
+        self.url = url
+        self.base = settings.deadline_base
+        self.min_rate = settings.min_rate
+        self.start = time.monotonic()
+        self.received = 0  # over every attempt: a resume does not start the clock again
+
+    def at(self) -> float:
+        """The deadline, in ``time.monotonic()`` seconds."""
+        return self.start + self.base + self.received / self.min_rate
+
+    def remaining(self) -> float:
+        return self.at() - time.monotonic()
+
+    def error(self, detail: str = "") -> NetworkError:
+        elapsed = time.monotonic() - self.start
+        return NetworkError(
+            f"GET {self.url}: past its deadline after {elapsed:.1f} s and {self.received} "
+            f"bytes (a registration may take {self.base:g} s plus 1 s per "
+            f"{self.min_rate:g} bytes: HttpSettings deadline_base, min_rate)"
+            + (f"; last: {detail}" if detail else "")
+        )
+
+    def check(self) -> None:
+        if self.remaining() <= 0:
+            raise self.error()
+
+
+# The deadline of the response head being read in this thread (None: untimed). The
+# connection classes below arm a watchdog with it: http.client reads a status line and
+# headers sent at a trickle, or 100 Continue after 100 Continue, without ever timing out.
+_HEAD = threading.local()
+
+
+def _cut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, not SSLSocket's (which would drop its SSL object
+    # under the reading thread): the blocked read sees end-of-file and fails.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _timed_head(sock: socket.socket | None, get: Callable[[], HTTPResponse]) -> HTTPResponse:
+    deadline: float | None = getattr(_HEAD, "at", None)
+    if deadline is None or sock is None:
+        return get()
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (sock,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return get()
+    finally:
+        watchdog.cancel()
+
+
+class _TimedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        return _timed_head(self.sock, super().getresponse)
+
+
+class _TimedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        return _timed_head(self.sock, super().getresponse)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TimedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TimedHTTPSConnection
+
+
 class _Budget:
     """The retry budget of one fetch: failures, redirects and resumes draw on it."""
 
-    def __init__(self, url: str, policy: RetryPolicy, sleep: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        policy: RetryPolicy,
+        sleep: Callable[[float], None],
+        deadline: _Deadline | None = None,
+    ) -> None:
         self.url = url
         self.policy = policy
         self.sleep = sleep
+        self.deadline = deadline
         self.attempts = 1  # the first request is under way when a budget exists
         self.retries = 0
 
     def failed(self, reason: str, retry_after: str | None = None) -> None:
         """Count a failed attempt; wait before the next, or raise when none is left."""
+        if self.deadline is not None and self.deadline.remaining() <= 0:
+            raise self.deadline.error(reason)
         if self.retries >= self.policy.total:
             raise NetworkError(
                 f"GET {self.url}: giving up after {self.attempts} attempt(s); last: {reason}"
             )
         self.retries += 1
         delay = self._delay(retry_after)
+        if self.deadline is not None and delay >= self.deadline.remaining():
+            raise self.deadline.error(f"{reason}; the next try would be after the deadline")
         log.debug("GET %s: %s; retry %d in %.2fs", self.url, reason, self.retries, delay)
         if delay > 0:
             self.sleep(delay)
@@ -209,6 +301,8 @@ class Fetcher:
             timeout=self._timeout,
             ca_certs=self.settings.ca_certs,
         )
+        # Pools whose connections time the response head of a registration.
+        self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def close(self) -> None:
         self._pools.clear()
@@ -233,6 +327,7 @@ class Fetcher:
         headers: Mapping[str, str] | None = None,
         max_size: int | None = None,
         on_restart: Callable[[], None] | None = None,
+        timed: bool = False,
     ) -> BodyStream:
         """GET ``url`` and return its body as a :class:`BodyStream` (use it in ``with``).
 
@@ -243,6 +338,8 @@ class Fetcher:
         also called whenever a resume has to start over from byte 0: whoever hashes the
         chunks must then reset. ``headers`` may add e.g. If-None-Match (a 304 reply
         gives ``status == 304`` and no chunks) or If-Range (with ``offset``).
+        ``timed`` puts the whole fetch under the registration deadline (``deadline_base``
+        plus bytes received / ``min_rate``): NetworkError once it passes.
         """
         if offset < 0:
             raise InvalidInput(f"offset must be >= 0, not {offset}")
@@ -252,7 +349,8 @@ class Fetcher:
         clash = sorted(k for k in extra if k.lower() in _OURS)
         if clash:
             raise InvalidInput(f"headers set by the fetcher itself cannot be given: {clash}")
-        body = BodyStream(self, url, offset, extra, max_size, on_restart)
+        deadline = _Deadline(url, self.settings) if timed else None
+        body = BodyStream(self, url, offset, extra, max_size, on_restart, deadline)
         try:
             body._start()
         except BaseException:
@@ -284,7 +382,7 @@ class Fetcher:
         expected = parse_sha256(expected_sha256) if expected_sha256 is not None else None
         hasher = _HashThread()
         try:
-            with self.stream(url, max_size=max_size, on_restart=hasher.reset) as body:
+            with self.stream(url, max_size=max_size, on_restart=hasher.reset, timed=True) as body:
                 reported = 0
                 for chunk in body:
                     hasher.feed(chunk)
@@ -324,7 +422,7 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         if not headers:
             return False
-        with self.stream(url, headers=headers) as body:
+        with self.stream(url, headers=headers, timed=True) as body:
             return body.status == 304
 
     # -- one request, with redirects and retries --------------------------------------
@@ -355,8 +453,10 @@ class Fetcher:
                 hop_headers = {
                     k: v for k, v in hop_headers.items() if k.lower() not in _CROSS_ORIGIN_DROP
                 }
+            if budget.deadline is not None:
+                budget.deadline.check()  # redirects draw on no budget but take time
             try:
-                resp = self._send(target, hop_headers)
+                resp = self._send(target, hop_headers, budget.deadline)
             except _TRANSPORT_ERRORS as exc:
                 if _is_certificate_error(exc):
                     raise NetworkError(
@@ -388,7 +488,9 @@ class Fetcher:
             _discard(resp)
             raise NetworkError(f"GET {reason}")
 
-    def _send(self, target: ParsedTarget, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
+    def _send(
+        self, target: ParsedTarget, headers: Mapping[str, str], deadline: _Deadline | None
+    ) -> urllib3.BaseHTTPResponse:
         request_headers = {
             "Host": target.host_header,
             "User-Agent": self._user_agent,
@@ -405,6 +507,7 @@ class Fetcher:
             pool = self._pools.connection_from_host(
                 address, target.port, target.scheme, pool_kwargs=kwargs
             )
+            _HEAD.at = None if deadline is None else deadline.at()
             try:
                 return pool.urlopen(
                     "GET",
@@ -421,6 +524,8 @@ class Fetcher:
             except ConnectTimeoutError:  # includes NewConnectionError (refused, unreachable)
                 if i == len(target.addresses) - 1:
                     raise
+            finally:
+                _HEAD.at = None
         raise AssertionError("unreachable: the guard never returns an empty address list")
 
 
@@ -443,6 +548,7 @@ class BodyStream:
         headers: dict[str, str],
         max_size: int | None,
         on_restart: Callable[[], None] | None,
+        deadline: _Deadline | None = None,
     ) -> None:
         self._fetcher = fetcher
         self.url = url
@@ -459,7 +565,8 @@ class BodyStream:
         self._max_size = max_size
         self._on_restart = on_restart
         self._chunk_size = fetcher.settings.chunk_size
-        self._budget = _Budget(url, fetcher.settings.retry, fetcher._sleep)
+        self._deadline = deadline
+        self._budget = _Budget(url, fetcher.settings.retry, fetcher._sleep, deadline)
         self._resp: urllib3.BaseHTTPResponse | None = None
         self._ranges_broken = False
         self._chunks: Iterator[bytes] | None = None
@@ -524,6 +631,11 @@ class BodyStream:
                 self.content_length = self.position
                 return
             self.position += len(data)
+            if self._deadline is not None:
+                self._deadline.received += len(data)
+                if self._deadline.remaining() <= 0:
+                    self.close()
+                    raise self._deadline.error()
             if self._max_size is not None and self.position > self._max_size:
                 self.close()
                 raise TooLarge(f"{self.url} is larger than the limit of {self._max_size} bytes")

@@ -63,6 +63,14 @@ class HttpSettings:
     ``pipeline_depth`` is how many GETs :meth:`Catalog.open_blobs` sends ahead on one
     connection (HTTP/1.1 pipelining; fewer when the requests written ahead would pass
     32 KiB, so they always fit in the socket buffers); 1 turns pipelining off.
+
+    Registering a location (``add_location``, and ``check`` re-validating one) has a
+    total deadline besides the per-read ``read_timeout``: it may take ``deadline_base``
+    seconds plus one second per ``min_rate`` bytes received, retries and waits
+    included, else it fails with NetworkError. It grows with the bytes that arrive, not
+    with a declared size a hostile server could inflate; so an origin sending its body
+    or headers at a trickle, or ``100 Continue`` without end, is cut off. A single read
+    may overrun it by at most ``read_timeout``.
     """
 
     connect_timeout: float = 10.0
@@ -75,12 +83,18 @@ class HttpSettings:
     user_agent: str | None = None
     ca_certs: str | None = None
     pipeline_depth: int = 32
+    min_rate: float = 10 * 1024  # bytes/s a registration must average past deadline_base
+    deadline_base: float = 60.0  # seconds a registration may take before any byte counts
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise InvalidInput("timeouts must be > 0")
         if self.max_redirects < 0:
             raise InvalidInput(f"max_redirects must be >= 0, not {self.max_redirects}")
+        if not self.min_rate > 0:  # also refuses NaN
+            raise InvalidInput(f"min_rate must be > 0 bytes/s, not {self.min_rate}")
+        if not self.deadline_base >= 0:
+            raise InvalidInput(f"deadline_base must be >= 0 seconds, not {self.deadline_base}")
         if self.chunk_size <= 0:
             raise InvalidInput(f"chunk_size must be > 0, not {self.chunk_size}")
         if self.user_agent is not None and (
