@@ -14,14 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 import sqlite_utils
 
-from .errors import Conflict, GlareliteError, InvalidInput, NotFound
+from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 
 SCHEMA_VERSION = 1
 
@@ -96,6 +96,15 @@ class Database:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        try:
+            with _storage_errors(self.path):
+                self._setup(busy_timeout, synchronous, readonly)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _setup(self, busy_timeout: float, synchronous: str, readonly: bool) -> None:
+        conn = self.conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         # The default 2 MB page cache made cold listings of a large catalog 10-50x slower.
         conn.execute("PRAGMA cache_size = -65536")
@@ -131,23 +140,28 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error."""
-        with self.lock:
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error.
+        A full or failing disk raises StorageFull (see :func:`_storage_errors`)."""
+        with self.lock, _storage_errors(self.path):
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except sqlite3.IntegrityError as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise Conflict(_integrity_message(exc)) from exc
             except UnicodeEncodeError as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise _not_unicode(exc) from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)  # a COMMIT that failed may leave the transaction open
+                    raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -157,17 +171,55 @@ class Database:
             if conn.in_transaction:  # nested inside a write: already consistent
                 yield conn
                 return
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            except UnicodeEncodeError as exc:
-                raise _not_unicode(exc) from None
-            finally:
-                conn.execute("COMMIT")
+            with _storage_errors(self.path):
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                except UnicodeEncodeError as exc:
+                    raise _not_unicode(exc) from None
+                finally:
+                    if self.conn.in_transaction:  # a failing disk may have ended it
+                        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+# SQLite's primary result codes for a full disk and an I/O failure (extended codes keep
+# them in the low byte).
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+
+
+def _is_storage_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_IOERR, _SQLITE_FULL)
+    text = str(exc).lower()  # older Pythons: only the message tells
+    return "disk is full" in text or "disk i/o error" in text
+
+
+@contextmanager
+def _storage_errors(path: str) -> Iterator[None]:
+    """A full or failing disk under the catalog file becomes StorageFull."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not _is_storage_failure(exc):
+            raise
+        raise StorageFull(
+            f"catalog {path}: {exc} (its disk is full or failing; the operation was not "
+            "done and what was committed before is intact): free space there and retry"
+        ) from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back (it does on some full-disk and I/O errors);
+    # a ROLLBACK failing on a broken disk must not hide the error that led here.
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:

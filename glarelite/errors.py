@@ -71,5 +71,10 @@ class DestinationError(GlareliteError, OSError):
     nothing was changed in it."""
 
 
+class StorageFull(GlareliteError, OSError):
+    """The disk under the catalog file is full or failing (SQLite: database or disk is
+    full, disk I/O error): the write did not happen; what was committed before is intact."""
+
+
 class ReadOnly(Forbidden):
     """A write was attempted on a read-only catalog (a mirror tree)."""

@@ -36,6 +36,7 @@ EXIT_VERIFICATION = 5
 EXIT_NETWORK = 6
 EXIT_REFUSED = 7  # a URL refused by the location guard
 EXIT_TOO_LARGE = 8  # a size cap or a quota
+EXIT_STORAGE = 9  # the disk under the catalog file is full or failing
 EXIT_PRUNE_REFUSED = 10  # mirror --delete refused to prune (see mirror.report)
 EXIT_INTERRUPTED = 130
 
@@ -57,6 +58,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.TooLarge: EXIT_TOO_LARGE,
     errors.QuotaExceeded: EXIT_TOO_LARGE,
     errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
+    errors.StorageFull: EXIT_STORAGE,
 }
 
 # What to do next, per error kind: appended to the one-line message.
