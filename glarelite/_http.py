@@ -14,19 +14,17 @@ those of the bytes served, which is what a later check or mirror copy will see a
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import http.client
 import logging
+import math
 import queue
-import random
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -34,7 +32,7 @@ from urllib.parse import urljoin
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.response import HTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
@@ -160,8 +158,35 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _TimedHTTPSConnection
 
 
+class _Counted(Exception):
+    """A failed attempt as urllib3's Retry counts it (the reason is ours to tell)."""
+
+
+def _retry_of(policy: RetryPolicy) -> urllib3.Retry:
+    """The urllib3 Retry that keeps the count and computes the waits of one fetch."""
+    return urllib3.Retry(
+        total=policy.total,
+        connect=None,
+        read=None,
+        redirect=None,  # redirects are followed by hand (each hop vetted) and capped apart
+        status=None,
+        other=None,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=policy.status_forcelist,
+        backoff_factor=policy.backoff_factor,
+        backoff_max=policy.backoff_max,
+        backoff_jitter=policy.jitter,
+        raise_on_redirect=False,
+        raise_on_status=False,
+        respect_retry_after_header=policy.respect_retry_after,
+        retry_after_max=math.ceil(policy.max_retry_after),  # and capped exactly in _delay
+    )
+
+
 class _Budget:
-    """The retry budget of one fetch: failures, redirects and resumes draw on it."""
+    """The retry budget of one fetch, kept by a urllib3 ``Retry`` (its count, backoff,
+    jitter and Retry-After parsing): failed requests and resumes of the body draw on it,
+    so a blob costs at most ``policy.total + 1`` requests however it fails."""
 
     def __init__(
         self,
@@ -174,50 +199,51 @@ class _Budget:
         self.policy = policy
         self.sleep = sleep
         self.deadline = deadline
-        self.attempts = 1  # the first request is under way when a budget exists
-        self.retries = 0
+        self.retry = _retry_of(policy)
+
+    @property
+    def retries(self) -> int:
+        return len(self.retry.history)
+
+    @property
+    def attempts(self) -> int:
+        return self.retries + 1  # the first request is under way when a budget exists
 
     def failed(self, reason: str, retry_after: str | None = None) -> None:
         """Count a failed attempt; wait before the next, or raise when none is left."""
         if self.deadline is not None and self.deadline.remaining() <= 0:
             raise self.deadline.error(reason)
-        if self.retries >= self.policy.total:
+        try:
+            self.retry = self.retry.increment("GET", self.url, error=_Counted(reason))
+        except MaxRetryError:
             raise NetworkError(
                 f"GET {self.url}: giving up after {self.attempts} attempt(s); last: {reason}"
-            )
-        self.retries += 1
+            ) from None
         delay = self._delay(retry_after)
         if self.deadline is not None and delay >= self.deadline.remaining():
             raise self.deadline.error(f"{reason}; the next try would be after the deadline")
         log.debug("GET %s: %s; retry %d in %.2fs", self.url, reason, self.retries, delay)
         if delay > 0:
             self.sleep(delay)
-        self.attempts += 1
 
     def _delay(self, retry_after: str | None) -> float:
-        p = self.policy
-        if retry_after is not None and p.respect_retry_after:
-            seconds = parse_retry_after(retry_after)
+        if retry_after is not None and self.policy.respect_retry_after:
+            seconds = parse_retry_after(retry_after, self.retry)
             if seconds is not None:
-                return min(seconds, p.max_retry_after)
-        delay = p.backoff_factor * 2.0 ** (self.retries - 1)
-        if p.jitter:
-            delay += random.uniform(0, p.jitter)  # spread clients that failed together
-        return min(delay, p.backoff_max)
+                return min(seconds, self.policy.max_retry_after)
+        return self.retry.get_backoff_time()
 
 
-def parse_retry_after(value: str) -> float | None:
-    """Seconds to wait from a Retry-After value (delta-seconds or HTTP date), or None."""
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
+_UNCAPPED = urllib3.Retry(retry_after_max=2**62)  # the parser alone: callers cap
+
+
+def parse_retry_after(value: str, retry: urllib3.Retry | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP date), or None
+    when it is neither (urllib3's parser)."""
     try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        return float((retry or _UNCAPPED).parse_retry_after(value))
+    except (InvalidHeader, OverflowError, ValueError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, float(when.timestamp()) - time.time())
 
 
 def _parse_content_range(value: str | None) -> _ContentRange | None:

@@ -30,9 +30,11 @@ class RetryPolicy:
     """How often and how patiently a failed request is retried.
 
     ``total`` counts retries, not attempts: at most ``total + 1`` requests per fetch,
-    resumes included. The n-th retry waits ``min(backoff_max, backoff_factor * 2**(n-1))``
-    plus a uniform random ``[0, jitter]`` seconds, unless the reply carried a
-    ``Retry-After`` (honoured when ``respect_retry_after``, capped at ``max_retry_after``).
+    resumes included. The fetcher turns this into a urllib3 ``Retry``, which counts and
+    computes the waits: the first retry is immediate, the n-th waits
+    ``min(backoff_max, backoff_factor * 2**(n-1) + uniform(0, jitter))``, unless the reply
+    carried a ``Retry-After`` (honoured when ``respect_retry_after``, capped at
+    ``max_retry_after``).
     """
 
     total: int = 5

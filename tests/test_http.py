@@ -146,7 +146,11 @@ def test_reset_mid_body_resumes_with_range(
     start = int(second.range[6:].rstrip("-"))
     assert 0 < start <= 100_000
     assert second.headers["if-range"] == reg.etag
-    assert len(sleeps) == 1  # the resume drew on the retry budget
+    assert sleeps == []  # urllib3's Retry: the first retry is immediate
+    origin.add("/r", data=DATA, etag=True, ranges=True, reset_after=100_000, times=1)
+    with fetcher.stream(origin.url("/r")) as body:
+        assert b"".join(body) == DATA
+        assert body.attempts == 2  # the resume drew on the retry budget
 
 
 def test_reset_resume_uses_last_modified_when_no_etag(origin: Origin, fetcher: Fetcher) -> None:
@@ -253,7 +257,9 @@ def test_500_then_200(origin: Origin, fetcher: Fetcher, sleeps: Sleeps) -> None:
     origin.add("/f", data=DATA, fail_first=[500, 502])
     assert fetcher.register(origin.url("/f")).sha256 == SHA
     assert len(origin.requests) == 3
-    assert sleeps == [0.01, 0.02]  # exponential backoff, no jitter configured
+    # urllib3's Retry backoff, no jitter configured: the first retry is immediate, the
+    # n-th waits backoff_factor * 2 ** (n - 1)
+    assert sleeps == [0.02]
 
 
 def test_backoff_is_capped_and_jittered(origin: Origin, sleeps: Sleeps) -> None:
@@ -261,8 +267,9 @@ def test_backoff_is_capped_and_jittered(origin: Origin, sleeps: Sleeps) -> None:
     origin.add("/f", data=b"x", fail_first=[503] * 4)
     with Fetcher(replace(SETTINGS, retry=policy), sleep=sleeps) as f:
         f.register(origin.url("/f"))
-    assert 1.0 <= sleeps[0] <= 1.5 and 2.0 <= sleeps[1] <= 2.5
-    assert sleeps[2:] == [2.5, 2.5]
+    assert len(sleeps) == 3  # the first of the 4 retries is immediate
+    assert 2.0 <= sleeps[0] <= 2.5 and sleeps[0] != 2.0  # 2 s plus jitter, capped
+    assert sleeps[1:] == [2.5, 2.5]
 
 
 def test_429_honours_retry_after_seconds(origin: Origin, fetcher: Fetcher, sleeps: Sleeps) -> None:
@@ -293,7 +300,7 @@ def test_retry_after_ignored_when_not_respected(origin: Origin, sleeps: Sleeps) 
     policy = replace(RETRY, respect_retry_after=False)
     with Fetcher(replace(SETTINGS, retry=policy), sleep=sleeps) as f:
         f.register(origin.url("/busy"))
-    assert sleeps == [0.01]
+    assert sleeps == []  # the backoff instead of the 20 s asked: the first retry is immediate
 
 
 def test_retries_exhausted(origin: Origin, fetcher: Fetcher) -> None:
@@ -321,7 +328,7 @@ def test_connection_refused_is_retried_then_fails(fetcher: Fetcher, sleeps: Slee
         port = s.getsockname()[1]
     with pytest.raises(NetworkError, match=r"after 4 attempt\(s\).*NewConnectionError"):
         fetcher.register(f"http://127.0.0.1:{port}/x")
-    assert len(sleeps) == 3
+    assert sleeps == [0.02, 0.04]  # 3 retries: immediate, then urllib3's backoff
 
 
 # -- redirects ----------------------------------------------------------------------------
