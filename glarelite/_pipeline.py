@@ -84,7 +84,8 @@ class PipelinedBody:
         if self.superseded:
             raise NetworkError(
                 f"GET {self.url}: the pipeline moved on to the next answer before this body "
-                "was read to its end; open the blob again"
+                "was read to its end; open the blob again",
+                retryable=True,  # a pipelined request has no retries of its own
             )
         if not self.left or not len(view):
             return 0
@@ -93,12 +94,15 @@ class PipelinedBody:
             n = self._conn.rfile.readinto(view)
         except (OSError, ValueError) as exc:
             self._conn.close()
-            raise NetworkError(f"GET {self.url}: connection broke in the body: {exc}") from exc
+            raise NetworkError(
+                f"GET {self.url}: connection broke in the body: {exc}", retryable=True
+            ) from exc
         if not n:
             self._conn.close()
             raise NetworkError(
                 f"GET {self.url}: connection closed {self.left} bytes before the end "
-                f"of the {self.length}-byte body"
+                f"of the {self.length}-byte body",
+                retryable=True,
             )
         self.left -= n
         if not self.left:

@@ -55,7 +55,16 @@ class UpstreamChanged(VerificationError):
 
 
 class NetworkError(GlareliteError, ConnectionError):
-    """An external location could not be fetched (timeouts, resets, HTTP errors)."""
+    """An external location could not be fetched (timeouts, resets, HTTP errors).
+
+    ``retryable`` is False when the fetcher already spent the fetch's retry budget (or
+    the failure is final, such as a 404): asking again at once repeats what failed. It
+    is True for a request that had no retries of its own (a pipelined answer that broke:
+    an ordinary fetch, with the budget, may still succeed)."""
+
+    def __init__(self, *args: object, retryable: bool = False) -> None:
+        super().__init__(*args)
+        self.retryable = retryable
 
 
 class RefusedLocation(InvalidInput):

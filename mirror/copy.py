@@ -39,7 +39,10 @@ CHUNK = 1 << 20
 HASH_CHUNK = 4 << 20
 DEFER_MAX = 1 << 20  # blobs up to this size are group-committed (see mirror.dest)
 WRITEBACK = 16 << 20  # a segment starts writeback of each finished stretch this long
-# Errors worth another attempt (the catalog's fetcher already retried the request itself).
+# Errors worth another attempt: those of the blob store and the tree. A NetworkError
+# from the catalog is among them (it is a ConnectionError) but is attempted again only
+# when ``retryable`` (a broken pipelined answer): otherwise the fetcher spent the blob's
+# one retry budget before raising it (RetryPolicy), and the mirror adds none.
 RETRYABLE: tuple[type[BaseException], ...] = (NetworkError, ConnectionError, TimeoutError)
 # Errors another attempt cannot fix; another source of the same bytes still might.
 FINAL: tuple[type[BaseException], ...] = (
@@ -111,6 +114,13 @@ def hash_file(
             if on_bytes is not None:
                 on_bytes(n)
     return size, h.hexdigest()
+
+
+def _worth_repeating(exc: BaseException) -> bool:
+    """Whether another attempt at the same source may succeed (see RETRYABLE)."""
+    if isinstance(exc, NetworkError):
+        return exc.retryable
+    return isinstance(exc, RETRYABLE)
 
 
 def describe(exc: BaseException) -> str:
@@ -261,8 +271,9 @@ class Copier:
         # Internal sources first: storage is nearer than any upstream.
         sources = sorted(job.sources, key=lambda s: s.external)
         last: BaseException | None = None
-        if tried is not None and isinstance(tried[1], FINAL):
-            # Bytes that differ, a vanished artifact...: asking again changes nothing.
+        if tried is not None and (isinstance(tried[1], FINAL) or not _worth_repeating(tried[1])):
+            # Bytes that differ, a vanished artifact, a spent retry budget...: asking the
+            # same source again changes nothing.
             last = tried[1]
             sources = [s for s in sources if s != tried[0]]
         for attempt in range(self.retries + 1):
@@ -276,7 +287,8 @@ class Copier:
                     raise
                 except RETRYABLE as exc:
                     last = exc
-                    again.append(source)
+                    if _worth_repeating(exc):
+                        again.append(source)
                 except FINAL as exc:
                     last = exc
                 except OSError as exc:  # writing the tree (disk full, permissions)

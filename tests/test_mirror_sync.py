@@ -375,7 +375,10 @@ def test_a_missing_or_touched_file_is_noticed_without_verify(world: World, tmp_p
 def test_flaky_upstream_is_retried_and_resumed(world: World, tmp_path: Path) -> None:
     origin = world.origin
     body = origin.add("/a2.img", data=world.data[f"/artifacts/images/{world.ids['a2']}/file"])
-    body.fail_first = [503, 503, 503, 503]  # more than the catalog fetcher's own retries
+    # The pipelined GET, then the fetcher's budget (FAST: 2 retries) of which the last
+    # succeeds: one budget, the mirror adds no retries of its own (test below).
+    body.fail_first = [503, 503, 503]
+    before = len(origin.requests_for("/a2.img"))  # the registration's
     origin.add(
         "/c.tgz",
         data=world.data[f"/artifacts/charts/{world.ids['chart']}/package"],
@@ -385,8 +388,23 @@ def test_flaky_upstream_is_retried_and_resumed(world: World, tmp_path: Path) -> 
     )
     report = mirror.sync(world.catalog, str(tmp_path / "tree"), workers=3, retries=3, backoff=0.01)
     assert report.exit_code == 0, report.failed
-    assert len(origin.requests_for("/a2.img")) >= 5
+    assert len(origin.requests_for("/a2.img")) - before == 4
     assert len(origin.requests_for("/c.tgz")) >= 2  # the reset reply was followed by another
+
+
+def test_mirror_does_not_multiply_the_fetchers_retries(world: World, tmp_path: Path) -> None:
+    # One budget per blob: the fetcher's (FAST: 2 retries, 3 GETs), plus the one
+    # pipelined GET of a batch. Before, the mirror retried each NetworkError `retries`
+    # more times, each with a full budget of its own: 1 + 4 * 3 = 13 GETs here.
+    origin = world.origin
+    body = origin.add("/a2.img", data=world.data[f"/artifacts/images/{world.ids['a2']}/file"])
+    body.fail_first = [503] * 100
+    before = len(origin.requests_for("/a2.img"))  # the registration's
+    report = mirror.sync(world.catalog, str(tmp_path / "tree"), workers=3, retries=3, backoff=0.01)
+    assert report.exit_code == mirror.EXIT_NETWORK
+    assert [f["error"] for f in report.failed] == ["NetworkError"]
+    gets = len(origin.requests_for("/a2.img")) - before
+    assert gets == world.catalog.settings.http.retry.total + 2
 
 
 def test_unreachable_upstream_fails_with_the_network_code(world: World, tmp_path: Path) -> None:
