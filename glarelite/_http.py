@@ -2,9 +2,15 @@
 
 Every hop of every request is vetted by the location guard (:mod:`._guard`) and the
 connection goes to the address the guard vetted, with the original host name in the
-Host header, SNI and certificate check. Redirects, retries and resumes are handled here
-rather than by urllib3, because all three must share one retry budget and each
-redirect hop must pass the guard before any connection is made.
+Host header, SNI and certificate check. The request loop (redirects, retries, resumes)
+is ours, because each redirect hop must pass the guard before any connection is made
+and a resume must draw on the same budget as a failed request; the budget itself (its
+count, backoff, jitter, Retry-After parsing) is a urllib3 ``Retry``.
+
+Registrations (``register``, ``revalidate``) also have a total deadline that grows with
+the bytes received (``HttpSettings.deadline_base`` and ``min_rate``): checked between
+reads, and for the response head by a watchdog that shuts the socket down, since
+http.client reads a head sent at a trickle (or endless ``100 Continue``) without end.
 
 Content-Encoding: we ask for ``identity``. A server that compresses anyway (gzip) is
 taken at its word as raw bytes: nothing is decoded, so the recorded size and sha256 are
