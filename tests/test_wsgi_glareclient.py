@@ -24,7 +24,6 @@ from tests.fixtures.glare import (
 )
 from tests.fixtures.origin import Origin
 
-
 IMAGE = bytes(range(256)) * 1200 + b"tail"  # ~300 KiB: several chunks each way
 EXTERNAL = b"external image bytes " * 4000
 TOKENS = "root-token ops admin\nalice-token alice\nbob-token bob\n"
