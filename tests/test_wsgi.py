@@ -613,3 +613,20 @@ def test_a_mirror_is_read_only(mirror_tree: glarelite.MirrorCatalog) -> None:
         resp = call(app, method, target, body=body, headers=headers, stream=stream)
         assert resp.code == 403 and resp.json["error"]["type"] == "ReadOnly", method
         assert "read-only mirror" in resp.message
+
+
+def test_parse_range() -> None:
+    from glarelite._wsgi_http import HttpError, parse_range
+
+    assert parse_range(None, 10) is None
+    assert parse_range("bytes=0-4", 10) == (0, 5)
+    assert parse_range("bytes=5-", 10) == (5, 5)
+    assert parse_range("bytes=-3", 10) == (7, 3)
+    assert parse_range("bytes=-30", 10) == (0, 10)
+    assert parse_range("bytes=2-100", 10) == (2, 8)
+    assert parse_range("bytes=0-1,4-5", 10) is None  # multi-range: whole body
+    assert parse_range("items=0-1", 10) is None
+    assert parse_range("bytes=" + "9" * 40 + "-", 10) is None  # absurd: ignored
+    for bad in ("bytes=10-", "bytes=5-2", "bytes=-0"):
+        with pytest.raises(HttpError, match="not satisfiable"):
+            parse_range(bad, 10)
