@@ -300,3 +300,35 @@ def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("glarelite: error: without --token-file")
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_lets_a_running_download_finish(tmp_path: Path) -> None:
+    """Graceful shutdown: a download in flight when SIGTERM arrives is completed, then
+    the server exits 0; a new connection after the signal is refused."""
+    import http.client
+    import signal
+    import socket
+
+    _catalog(tmp_path / "cat.db")
+    big = hashlib.sha256(b"seed").digest() * (8 << 15)  # 8 MiB
+    with glarelite.open(tmp_path / "cat.db") as cat:
+        art = cat.create("images", "big", properties={"os": "x"})
+        cat.upload(art.id, "image", big)
+    server = start_serve(["--catalog", "cat.db", "serve", "--port", "0"], cwd=tmp_path)
+    try:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("GET", f"/artifacts/images/{art.id}/image")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        first = resp.read(64 * 1024)
+        server.proc.send_signal(signal.SIGTERM)
+        rest = resp.read()
+        conn.close()
+        assert first + rest == big
+        code, err = server.stop()
+        assert code == 0 and "server stopped" in err, err
+        with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=5):
+            pass
+    finally:
+        server.stop()
