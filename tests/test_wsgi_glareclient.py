@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from glareclient import client as glare_client
@@ -332,3 +333,82 @@ def test_sigterm_lets_a_running_download_finish(tmp_path: Path) -> None:
             pass
     finally:
         server.stop()
+
+
+def _raw_exchange(sock: Any, request: bytes) -> bytes:
+    """Send one request, read one response (headers and Content-Length body)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_chunked_uploads_and_refused_bodies_on_the_real_server(tmp_path: Path) -> None:
+    """cheroot hands a chunked body over as it arrives; a refused request whose body is
+    larger than the drain limit closes its connection instead of being read whole."""
+    import http.client
+    import socket
+
+    _catalog(tmp_path / "cat.db")
+    with glarelite.open(tmp_path / "cat.db") as cat:
+        aid = cat.create("images", "c", properties={"os": "x"}).id
+    server = start_serve(["--catalog", "cat.db", "serve", "--port", "0"], cwd=tmp_path)
+    try:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        pieces = [IMAGE[i : i + 50_000] for i in range(0, len(IMAGE), 50_000)]
+        conn.request(
+            "PUT",
+            f"/artifacts/images/{aid}/image",
+            body=iter(pieces),
+            headers={"Content-Type": "application/octet-stream"},
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
+        conn.close()
+        with glarelite.open(tmp_path / "cat.db") as cat, cat.open_blob(aid, "image") as blob:
+            assert blob.read() == IMAGE
+
+        small = b"x" * 1000
+        big = b"x" * (3 << 20)  # over the 1 MiB drain limit
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            req = (
+                f"PUT /artifacts/images/nope/image HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {len(small)}\r\n\r\n"
+            ).encode()
+            answer = _raw_exchange(sock, req + small)
+            assert answer.startswith(b"HTTP/1.1 404") and b"Connection: close" not in answer
+            # the small body was drained: the same connection serves the next request
+            again = _raw_exchange(sock, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert again.startswith(b"HTTP/1.1 200")
+            req = req.replace(
+                f"Content-Length: {len(small)}".encode(), b"Content-Length: %d" % len(big)
+            )
+            answer = _raw_exchange(sock, req + big)
+            assert answer.startswith(b"HTTP/1.1 404") and b"Connection: close" in answer
+            # closed by the server, the big body left unread: no next request on it
+            try:
+                rest = _raw_exchange(sock, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            except (ConnectionResetError, BrokenPipeError):
+                rest = b""
+            assert rest == b""
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
