@@ -630,3 +630,40 @@ def test_parse_range() -> None:
     for bad in ("bytes=10-", "bytes=5-2", "bytes=-0"):
         with pytest.raises(HttpError, match="not satisfiable"):
             parse_range(bad, 10)
+
+
+def test_serve_without_cheroot_says_how_to_install_it(
+    catalog: glarelite.Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from typer.testing import CliRunner
+
+    from glarelite.cli import app as cli_app
+
+    monkeypatch.setitem(sys.modules, "cheroot", None)  # import cheroot -> ImportError
+    result = CliRunner().invoke(cli_app, ["--catalog", catalog.path, "serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert "pip install 'glarelite[serve]'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["serve", "--host", "10.0.0.1"], 2, "without --token-file"),
+        (["serve", "--token-file", "/nonexistent/tokens"], 3, "cannot read the token file"),
+        (["serve", "--mirror", "/nonexistent/tree"], 3, ""),
+    ],
+)
+def test_serve_refusals(
+    catalog: glarelite.Catalog, args: list[str], code: int, needle: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from glarelite.cli import app as cli_app
+
+    result = CliRunner().invoke(cli_app, ["--catalog", catalog.path, *args, "--port", "0"])
+    assert result.exit_code == code, result.output
+    assert result.output.startswith("glarelite: error: ") and needle in result.output
+    assert "Traceback" not in result.output
