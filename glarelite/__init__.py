@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import tree
 from ._maintenance import CheckResult, GcReport
+from ._readable import ReadableCatalog
 from .catalog import Catalog, CatalogSettings, Scope, open
 from .errors import (
     ChecksumMismatch,
@@ -65,6 +66,7 @@ __all__ = [
     "Quota",
     "QuotaExceeded",
     "ReadOnly",
+    "ReadableCatalog",
     "RefusedLocation",
     "RetryPolicy",
     "Scope",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from glarelite import Catalog, DestinationError, GlareliteError, Progress, tree
+from glarelite import DestinationError, GlareliteError, Progress, ReadableCatalog, tree
 
 from . import partial
 from . import plan as planning
@@ -31,7 +31,7 @@ BATCH_MAX = 256  # small blobs per task (one pipeline per task)
 
 
 def sync(
-    catalog: Catalog,
+    catalog: ReadableCatalog,
     dest: str,
     *,
     types: Iterable[str] | None = None,
@@ -121,7 +121,7 @@ def sync(
 class _Run:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: ReadableCatalog,
         dest: Dest,
         selection: Selection,
         report: SyncReport,
