@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
 
 from .errors import InvalidInput
 
@@ -18,6 +17,8 @@ MIB = 1024 * 1024
 
 
 def _version() -> str:
+    from importlib import metadata  # lazily: ~10 ms of `import glarelite` otherwise
+
     try:
         return metadata.version("glarelite")
     except metadata.PackageNotFoundError:  # running from a bare checkout
