@@ -6,7 +6,7 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 
 from __future__ import annotations
 
-from . import tree
+from . import fsutil, tree
 from ._maintenance import CheckResult, GcReport
 from ._readable import ReadableCatalog
 from .catalog import Catalog, CatalogSettings, Scope, open
@@ -73,6 +73,7 @@ __all__ = [
     "TooLarge",
     "UpstreamChanged",
     "VerificationError",
+    "fsutil",
     "internal_url",
     "open",
     "open_mirror",

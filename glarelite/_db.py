@@ -15,11 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound
+from .fsutil import utcnow as utcnow  # the catalog modules take it from here
 
 SCHEMA_VERSION = 1
 
@@ -61,10 +61,6 @@ def new_id() -> str:
         | rand & ((1 << 62) - 1)
     )
     return str(uuid.UUID(int=value))
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Database:
