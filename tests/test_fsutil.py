@@ -130,3 +130,19 @@ def test_each_helper_is_defined_once() -> None:
     copies = {name: where for name, where in found.items() if len(where) > 1 or
               not set(where) <= HOMES}  # fmt: skip
     assert copies == {}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_download_writes_by_the_rule(
+    catalog: glarelite.Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    art = catalog.create("images", "a", properties={"os": "linux"})
+    catalog.upload(art.id, "file", b"bytes")
+    out = tmp_path / "dl"
+    out.mkdir()
+    rec = Recorder(monkeypatch)
+    catalog.download(art.id, "file", out / "a.img")
+    mine = [c for c in rec.calls if c[1] in ("a.img", "dl") or c[1].startswith(".a.img")]
+    assert [c[0] for c in mine] == ["fsync-file", "replace", "fsync-dir"]
+    assert (out / "a.img").read_bytes() == b"bytes"
+    assert [p.name for p in out.iterdir()] == ["a.img"]
