@@ -63,7 +63,7 @@ class HttpError(Exception):
         self.headers = list(headers)
 
 
-Readable = glarelite.Catalog | glarelite.MirrorCatalog
+Readable = glarelite.ReadableCatalog  # a Catalog or a mirror tree (open_mirror)
 
 
 def make_app(catalog: Readable, *, stream_external: bool = False) -> WSGIApp:
