@@ -17,7 +17,8 @@ from glarelite import _db
 ROOT = Path(__file__).resolve().parent.parent
 
 # Loaded on first use, never by `import glarelite`: each costs 5-50 ms of start-up.
-LAZY = ("sqlite_utils", "urllib3", "fsspec", "s3fs", "rich", "typer", "importlib.metadata")
+LAZY = ("sqlite_utils", "urllib3", "fsspec", "s3fs", "rich", "typer", "importlib.metadata",
+        "glarelite.tree", "glarelite.mirror_reader")  # fmt: skip
 
 
 def _modules_after(code: str) -> set[str]:
@@ -33,6 +34,10 @@ def test_import_glarelite_loads_no_heavy_library() -> None:
     loaded = _modules_after("import glarelite")
     assert "glarelite.catalog" in loaded
     assert sorted(m for m in LAZY if m in loaded) == []
+    # the lazily loaded public names still resolve, and are listed
+    names = _modules_after("import glarelite\nfrom glarelite import tree, MirrorCatalog\n"
+                           "assert set(glarelite.__all__) <= set(dir(glarelite))")  # fmt: skip
+    assert {"glarelite.tree", "glarelite.mirror_reader"} <= names
 
 
 def test_opening_a_current_catalog_does_not_load_sqlite_utils(tmp_path: Path) -> None:
