@@ -160,7 +160,7 @@ def _digest(token: str) -> bytes:
 
 
 def make_app(
-    catalog: Readable,
+    catalog: Catalog | MirrorCatalog,
     *,
     auth: Auth = admin_auth,
     settings: WsgiSettings | None = None,

@@ -428,10 +428,8 @@ def _environ(method: str, path: str) -> dict[str, Any]:
     }
 
 
-def test_external_blobs_redirect_or_stream(
-    catalog: glarelite.Catalog, origin: Origin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GLARELITE_ALLOW_HOSTS", "127.0.0.1")
+def test_external_blobs_redirect_or_stream(catalog: glarelite.Catalog, origin: Origin) -> None:
+    glarelite.open(catalog.path, allow_hosts=["127.0.0.1"]).close()  # remembered by the file
     origin.add("/ext.img", data=DATA, ranges=True)
     app = wsgi.make_app(catalog)
     art = _create(app)
