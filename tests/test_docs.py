@@ -12,8 +12,7 @@ import pytest
 import typer.main
 
 import glarelite
-from glarelite import cli
-from glarelite import wsgi
+from glarelite import cli, wsgi
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
