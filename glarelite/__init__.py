@@ -33,7 +33,7 @@ from .models import Artifact, Blob, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
-from .types import ArtifactType, Property
+from .types import ArtifactType, BlobField, Property
 from .urls import internal_url
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Artifact",
     "ArtifactType",
     "Blob",
+    "BlobField",
     "Catalog",
     "CatalogSettings",
     "CheckResult",

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import quotas
+from ._blobrules import check_writable
 from ._db import utcnow
 from ._hashing import Hasher, iter_source, make_digest
 from ._names import split_slot
@@ -22,7 +23,7 @@ from ._slots import (
     release,
     store_of,
 )
-from .errors import ChecksumMismatch, Conflict, IllegalTransition, InvalidInput, NotFound, TooLarge
+from .errors import ChecksumMismatch, Conflict, InvalidInput, NotFound, TooLarge
 from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 
@@ -49,6 +50,8 @@ def upload(
     _check_content_type(content_type)
     chunks = iter_source(source)  # validates the source before anything is reserved
     slot = _reserve(cat, artifact_id, slot_name, size, internal=True)
+    # the digests the type asks for, beside those asked for by this call
+    algorithms = tuple(dict.fromkeys((*algorithms, *cat.get_type(slot.type_name).checksums)))
     st = store_of(cat)
     task = f"upload {artifact_id}/{slot_name}"
     progress.begin(task, f"upload {slot_name}", size)
@@ -232,8 +235,7 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
     field_name, key = split_slot(slot_name)
     with cat._database.write() as conn:
         row = cat._owned_row(conn, artifact_id)
-        if row[7] != "drafted":
-            raise IllegalTransition(f"blobs of an artifact that is {row[7]} cannot change")
+        check_writable(cat.get_type(row[1]), row[7], field_name, removing=True)
         _check_slot(cat.get_type(row[1]), field_name, key)
         brow = conn.execute(
             "SELECT status, external, digest FROM blobs WHERE artifact_id = ? AND field = ? "

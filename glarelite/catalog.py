@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _blobread, _links, _listing, _maintenance, _semver, quotas
+from . import _blobops, _blobread, _blobrules, _links, _listing, _maintenance, _semver, quotas
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -450,8 +450,9 @@ class Catalog:
                     raise IllegalTransition(
                         f"cannot activate: required properties not set: {', '.join(missing)}"
                     )
-                activated_at = now
+                _blobrules.refuse_if_missing(conn, atype, artifact_id)
             if target == "active":
+                activated_at = now  # Glare sets it on each activation
                 _links.check_targets(conn, self.get_type(row[1]), json.loads(row[10]))
             conn.execute(
                 "UPDATE artifacts SET status = ?, updated_at = ?, activated_at = ? WHERE id = ?",
