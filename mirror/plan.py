@@ -146,6 +146,14 @@ def _add(
             # in the tree a link points at the linked artifact's index file
             view["properties"][name] = url + "/index.json"
             linked.append(url.rstrip("/").rsplit("/", 1)[-1])
+        elif prop.items == "link" and prop.kind in ("list", "dict"):
+            value = view["properties"].get(name)  # lists and dicts of links: each element
+            pairs = list(enumerate(value)) if isinstance(value, list) else []
+            pairs += list(value.items()) if isinstance(value, dict) else []
+            for where, element in pairs:
+                if isinstance(element, str) and element:
+                    value[where] = element + "/index.json"
+                    linked.append(element.rstrip("/").rsplit("/", 1)[-1])
     offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
     paths: list[tuple[str, str, int]] = []
     problem = ""

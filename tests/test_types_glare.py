@@ -317,3 +317,105 @@ def test_activated_at_is_set_on_each_activation(cat: glarelite.Catalog) -> None:
     assert cat.get(art.id).activated_at == first
     again = cat.reactivate(art.id).activated_at
     assert again is not None and again > first
+
+
+# -- lists and dicts of links --------------------------------------------------------------
+def _active_env(cat: glarelite.Catalog, name: str) -> glarelite.Artifact:
+    env = cat.create("heat_templates", name)
+    cat.upload(env.id, "template", b"parameters: {}\n")
+    return cat.activate(env.id)
+
+
+def test_a_dict_of_links_to_a_drafted_target_refuses_activation(cat: glarelite.Catalog) -> None:
+    env_ok = _active_env(cat, "env-ok")
+    env_draft = cat.create("heat_templates", "env-draft")
+    stack = cat.create(
+        "heat_templates",
+        "stack",
+        properties={"environment": {"prod": env_ok.id, "dev": "heat_templates/env-draft@latest"}},
+    )
+    assert stack.properties["environment"] == {
+        "prod": f"/artifacts/heat_templates/{env_ok.id}",
+        "dev": f"/artifacts/heat_templates/{env_draft.id}",
+    }
+    cat.upload(stack.id, "template", b"resources: {}\n")
+    with pytest.raises(IllegalTransition, match=r"link environment\['dev'\].*drafted"):
+        cat.activate(stack.id)
+    cat.upload(env_draft.id, "template", b"parameters: {}\n")
+    cat.activate(env_draft.id)
+    assert cat.activate(stack.id).status == "active"
+    # an element filter finds it, as for a single link
+    page = cat.list(
+        "heat_templates", filters=[f"environment.dev=/artifacts/heat_templates/{env_draft.id}"]
+    )
+    assert [a.id for a in page.items] == [stack.id]
+
+
+def test_a_list_of_links_checks_each_element(cat: glarelite.Catalog) -> None:
+    dep = cat.create("murano_packages", "dep", properties={"package_name": "io.dep"})
+    with pytest.raises(InvalidInput, match=r"link dependencies\[1\].*no artifact"):
+        cat.create(
+            "murano_packages",
+            "app",
+            properties={"package_name": "io.app", "dependencies": [dep.id, "nope/x@1"]},
+        )
+    with pytest.raises(InvalidInput, match="rule unique"):  # two spellings, one target
+        cat.create(
+            "murano_packages",
+            "app",
+            properties={
+                "package_name": "io.app",
+                "dependencies": [dep.id, "murano_packages/dep@latest"],
+            },
+        )
+    app = cat.create(
+        "murano_packages", "app", properties={"package_name": "io.app", "dependencies": [dep.id]}
+    )
+    with pytest.raises(IllegalTransition, match=r"link dependencies\[0\].*drafted"):
+        cat.activate(app.id)
+    cat.activate(dep.id)
+    cat.activate(app.id)
+    # delete is refused while an active artifact links to it, unless forced
+    with pytest.raises(Conflict, match="dependencies"):
+        cat.delete(dep.id)
+    cat.delete(dep.id, force=True)
+    with pytest.raises(glarelite.NotFound):
+        cat.get(dep.id)
+
+
+def test_links_in_a_dict_to_invisible_targets_are_refused(cat: glarelite.Catalog) -> None:
+    secret = cat.scoped("alice").create("heat_templates", "secret")
+    bob = cat.scoped("bob")
+    with pytest.raises(InvalidInput, match=r"link environment\['x'\].*no artifact"):
+        bob.create("heat_templates", "stack", properties={"environment": {"x": secret.id}})
+
+
+def test_lists_and_dicts_of_links_are_followed_by_the_mirror(
+    cat: glarelite.Catalog, tmp_path: Path
+) -> None:
+    import mirror
+    from glarelite import tree
+
+    env = cat.publish(_active_env(cat, "env").id)  # a link pulls in public targets only
+    dep = cat.create("murano_packages", "dep", properties={"package_name": "io.dep"})
+    cat.activate(dep.id)
+    cat.publish(dep.id)
+    stack = cat.create("heat_templates", "stack", properties={"environment": {"prod": env.id}})
+    cat.upload(stack.id, "template", b"resources: {}\n")
+    cat.activate(stack.id)
+    cat.publish(stack.id)
+    app = cat.create(
+        "murano_packages", "app", properties={"package_name": "io.app", "dependencies": [dep.id]}
+    )
+    cat.activate(app.id)
+    cat.publish(app.id)
+    dest = tmp_path / "tree"
+    report = mirror.sync(cat, str(dest), names=["stack", "app"], backoff=0.01, retries=1)
+    assert report.exit_code == 0
+    shown = json.loads((dest / tree.artifact_index_path("heat_templates", stack.id)).read_text())
+    link = shown["properties"]["environment"]["prod"]
+    assert link == f"/artifacts/heat_templates/{env.id}/index.json"
+    assert (dest / link.lstrip("/")).is_file()  # the linked artifact came along
+    shown = json.loads((dest / tree.artifact_index_path("murano_packages", app.id)).read_text())
+    (link,) = shown["properties"]["dependencies"]
+    assert (dest / link.lstrip("/")).is_file()
