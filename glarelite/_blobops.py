@@ -186,6 +186,7 @@ def add_location(
     sha256: str | None = None,
     content_type: str | None = None,
     progress: Progress | None = None,
+    replace: bool = False,
 ) -> Blob:
     from ._guard import check_url
 
@@ -194,7 +195,7 @@ def add_location(
     _check_content_type(content_type)
     fetcher = fetcher_of(cat)
     check_url(url, fetcher.settings)  # refuse before reserving anything
-    slot = _reserve(cat, artifact_id, slot_name, None, internal=False)
+    slot = _reserve(cat, artifact_id, slot_name, None, internal=False, replace=replace)
     task = f"register {artifact_id}/{slot_name}"
     progress.begin(task, f"register {slot_name}", None)
     try:

@@ -106,7 +106,13 @@ def token_is_dead(token: str | None) -> bool:
 
 
 def _reserve(
-    cat: Catalog, artifact_id: str, slot: str, declared_size: int | None, *, internal: bool
+    cat: Catalog,
+    artifact_id: str,
+    slot: str,
+    declared_size: int | None,
+    *,
+    internal: bool,
+    replace: bool = True,
 ) -> _Slot:
     field_name, key = split_slot(slot)
     if declared_size is not None and (not isinstance(declared_size, int) or declared_size < 0):
@@ -123,6 +129,10 @@ def _reserve(
         ).fetchone()
         if existing is not None and existing[3] == "saving":
             raise Conflict(f"blob {slot} of {artifact_id} is being written by another upload")
+        if existing is not None and not replace:
+            raise Conflict(
+                f"blob {slot} of {artifact_id} is already set; remove it first (or replace it)"
+            )
         cap = _cap(cat, atype, field_name)
         if key:
             used, count = conn.execute(

@@ -510,9 +510,11 @@ class Catalog:
         sha256: str | None = None,
         content_type: str | None = None,
         progress: Progress | None = None,
+        replace: bool = False,
     ) -> Blob:
         """Register an external blob: download ``url`` once, record size, sha256, ETag,
-        Last-Modified and the final URL. A given ``sha256`` must match."""
+        Last-Modified and the final URL. A given ``sha256`` must match. A slot that
+        already holds a blob is a Conflict (as in Glare) unless ``replace``."""
         return _blobops.add_location(
             self,
             artifact_id,
@@ -521,6 +523,7 @@ class Catalog:
             sha256=sha256,
             content_type=content_type,
             progress=progress,
+            replace=replace,
         )
 
     def remove_blob(self, artifact_id: str, slot: str) -> None:

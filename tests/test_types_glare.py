@@ -12,6 +12,7 @@ import pytest
 import glarelite
 from glarelite import BlobField, Property
 from glarelite.errors import Conflict, IllegalTransition, InvalidInput, TooLarge
+from tests.fixtures.origin import Origin
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker")
@@ -419,3 +420,53 @@ def test_lists_and_dicts_of_links_are_followed_by_the_mirror(
     shown = json.loads((dest / tree.artifact_index_path("murano_packages", app.id)).read_text())
     (link,) = shown["properties"]["dependencies"]
     assert (dest / link.lstrip("/")).is_file()
+
+
+# -- Glare's spellings -----------------------------------------------------------------------
+def test_version_latest_is_a_filter(cat: glarelite.Catalog) -> None:
+    ids = {}
+    for name, version in (("cirros", "0.3.5"), ("cirros", "0.10.0"), ("fedora", "38")):
+        ids[name, version] = cat.create("images", name, version=version).id
+    page = cat.list("images", filters=["version=latest"], sort="name:asc")
+    assert [a.id for a in page.items] == [ids["cirros", "0.10.0"], ids["fedora", "38"]]
+    assert page.total == 2
+    both = cat.list("images", filters={"version": "latest", "name": "cirros"})
+    assert [a.id for a in both.items] == [ids["cirros", "0.10.0"]]
+    for bad in ("version=or:latest", "version=neq:latest", "version=in:latest,1.0"):
+        with pytest.raises(InvalidInput, match="version"):
+            cat.list("images", filters=[bad])
+
+
+def test_an_empty_name_filter_is_invalid(cat: glarelite.Catalog) -> None:
+    cat.create("images", "cirros")
+    for bad in ("name=", "name=eq:", "name=or:"):
+        with pytest.raises(InvalidInput, match="name"):
+            cat.list("images", filters=[bad])
+
+
+def located_catalog(tmp_path: Path) -> glarelite.Catalog:
+    cat = glarelite.open(
+        tmp_path / "loc.db", storage=str(tmp_path / "loc-blobs"), allow_hosts=["127.0.0.1"]
+    )
+    for atype in glare_types():
+        cat.define_type(atype)
+    return cat
+
+
+def test_adding_a_location_to_an_occupied_slot_is_a_conflict(
+    tmp_path: Path, origin: Origin
+) -> None:
+    origin.add("/cirros.img", data=b"external cirros")
+    url = origin.url("/cirros.img")
+    with located_catalog(tmp_path) as cat:
+        art = cat.create("images", "cirros")
+        cat.upload(art.id, "image", b"internal")
+        with pytest.raises(Conflict, match="already set"):
+            cat.add_location(art.id, "image", url)
+        with cat.open_blob(art.id, "image") as f:
+            assert f.read() == b"internal"  # untouched
+        cat.remove_blob(art.id, "image")
+        assert cat.add_location(art.id, "image", url).external
+        with pytest.raises(Conflict, match="already set"):
+            cat.add_location(art.id, "image", url)
+        assert cat.add_location(art.id, "image", url, replace=True).external  # asked for
