@@ -14,7 +14,6 @@ those of the bytes served, which is what a later check or mirror copy will see a
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import http.client
 import logging
 import queue
@@ -23,7 +22,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -35,7 +34,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from ._guard import ParsedTarget, check_url
-from ._hashing import parse_sha256
+from ._hashing import Hasher, parse_sha256
 from .errors import ChecksumMismatch, InvalidInput, NetworkError, RefusedLocation, TooLarge
 from .settings import HttpSettings, RetryPolicy
 
@@ -70,6 +69,7 @@ class Registration:
     last_modified: str | None
     final_url: str
     content_type: str | None
+    checksums: Mapping[str, str] = field(default_factory=dict)  # extra algorithms asked for
 
 
 @dataclass(frozen=True)
@@ -275,6 +275,7 @@ class Fetcher:
         expected_sha256: str | None = None,
         max_size: int | None = None,
         progress: ProgressCallback | None = None,
+        extra_algorithms: tuple[str, ...] = (),
     ) -> Registration:
         """Download ``url`` once, hashing it on the fly (nothing is written anywhere).
 
@@ -282,7 +283,7 @@ class Fetcher:
         given and differs, TooLarge past ``max_size``, NetworkError, RefusedLocation.
         """
         expected = parse_sha256(expected_sha256) if expected_sha256 is not None else None
-        hasher = _HashThread()
+        hasher = _HashThread(extra_algorithms)
         try:
             with self.stream(url, max_size=max_size, on_restart=hasher.reset) as body:
                 reported = 0
@@ -307,6 +308,7 @@ class Fetcher:
             last_modified=body.last_modified,
             final_url=body.final_url,
             content_type=body.content_type,
+            checksums=hasher.checksums(),
         )
 
     def revalidate(self, url: str, *, etag: str | None, last_modified: str | None) -> bool:
@@ -646,9 +648,10 @@ class _HashThread:
     _RESET = object()
     _STOP = object()
 
-    def __init__(self) -> None:
+    def __init__(self, extra_algorithms: tuple[str, ...] = ()) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=_HASH_QUEUE_DEPTH)
-        self._hash = hashlib.sha256()
+        self._extra = extra_algorithms  # md5, sha1 ... in the same pass, when asked
+        self._hash = Hasher(extra_algorithms)
         self._size = 0
         self._thread = threading.Thread(target=self._run, name="glarelite-sha256", daemon=True)
         self._thread.start()
@@ -659,7 +662,7 @@ class _HashThread:
             if item is self._STOP:
                 return
             if item is self._RESET:
-                self._hash = hashlib.sha256()
+                self._hash = Hasher(self._extra)
                 self._size = 0
             elif isinstance(item, bytes):
                 self._hash.update(item)
@@ -676,7 +679,11 @@ class _HashThread:
     def finish(self) -> tuple[int, str]:
         self._queue.put(self._STOP)
         self._thread.join()
-        return self._size, self._hash.hexdigest()
+        return self._size, self._hash.sha256_hex
+
+    def checksums(self) -> dict[str, str]:
+        """Hex digests of the extra algorithms (after :meth:`finish`)."""
+        return self._hash.checksums()
 
     def abort(self) -> None:
         if self._thread.is_alive():

@@ -3,6 +3,7 @@ Glare's spellings, with Glare's own image, heat template and murano package type
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 import glarelite
 from glarelite import BlobField, Property
-from glarelite.errors import Conflict, IllegalTransition, InvalidInput, TooLarge
+from glarelite.errors import ChecksumMismatch, Conflict, IllegalTransition, InvalidInput, TooLarge
 from tests.fixtures.origin import Origin
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso")
@@ -470,3 +471,45 @@ def test_adding_a_location_to_an_occupied_slot_is_a_conflict(
         with pytest.raises(Conflict, match="already set"):
             cat.add_location(art.id, "image", url)
         assert cat.add_location(art.id, "image", url, replace=True).external  # asked for
+
+
+# -- md5 and sha1 beside sha256 ------------------------------------------------------------
+def test_add_location_records_and_verifies_md5_and_sha1(tmp_path: Path, origin: Origin) -> None:
+    body = b"external cirros " * 1000
+    origin.add("/cirros.img", data=body)
+    url = origin.url("/cirros.img")
+    md5, sha1 = hashlib.md5(body).hexdigest(), hashlib.sha1(body).hexdigest()
+    with located_catalog(tmp_path) as cat:
+        art = cat.create("images", "cirros")
+        with pytest.raises(ChecksumMismatch, match="md5"):
+            cat.add_location(art.id, "image", url, md5=hashlib.md5(b"other").hexdigest())
+        with pytest.raises(ChecksumMismatch, match="sha1"):
+            cat.add_location(art.id, "image", url, md5=md5, sha1="0" * 40)
+        assert cat.get(art.id).blobs["image"] is None  # nothing recorded
+        with pytest.raises(InvalidInput, match="md5"):
+            cat.add_location(art.id, "image", url, md5="xyz")
+        blob = cat.add_location(art.id, "image", url, md5=md5.upper(), sha1=f"sha1:{sha1}")
+        assert blob.checksums == {"md5": md5, "sha1": sha1}  # the type asks for both
+        # a type that asks for none still records and checks what the caller gives
+        cat.define_type("files", blobs=["file"])
+        plain = cat.create("files", "f")
+        assert cat.add_location(plain.id, "file", url, md5=md5).checksums == {"md5": md5}
+        other = cat.create("files", "g")
+        assert cat.add_location(other.id, "file", url).checksums == {}
+
+
+def test_upload_verifies_md5_and_sha1(cat: glarelite.Catalog) -> None:
+    art = cat.create("images", "cirros")
+    with pytest.raises(ChecksumMismatch, match="md5"):
+        cat.upload(art.id, "image", b"bytes", md5=hashlib.md5(b"other").hexdigest())
+    assert cat.get(art.id).blobs["image"] is None
+    with pytest.raises(ChecksumMismatch, match="sha1"):
+        cat.upload(art.id, "image", b"bytes", sha1=hashlib.sha1(b"other").hexdigest())
+    blob = cat.upload(
+        art.id,
+        "image",
+        b"bytes",
+        md5=hashlib.md5(b"bytes").hexdigest(),
+        sha1=hashlib.sha1(b"bytes").hexdigest(),
+    )
+    assert blob.checksums["md5"] == hashlib.md5(b"bytes").hexdigest()
