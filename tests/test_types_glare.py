@@ -513,3 +513,27 @@ def test_upload_verifies_md5_and_sha1(cat: glarelite.Catalog) -> None:
         sha1=hashlib.sha1(b"bytes").hexdigest(),
     )
     assert blob.checksums["md5"] == hashlib.md5(b"bytes").hexdigest()
+
+
+def test_the_types_in_docs_are_the_types_tested_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/glare-types.md's example runs, and declares what this file exercises."""
+    text = (Path(__file__).parent.parent / "docs" / "glare-types.md").read_text()
+    source = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(compile(source, "docs/glare-types.md", "exec"), scope)
+    tested = {t.name: t for t in glare_types()}
+    murano = tested["murano_packages"]
+    tested["murano_packages"] = glarelite.ArtifactType(
+        murano.name,
+        blobs=murano.blobs,
+        properties={k: v for k, v in murano.properties.items() if k != "tags_list"},
+    )
+    for name in ("images", "heat_templates", "murano_packages"):
+        documented = scope[name]
+        assert isinstance(documented, glarelite.ArtifactType)
+        assert documented.dumps() == tested[name].dumps(), name
+    with glarelite.open(tmp_path / "catalog.db") as cat:
+        assert [t.name for t in cat.types()] == ["heat_templates", "images", "murano_packages"]
