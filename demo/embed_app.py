@@ -92,7 +92,8 @@ def make_app(catalog: Readable, *, stream_external: bool = False) -> WSGIApp:
                 raise glarelite.NotFound(f"no artifact {parts[2]} of type {parts[1]}")
             if len(parts) == 3:
                 return _json(start_response, method, artifact.to_dict())
-            slot = "/".join(parts[3:])
+            # a key segment is the key's encoding, as in a mirror tree: one URL, both places
+            slot = "/".join([parts[3], *(glarelite.decode_key(k) for k in parts[4:])])
             stream = stream_external or dict(query).get("stream", "") in ("1", "true", "yes")
             return _blob(catalog, artifact, slot, environ, start_response, stream)
         except HttpError as exc:

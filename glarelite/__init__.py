@@ -34,7 +34,7 @@ from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
 from .types import ArtifactType, BlobField, Property
-from .urls import internal_url
+from .urls import decode_key, encode_key, internal_url, join_base
 
 __all__ = [
     "NULL_PROGRESS",
@@ -72,7 +72,10 @@ __all__ = [
     "TooLarge",
     "UpstreamChanged",
     "VerificationError",
+    "decode_key",
+    "encode_key",
     "internal_url",
+    "join_base",
     "open",
     "open_mirror",
     "tree",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from ._names import encode_key
+from ._names import decode_key, encode_key
+
+__all__ = ["decode_key", "encode_key", "internal_url", "join_base", "tree_path"]
 
 ROOT = "/artifacts"
 

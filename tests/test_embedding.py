@@ -9,8 +9,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import urllib3
 
 import glarelite
 from demo.embed_app import make_app, parse_range, serve_in_thread
@@ -208,3 +210,29 @@ def test_serves_a_mirror_too(
             assert status == 206 and body == INTERNAL[10:20]
             page = json.loads(served.get("/artifacts/images?name=ubuntu")[2])
             assert [a["id"] for a in page["artifacts"]] == [built.id]
+
+
+def test_glare_keys_have_one_url_for_the_app_and_a_mirror(
+    allowed: None, catalog: glarelite.Catalog, tmp_path: Path, http_server: Any
+) -> None:
+    """Issue 17: a free-text key is reached at ``join_base(base, blob.url)`` both from the
+    example app and from a static server of the mirror tree."""
+    import mirror
+
+    keys = {"RegionOne": b"r1", "a b": b"ab", "a/b": b"slash", "..": b"dots", "ü": b"u"}
+    art = catalog.create("images", "keys", properties={"os": "linux"})
+    for key, data in keys.items():
+        catalog.upload(art.id, f"regions/{key}", data)
+    catalog.activate(art.id)
+    catalog.publish(art.id)
+    assert mirror.sync(catalog, str(tmp_path / "tree")).exit_code == 0
+    static = http_server(tmp_path / "tree")
+    for port in _start(catalog):
+        app = f"http://127.0.0.1:{port}"
+        for key, data in keys.items():
+            url = catalog.get(art.id).blobs["regions"][key].url
+            for base in (app, static):
+                reply = urllib3.request("GET", glarelite.join_base(base, url), retries=False)
+                assert reply.status == 200 and reply.data == data, (base, key)
+        bad = urllib3.request("GET", f"{app}/artifacts/images/{art.id}/regions/%2e%2e")
+        assert bad.status == 400  # '..' spelled otherwise names no key
