@@ -378,17 +378,40 @@ class ArtifactType:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArtifactType:
-        return cls(
-            name=data["name"],
-            blobs=tuple(data.get("blobs", ())),
-            blob_dicts=tuple(data.get("blob_dicts", ())),
-            properties={k: Property.from_json(v) for k, v in data.get("properties", {}).items()},
-            max_blob_size=data.get("max_blob_size"),
-            blob_options={
-                k: BlobField.from_json(v) for k, v in data.get("blob_options", {}).items()
-            },
-            checksums=tuple(data.get("checksums", ())),
-        )
+        """Read a stored definition; it may come from a mirror tree, so anything that is
+        not a definition is InvalidInput, never another exception."""
+        try:
+            return cls(
+                name=data["name"],
+                blobs=tuple(_json_list(data, "blobs")),
+                blob_dicts=tuple(_json_list(data, "blob_dicts")),
+                properties={
+                    k: Property.from_json(v) for k, v in _json_map(data, "properties").items()
+                },
+                max_blob_size=data.get("max_blob_size"),
+                blob_options={
+                    k: BlobField.from_json(v) for k, v in _json_map(data, "blob_options").items()
+                },
+                checksums=tuple(_json_list(data, "checksums")),
+            )
+        except InvalidInput:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"not an artifact type definition: {exc!r}") from None
+
+
+def _json_list(data: Mapping[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise InvalidInput(f"type definition: {key!r} must be a list")
+    return value
+
+
+def _json_map(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        raise InvalidInput(f"type definition: {key!r} must map names to objects")
+    return value
 
 
 def make_type(

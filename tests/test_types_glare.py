@@ -537,3 +537,31 @@ def test_the_types_in_docs_are_the_types_tested_here(
         assert documented.dumps() == tested[name].dumps(), name
     with glarelite.open(tmp_path / "catalog.db") as cat:
         assert [t.name for t in cat.types()] == ["heat_templates", "images", "murano_packages"]
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        {},
+        {"name": "t", "blobs": "file"},
+        {"name": "t", "properties": []},
+        {"name": "t", "properties": {"p": 1}},
+        {"name": "t", "properties": {"p": {"kind": "string", "allowed": 5}}},
+        {"name": "t", "properties": {"p": {"kind": "string", "pattern": "("}}},
+        {"name": "t", "properties": {"p": {"kind": "string", "max_length": "9"}}},
+        {"name": "t", "properties": {"p": {"kind": "list", "unique": "yes"}}},
+        {"name": "t", "properties": {"p": {"kind": "integer", "min_value": [1]}}},
+        {"name": "t", "properties": {"p": {"kind": "dict", "items": "dict"}}},
+        {"name": "t", "blobs": ["f"], "blob_options": ["f"]},
+        {"name": "t", "blobs": ["f"], "blob_options": {"f": {"required": "no"}}},
+        {"name": "t", "blobs": ["f"], "blob_options": {"g": {"required": True}}},
+        {"name": "t", "blobs": ["f"], "blob_options": {"f": {"max_size": -1}}},
+        {"name": "t", "checksums": ["crc32"]},
+        {"name": "t", "checksums": 5},
+        {"name": "../t"},
+    ],
+)
+def test_a_hostile_stored_definition_is_invalid_input(definition: dict[str, object]) -> None:
+    """Definitions are read from mirror trees too: never another exception."""
+    with pytest.raises(InvalidInput):
+        glarelite.ArtifactType.from_json(definition)
