@@ -282,6 +282,8 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
             "DELETE FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
             (artifact_id, field_name, key),
         )
+        # a mutable blob may go from an active artifact: a mirror must see it changed
+        conn.execute("UPDATE artifacts SET updated_at = ? WHERE id = ?", (utcnow(), artifact_id))
     if not brow[1]:
         release(cat, [brow[2]])
 

@@ -200,4 +200,9 @@ def _decide(
         plan.skip[path] = want
         plan.have.setdefault(sha256, path)
         return
+    if record is not None and not known and st == (record[1], record[2]):
+        # The file is as this mirror wrote it and the catalog now records other bytes: a
+        # mutable blob replaced while active (issue 17). Replace it, as a new blob.
+        plan.fetch[path] = want
+        return
     plan.check[path] = want

@@ -253,8 +253,11 @@ def test_mutable_blob_may_be_replaced_while_active(cat: glarelite.Catalog) -> No
         assert f.read() == b"n2"
     with pytest.raises(IllegalTransition, match="only drafted artifacts"):
         cat.upload(art.id, "body", b"v2")  # not mutable
+    before = cat.get(art.id).updated_at
     cat.remove_blob(art.id, "notes")
-    assert cat.get(art.id).blobs["notes"] is None
+    after = cat.get(art.id)
+    assert after.blobs["notes"] is None
+    assert after.updated_at > before  # what a mirror's next sync looks for
     cat.deactivate(art.id)
     with pytest.raises(IllegalTransition, match="deactivated"):
         cat.upload(art.id, "notes", b"n3")  # Glare: a deactivated artifact changes nothing
@@ -565,3 +568,44 @@ def test_a_hostile_stored_definition_is_invalid_input(definition: dict[str, obje
     """Definitions are read from mirror trees too: never another exception."""
     with pytest.raises(InvalidInput):
         glarelite.ArtifactType.from_json(definition)
+
+
+def test_a_mutable_blob_changed_while_active_reaches_the_mirror(
+    cat: glarelite.Catalog, tmp_path: Path
+) -> None:
+    import subprocess
+
+    import mirror
+    from glarelite import tree
+
+    cat.define_type(
+        glarelite.ArtifactType(
+            "configs",
+            blobs=("body",),
+            blob_dicts=("notes",),
+            blob_options={"notes": BlobField(mutable=True)},
+        )
+    )
+    art = cat.create("configs", "c")
+    cat.upload(art.id, "body", b"body")
+    cat.upload(art.id, "notes/Region One", b"v1")
+    cat.activate(art.id)
+    cat.publish(art.id)
+    dest = tmp_path / "tree"
+    quick = {"backoff": 0.01, "retries": 1}
+    assert mirror.sync(cat, str(dest), **quick).exit_code == 0
+    path = dest / tree.blob_path("configs", art.id, "notes", "Region One")
+    assert path.read_bytes() == b"v1"
+    cat.upload(art.id, "notes/Region One", b"v2")
+    report = mirror.sync(cat, str(dest), **quick)
+    assert report.exit_code == 0, json.dumps(report.to_dict())
+    assert path.read_bytes() == b"v2"
+    cat.remove_blob(art.id, "notes/Region One")
+    report = mirror.sync(cat, str(dest), **quick)
+    assert report.exit_code == 0 and report.retained == 1  # no longer published, kept
+    assert mirror.sync(cat, str(dest), delete=True, **quick).exit_code == 0
+    assert not path.exists()
+    with glarelite.open_mirror(dest) as reader:
+        assert reader.get(art.id).blobs["notes"] == {}
+    run = subprocess.run(["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=dest)
+    assert run.returncode == 0
