@@ -37,8 +37,8 @@ from .models import Artifact, Blob, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
-from .types import ArtifactType, Property
-from .urls import internal_url
+from .types import ArtifactType, BlobField, Property
+from .urls import decode_key, encode_key, internal_url, join_base
 
 if TYPE_CHECKING:
     from . import tree
@@ -68,6 +68,7 @@ __all__ = [
     "Artifact",
     "ArtifactType",
     "Blob",
+    "BlobField",
     "Catalog",
     "CatalogSettings",
     "CheckResult",
@@ -100,8 +101,11 @@ __all__ = [
     "TooLarge",
     "UpstreamChanged",
     "VerificationError",
+    "decode_key",
+    "encode_key",
     "fsutil",
     "internal_url",
+    "join_base",
     "open",
     "open_mirror",
     "tree",
