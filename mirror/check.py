@@ -39,6 +39,7 @@ def check_tree(
     try:
         _check(target, report, SafeProgress(progress), max(1, workers))
     finally:
+        target.close()
         report.seconds = time.monotonic() - started
     return report
 

@@ -20,10 +20,12 @@ import itertools
 import mmap
 import os
 import posixpath
+import re
 import socket
 import stat
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, cast
 
@@ -166,6 +168,10 @@ class Dest:
 
     def sync_dirs(self) -> None:
         """Make the renames so far durable (before an index may name them)."""
+        return None
+
+    def close(self) -> None:
+        """Release what the destination keeps open (idempotent)."""
         return None
 
 
@@ -367,18 +373,23 @@ class LocalDest(Dest):
         self.url = self.root
         if create:
             os.makedirs(self.root, exist_ok=True)
-            # Refuse a planted link before the run begins, with the path in the message
-            # (every operation below refuses it anyway).
-            for top in (tree.ARTIFACTS, tree.STATE_DIR, f"{tree.STATE_DIR}/partial"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.close(self.open_folder(top, create=False))
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        # Top folders kept open (relative path -> descriptor), see ``_reach``.
+        self._folders: dict[str, int] = {}
+        self._caches = [self._folders]  # every cache made, for the finalizer
+        self._finalizer = weakref.finalize(self, _close_folders, self._caches)
         # Folders (relative) whose entries changed since the last sync_dirs.
         self._dirty: set[str] = set()
         # Deferred commits: final path -> temporary holding its complete bytes (relative).
         self._pending: dict[str, str] = {}
         self._flushing: dict[str, str] = {}
+        if create:
+            # Refuse a planted link before the run begins, with the path in the message
+            # (every operation below refuses it anyway).
+            for top in (tree.ARTIFACTS, tree.STATE_DIR, f"{tree.STATE_DIR}/partial"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.close(self.open_folder(top, create=False))
 
     def abspath(self, path: str) -> str:
         """``path`` as a string under the root, for messages (never opened as such)."""
@@ -391,14 +402,44 @@ class LocalDest(Dest):
         """A descriptor of ``folder`` (relative, "" the root) reached one component at a
         time from the root without following a link; with ``create`` missing folders are
         made. FileNotFoundError when absent (or a file stands in the way), and
-        DestinationError naming the path when a component is a link."""
-        fd = os.open(self.root, _DIR_FLAGS)
-        if not folder:
-            return fd
-        _check_path(folder)
-        done = ""
+        DestinationError naming the path when a component is a link. The caller closes
+        it."""
+        if folder:
+            _check_path(folder)
         try:
-            for part in folder.split("/"):
+            fd, owned = self._reach(folder, create)
+        except FileNotFoundError:
+            if not create or not self._folders:
+                raise
+            # A cached folder was removed behind the run: start again from the root.
+            self._forget_folders()
+            fd, owned = self._reach(folder, create)
+        return fd if owned else os.dup(fd)
+
+    def _reach(self, folder: str, create: bool) -> tuple[int, bool]:
+        """(descriptor, whether the caller owns it): the top folders (the root, its
+        children and grandchildren: ``artifacts/<type>``) stay open for the life of this
+        object, so a blob's folder is one or two ``openat`` away, not five."""
+        folders = self._folders
+        cached = folders.get(folder)
+        if cached is not None:
+            return cached, False
+        parts = folder.split("/") if folder else []
+        depth = min(len(parts), _KEEP_DEPTH)
+        done = "/".join(parts[:depth])
+        while depth and done not in folders:
+            depth -= 1
+            done = "/".join(parts[:depth])
+        fd = folders.get(done)
+        owned = False
+        if fd is None:  # the root itself, first use
+            fd = os.open(self.root, _DIR_FLAGS)
+            owned = True
+            if self._keep("", fd):
+                owned = False
+        try:
+            for index in range(depth, len(parts)):
+                part = parts[index]
                 where = f"{done}/{part}" if done else part
                 try:
                     nxt = self._open_child(fd, part, where, create)
@@ -409,13 +450,38 @@ class LocalDest(Dest):
                         os.mkdir(part, 0o777, dir_fd=fd)
                         self.renamed(done)  # the new entry lives in its parent
                     nxt = self._open_child(fd, part, where, create)
-                os.close(fd)
-                fd = nxt
-                done = where
+                if owned:
+                    os.close(fd)
+                fd, owned, done = nxt, True, where
+                if index < _KEEP_DEPTH and self._keep(where, fd):
+                    owned = False
         except BaseException:
-            os.close(fd)
+            if owned:
+                os.close(fd)
             raise
-        return fd
+        return fd, owned
+
+    def _keep(self, folder: str, fd: int) -> bool:
+        """Cache ``fd`` as ``folder``'s; False when the cache is full or another thread
+        cached it first (the caller then keeps and closes its own)."""
+        with self._lock:
+            if folder in self._folders or len(self._folders) >= _KEEP_MAX:
+                return False
+            self._folders[folder] = fd
+            return True
+
+    def _forget_folders(self) -> None:
+        # Another thread may be using one of the old ones right now: they are left to
+        # the finalizer rather than closed under it.
+        with self._lock:
+            self._folders = {}
+            self._caches.append(self._folders)
+
+    def close(self) -> None:
+        """Close the folders kept open (also done when the object is collected); a
+        later operation opens them again."""
+        with self._lock:
+            _close_folders(self._caches)
 
     def _open_child(self, fd: int, part: str, where: str, create: bool) -> int:
         try:
@@ -650,11 +716,25 @@ class LocalDest(Dest):
                 os.close(fd)
 
 
+_KEEP_DEPTH = 2  # folders kept open: the root, its children, artifacts/<type>
+_KEEP_MAX = 512  # at most this many (one per type, in practice)
+
+
+def _close_folders(caches: list[dict[str, int]]) -> None:
+    for cache in caches:
+        for fd in cache.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        cache.clear()
+
+
+# An empty, '.' or '..' component, or a NUL: never a path inside the tree.
+_BAD_PATH = re.compile(r"(?:\A|/)\.{0,2}(?:/|\Z)|\x00")
+
+
 def _check_path(path: str) -> None:
     """A relative '/'-separated path with no empty, '.' or '..' component."""
-    if not isinstance(path, str) or not path or "\0" in path:
-        raise InvalidInput(f"not a path inside the tree: {path!r}")
-    if any(part in ("", ".", "..") for part in path.split("/")):
+    if not isinstance(path, str) or not path or _BAD_PATH.search(path):
         raise InvalidInput(f"not a path inside the tree: {path!r}")
 
 

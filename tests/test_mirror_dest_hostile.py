@@ -193,6 +193,27 @@ def test_local_dest_operations_refuse_links_below_the_root(tmp_path: Path, outsi
         dest.read_bytes("artifacts/t/a/fifo")
 
 
+def test_folders_kept_open_are_released(world: Any, tmp_path: Path) -> None:
+    cat, _ = world
+    dest = tmp_path / "tree"
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    mirror.sync(cat, str(dest), **QUICK)
+    mirror.check_tree(str(dest))
+    before = open_fds()
+    for _ in range(5):
+        mirror.sync(cat, str(dest), verify=True, **QUICK)
+        assert mirror.check_tree(str(dest)).ok
+    assert open_fds() == before
+    target = open_dest(str(dest), None, create=False)
+    assert target.stat(tree.ROOT_INDEX) is not None
+    target.close()
+    target.close()
+    assert open_fds() == before
+
+
 # -- item 4: the lock file ---------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "folder", "fifo"])
 def test_the_lock_never_truncates_a_file_it_did_not_create(
