@@ -22,10 +22,18 @@ from glarelite import DestinationError, cli, tree
 from mirror.dest import LocalDest, open_dest
 from mirror.lock import TreeLock
 from mirror.state import STATE
-from tests.test_cli import Run, env_fixture, run_fixture
+from tests.test_cli import (
+    Run,
+    env_fixture,
+    new_id,
+    ok,
+    one_line_error,
+    ready_fixture,
+    run_fixture,
+)
 from tests.test_mirror_support import QUICK, define_types, open_catalog
 
-__all__ = ["env_fixture", "run_fixture"]
+__all__ = ["env_fixture", "ready_fixture", "run_fixture"]
 
 SECRET = b"-----BEGIN PRIVATE KEY----- not for the mirror\n"
 
@@ -212,6 +220,24 @@ def test_folders_kept_open_are_released(world: Any, tmp_path: Path) -> None:
     target.close()
     target.close()
     assert open_fds() == before
+
+
+@pytest.mark.parametrize("where", [tree.ARTIFACTS, tree.STATE_DIR, f"{tree.STATE_DIR}/lock"])
+def test_cli_mirror_into_a_planted_link_is_one_line_exit_1(
+    where: str, ready: Run, tmp_path: Path, outside: Path
+) -> None:
+    artifact_id = new_id(ready, "ubuntu", "--set", "os=linux")
+    ok(ready("upload", artifact_id, "file", "-", input=b"disk bytes"))
+    ok(ready("activate", artifact_id))
+    ok(ready("publish", artifact_id))
+    dest = tmp_path / "tree"
+    (dest / where).parent.mkdir(parents=True, exist_ok=True)
+    target = outside / "id_rsa" if where.endswith("lock") else outside
+    (dest / where).symlink_to(target)
+    err = one_line_error(ready("mirror", str(dest)), 1)
+    assert where in err and "link" in err
+    assert sorted(os.listdir(outside)) == ["id_rsa"]
+    assert (outside / "id_rsa").read_bytes() == SECRET
 
 
 # -- item 4: the lock file ---------------------------------------------------------------
@@ -488,6 +514,17 @@ def test_check_of_a_malformed_tree_reports_faults_and_exits_5(
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert json.loads(result.stdout)["status"] == "faults"
     assert (outside / "id_rsa").read_bytes() == SECRET
+
+
+def test_sync_over_deeply_nested_indexes_rewrites_them(world: Any, tmp_path: Path) -> None:
+    cat, ids = world
+    dest = built_tree(world, tmp_path)
+    deep = "[" * 200_000 + "]" * 200_000
+    (dest / tree.ROOT_INDEX).write_text(deep)
+    (dest / tree.artifact_index_path("images", ids["a"])).write_text(deep)
+    report = mirror.sync(cat, str(dest), verify=True, repair=True, **QUICK)
+    assert report.exit_code == 0, report
+    assert mirror.check_tree(str(dest)).ok
 
 
 # -- fuzz: any mutation of a valid tree's indexes is a report, never an exception ----------
