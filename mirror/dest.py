@@ -187,8 +187,8 @@ _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 def _planted(path: str, what: str = "a symbolic link") -> DestinationError:
     error = DestinationError(
-        f"refused: {path} in the mirror tree is {what}; the mirror never follows a link "
-        "it did not create under its destination (remove it, or move the real folder there)"
+        f"refused: {path} is {what}; the mirror never follows a link it did not create "
+        "below its destination (remove it, or put the real folder or file there)"
     )
     error.errno = errno.ELOOP
     return error
@@ -223,18 +223,20 @@ class LocalTemp(Temp):
         self._folder, _, self._name = path.rpartition("/")
         self._read_fd: int | None = None
         self._fd: int | None = None
-        self._dir: int | None = None
+        self._dir: int | None = None  # the final path's folder
+        self._tdir: int | None = None  # the temporary's, when another one (adopted)
         if existing is not None:  # a partial download left by an earlier run
-            if existing.rpartition("/")[0] != self._folder:
-                raise InvalidInput(f"temporary {existing!r} is not beside {path!r}")
             self.temp = existing
-            self._tmpname = existing.rpartition("/")[2]
-            self._dir = dest.open_folder(self._folder, create=True)
+            temp_folder, _, self._tmpname = existing.rpartition("/")
             try:
-                fd = _open_regular(self._tmpname, self._dir, os.O_WRONLY, existing)
+                self._dir = dest.open_folder(self._folder, create=True)
+                if temp_folder != self._folder:  # the same bytes, once needed elsewhere
+                    self._tdir = dest.open_folder(temp_folder, create=False)
+                where = dest.abspath(existing)
+                fd = _open_regular(self._tmpname, self._temp_dir(), os.O_WRONLY, where)
                 if os.fstat(fd).st_nlink != 1:  # a hard link to someone else's file
                     os.close(fd)
-                    raise _planted(existing, "a file with other names (hard links)")
+                    raise _planted(where, "a file with other names (hard links)")
             except BaseException:
                 self._close()
                 raise
@@ -249,13 +251,18 @@ class LocalTemp(Temp):
                 self._fd = os.open(self._tmpname, flags | _NOFOLLOW, 0o644, dir_fd=self._dir)
                 return
             except FileNotFoundError:  # the folder went away since it was opened
-                os.close(self._dir)
-                self._dir = None
+                self._close()
                 if attempt == 2:
                     raise
             except BaseException:
                 self._close()
                 raise
+
+    def _temp_dir(self) -> int:
+        folder = self._tdir if self._tdir is not None else self._dir
+        if folder is None:
+            raise ValueError(f"temporary for {self.path} is closed")
+        return folder
 
     def _wfd(self) -> int:
         if self._fd is None:
@@ -264,9 +271,8 @@ class LocalTemp(Temp):
 
     def _rfd(self) -> int:
         if self._read_fd is None:
-            if self._dir is None:
-                raise ValueError(f"temporary for {self.path} is closed")
-            self._read_fd = _open_regular(self._tmpname, self._dir, os.O_RDONLY, self.temp)
+            where = self._dest.abspath(self.temp)
+            self._read_fd = _open_regular(self._tmpname, self._temp_dir(), os.O_RDONLY, where)
         return self._read_fd
 
     def write(self, data: bytes | memoryview) -> None:
@@ -317,14 +323,14 @@ class LocalTemp(Temp):
             sync_file_range(self._fd, offset, length)
 
     def _close(self, folder: bool = True) -> None:
-        fds = [self._fd, self._read_fd] + ([self._dir] if folder else [])
+        fds = [self._fd, self._read_fd] + ([self._dir, self._tdir] if folder else [])
         for fd in fds:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._fd = self._read_fd = None
         if folder:
-            self._dir = None
+            self._dir = self._tdir = None
 
     def commit(self, defer: bool = False) -> tuple[int, int]:
         fd = self._wfd()
@@ -338,25 +344,22 @@ class LocalTemp(Temp):
                 os.fsync(fd)
         finally:
             self._close(folder=False)
-        folder = self._dir
-        assert folder is not None
-        # Both names relative to the folder this temporary was made in: a link swapped
-        # in for the folder meanwhile is not followed.
-        os.replace(self._tmpname, self._name, src_dir_fd=folder, dst_dir_fd=folder)
+        # Both names relative to the folders this temporary was made or found in: a
+        # link swapped in for a folder meanwhile is not followed.
+        os.replace(self._tmpname, self._name, src_dir_fd=self._temp_dir(), dst_dir_fd=self._dir)
         self._close()
         self._dest.renamed(self._folder)
         return info.st_size, info.st_mtime_ns
 
     def discard(self) -> None:
         self._close(folder=False)
-        folder = self._dir
         try:
-            if folder is None:
+            if self._dir is None:  # committed or deferred: remove it by its path
                 with contextlib.suppress(OSError):
                     self._dest.delete(self.temp)
                 return
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmpname, dir_fd=folder)
+                os.unlink(self._tmpname, dir_fd=self._temp_dir())
         finally:
             self._close()
 
@@ -488,7 +491,7 @@ class LocalDest(Dest):
             return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _planted(where) from None
+                raise _planted(f"{self.root}/{where}") from None
             if exc.errno != errno.ENOTDIR:
                 raise
             try:
@@ -496,7 +499,7 @@ class LocalDest(Dest):
             except OSError:
                 link = False
             if link:
-                raise _planted(where) from None
+                raise _planted(f"{self.root}/{where}") from None
             if create:
                 raise
             # a file where a folder should be: nothing below it exists
@@ -537,7 +540,7 @@ class LocalDest(Dest):
         folder, _, name = current.rpartition("/")
         fd = self.open_folder(folder, create=False)
         try:
-            file_fd = _open_regular(name, fd, os.O_RDONLY, path)
+            file_fd = _open_regular(name, fd, os.O_RDONLY, self.abspath(path))
         except NotADirectoryError:
             raise FileNotFoundError(path) from None
         finally:
@@ -590,7 +593,7 @@ class LocalDest(Dest):
                     os.close(src)
                 if not stat.S_ISREG(os.stat(tmpname, dir_fd=dst, follow_symlinks=False).st_mode):
                     os.unlink(tmpname, dir_fd=dst)
-                    raise _planted(source)
+                    raise _planted(self.abspath(source))
                 if deferred:  # the source is not durable yet: neither is this name
                     self._pending[path] = f"{folder}/{tmpname}" if folder else tmpname
                     return True
@@ -664,19 +667,28 @@ class LocalDest(Dest):
                 if self.fsync and not syncfs(self.root):
                     for tmp in batch.values():
                         self._fsync_file(tmp)
-                by_folder: dict[str, list[tuple[str, str]]] = {}
+                by_folder: dict[tuple[str, str], list[tuple[str, str]]] = {}
                 for path, tmp in batch.items():
                     folder, _, name = path.rpartition("/")
-                    by_folder.setdefault(folder, []).append((tmp.rpartition("/")[2], name))
+                    tmp_folder, _, tmpname = tmp.rpartition("/")
+                    by_folder.setdefault((tmp_folder, folder), []).append((tmpname, name))
                 with self._lock:
-                    for folder, renames in by_folder.items():
+                    for (tmp_folder, folder), renames in by_folder.items():
                         fd = self.open_folder(folder, create=False)
                         try:
-                            for tmpname, name in renames:
-                                os.replace(tmpname, name, src_dir_fd=fd, dst_dir_fd=fd)
+                            src = fd
+                            if tmp_folder != folder:
+                                src = self.open_folder(tmp_folder, create=False)
+                            try:
+                                for tmpname, name in renames:
+                                    os.replace(tmpname, name, src_dir_fd=src, dst_dir_fd=fd)
+                            finally:
+                                if src != fd:
+                                    os.close(src)
                         finally:
                             os.close(fd)
                         self._dirty.add(folder)
+                        self._dirty.add(tmp_folder)
             finally:
                 with self._lock:
                     for path in batch:
@@ -686,7 +698,7 @@ class LocalDest(Dest):
         folder, _, name = path.rpartition("/")
         dir_fd = self.open_folder(folder, create=False)
         try:
-            fd = _open_regular(name, dir_fd, os.O_RDONLY, path)
+            fd = _open_regular(name, dir_fd, os.O_RDONLY, self.abspath(path))
         finally:
             os.close(dir_fd)
         try:

@@ -250,6 +250,31 @@ def test_cli_mirror_into_a_planted_link_is_one_line_exit_1(
     assert (outside / "id_rsa").read_bytes() == SECRET
 
 
+def test_an_adopted_temporary_may_sit_in_another_folder_but_not_be_a_hard_link(
+    tmp_path: Path, outside: Path
+) -> None:
+    dest = open_dest(str(tmp_path / "tree"), None, create=True)
+    for defer in (False, True):
+        first = dest.new_temp(f"artifacts/t/a{defer:d}/file")
+        first.pwrite(b"half ", 0)
+        first.keep()  # a partial download left for the next run
+        # The same bytes are now wanted at another artifact's path: resumed there.
+        again = dest.adopt_temp(f"artifacts/t/b{defer:d}/file", first.temp)
+        again.pwrite(b"whole", 5)
+        assert again.commit(defer=defer)[0] == 10
+        dest.sync_dirs()
+        assert (tmp_path / f"tree/artifacts/t/b{defer:d}/file").read_bytes() == b"half whole"
+        assert not (tmp_path / "tree" / first.temp).exists()
+
+    # A hard link to someone's file planted under a temporary's name is not written to.
+    planted = dest.new_temp("artifacts/t/c/file")
+    planted.discard()
+    os.link(outside / "id_rsa", tmp_path / "tree" / planted.temp)
+    with pytest.raises(DestinationError, match="hard links"):
+        dest.adopt_temp("artifacts/t/c/file", planted.temp)
+    assert (outside / "id_rsa").read_bytes() == SECRET
+
+
 # -- item 4: the lock file ---------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["symlink", "hardlink", "folder", "fifo"])
 def test_the_lock_never_truncates_a_file_it_did_not_create(
