@@ -250,6 +250,26 @@ def test_cli_mirror_into_a_planted_link_is_one_line_exit_1(
     assert (outside / "id_rsa").read_bytes() == SECRET
 
 
+def test_a_folder_swapped_for_a_link_mid_write_is_not_followed(
+    tmp_path: Path, outside: Path
+) -> None:
+    """The race: the folder is verified, then replaced by a link before the rename. The
+    rename happens in the folder that was verified (now moved aside), never in the
+    link's target."""
+    dest = open_dest(str(tmp_path / "tree"), None, create=True)
+    root = tmp_path / "tree"
+    temp = dest.new_temp("artifacts/t/a/file")
+    temp.write(b"blob bytes")
+    (root / "artifacts/t/a").rename(root / "artifacts/t/moved")
+    (root / "artifacts/t/a").symlink_to(outside, target_is_directory=True)
+    temp.commit()
+    assert sorted(os.listdir(outside)) == ["id_rsa"]
+    assert (root / "artifacts/t/moved/file").read_bytes() == b"blob bytes"
+    with pytest.raises(DestinationError):
+        dest.write_file("artifacts/t/a/file", [b"x"])
+    assert sorted(os.listdir(outside)) == ["id_rsa"]
+
+
 def test_an_adopted_temporary_may_sit_in_another_folder_but_not_be_a_hard_link(
     tmp_path: Path, outside: Path
 ) -> None:
