@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._names import check_identifier, check_key
 from .errors import InvalidInput
 from .urls import tree_path
 
@@ -41,6 +42,9 @@ __all__ = [
     "TypeEntry",
     "artifact_index_path",
     "blob_path",
+    # the catalog's own name rules, for whoever turns names read from a tree into paths
+    "check_identifier",
+    "check_key",
     "check_type_index",
     "host_label",
     "is_temporary_name",

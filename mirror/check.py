@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from glarelite import InvalidInput, Progress, tree
+from glarelite.tree import check_identifier, check_key
 
+from ._paths import check_artifact_id, check_type_name, is_inside
 from .copy import hash_file
 from .dest import Dest, open_dest
 from .progress import SafeProgress
@@ -37,20 +39,61 @@ def check_tree(
     try:
         _check(target, report, SafeProgress(progress), max(1, workers))
     finally:
+        target.close()
         report.seconds = time.monotonic() - started
     return report
 
 
-def _load_json(dest: Dest, path: str, report: CheckReport) -> tuple[Any, bytes] | None:
-    raw = dest.read_bytes(path)
+def _read(dest: Dest, path: str, report: CheckReport) -> bytes | None:
+    """The file's bytes; a fault when absent or unreadable (a link, not a file)."""
+    try:
+        raw = dest.read_bytes(path)
+    except OSError as exc:
+        report.fault(path, "unreadable", str(exc))
+        return None
     if raw is None:
         report.fault(path, "missing", "the file is absent")
+    return raw
+
+
+def _load_json(dest: Dest, path: str, report: CheckReport) -> tuple[Any, bytes] | None:
+    raw = _read(dest, path, report)
+    if raw is None:
         return None
     try:
         return json.loads(raw), raw
-    except ValueError as exc:
-        report.fault(path, "invalid", f"not JSON: {exc}")
+    except (ValueError, RecursionError) as exc:
+        report.fault(path, "invalid", f"not JSON: {str(exc)[:200]}")
         return None
+
+
+def _blob_entries(show: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(field, key, blob dict) of a show view read from the tree, each name checked
+    before it becomes a path; InvalidInput naming what is wrong."""
+    blobs = show.get("blobs") or {}
+    if not isinstance(blobs, Mapping):
+        raise InvalidInput("its 'blobs' is not an object")
+    out = []
+    for name, value in sorted(blobs.items()):
+        if not value:
+            continue
+        check_identifier(name, "blob field")
+        if not isinstance(value, Mapping):
+            raise InvalidInput(f"blob field {name!r} is not an object")
+        if "url" in value and "status" in value and isinstance(value.get("url"), str):
+            out.append((name, "", value))
+            continue
+        for key, blob in sorted(value.items()):
+            check_key(key)
+            if not isinstance(blob, Mapping):
+                raise InvalidInput(f"blob {name}/{key} is not an object")
+            out.append((name, key, blob))
+    for name, key, blob in out:
+        size = blob.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            where = f"{name}/{key}" if key else name
+            raise InvalidInput(f"blob {where} has no valid size: {str(size)[:80]!r}")
+    return out
 
 
 def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int) -> None:
@@ -65,10 +108,8 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
     report.generation = root.generation
 
     sums: dict[str, str] = {}
-    raw_sums = dest.read_bytes(tree.SUMS)
-    if raw_sums is None:
-        report.fault(tree.SUMS, "missing", "the file is absent")
-    else:
+    raw_sums = _read(dest, tree.SUMS, report)
+    if raw_sums is not None:
         digest = hashlib.sha256(raw_sums).hexdigest()
         if (len(raw_sums), digest) != (root.sums_size, root.sums_sha256):
             report.fault(tree.SUMS, "index-mismatch", "differs from what the root index records")
@@ -76,9 +117,18 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
             sums = tree.parse_sums(raw_sums.decode("utf-8", "replace").splitlines())
         except InvalidInput as exc:
             report.fault(tree.SUMS, "invalid", str(exc))
+        for path in sorted(sums):
+            if not is_inside(path):  # never read: it could name any file
+                del sums[path]
+                report.fault(path[:200], "invalid", f"{tree.SUMS} names a path outside the tree")
 
     referenced: dict[str, tuple[str, int]] = {}
     for type_name, entry in sorted(root.types.items()):
+        try:
+            check_type_name(type_name)
+        except InvalidInput as exc:
+            report.fault(tree.ROOT_INDEX, "invalid", str(exc))
+            continue
         _check_type(dest, report, type_name, entry, sums, referenced)
     for path in sorted(set(sums) - set(referenced)):
         report.fault(path, "unreferenced", f"listed in {tree.SUMS} but named by no index")
@@ -102,7 +152,8 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
     with ThreadPoolExecutor(workers, thread_name_prefix="mirror-check") as pool:
         for path, problem, size, sha in pool.map(verify, todo):
             if problem:
-                report.fault(path, problem, "a blob listed in SHA256SUMS is not readable")
+                why = f": {sha}" if sha else ""
+                report.fault(path, problem, f"a blob listed in SHA256SUMS is not readable{why}")
                 continue
             report.files += 1
             report.bytes += size
@@ -140,18 +191,26 @@ def _check_type(
     if (len(raw), hashlib.sha256(raw).hexdigest()) != (entry.index_size, entry.index_sha256):
         report.fault(path, "index-mismatch", "differs from what the root index records")
     try:
-        shows = tree.check_type_index(data, type_name)
+        shows: list[Any] = tree.check_type_index(data, type_name)  # items unchecked yet
     except InvalidInput as exc:
         report.fault(path, "invalid", str(exc))
         return
     if len(shows) != entry.artifacts:
         report.fault(path, "count-mismatch", f"{len(shows)} artifacts, root says {entry.artifacts}")
-    for show in shows:
-        artifact_id = str(show.get("id", ""))
+    for number, show in enumerate(shows):
+        if not isinstance(show, Mapping):
+            report.fault(path, "invalid", f"artifact {number} is not an object")
+            continue
+        try:
+            artifact_id = check_artifact_id(show.get("id"))
+            entries = _blob_entries(show)
+        except InvalidInput as exc:
+            report.fault(path, "invalid", f"artifact {number}: {exc}")
+            continue
         report.artifacts += 1
-        for field_name, key, blob in tree.iter_blob_entries(show):
+        for field_name, key, blob in entries:
             bpath = tree.blob_path(type_name, artifact_id, field_name, key)
-            sha, size = str(blob.get("sha256")), int(blob.get("size") or 0)
+            sha, size = str(blob.get("sha256")), int(blob["size"])
             referenced[bpath] = (sha, size)
             if blob.get("url") != "/" + bpath:
                 report.fault(bpath, "bad-url", f"the index gives url {blob.get('url')!r}")
@@ -167,5 +226,9 @@ def _check_type(
         body = own[0]
         if isinstance(body, dict):
             body.pop(tree.MIRROR_KEY, None)
-        if body != show:
+        try:
+            same = body == show
+        except RecursionError:
+            same = False
+        if not same:
             report.fault(apath, "index-mismatch", f"differs from its entry in {path}")

@@ -11,17 +11,20 @@ object naming pid and host; one left by a dead process of this host is taken ove
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import uuid
 from typing import Any
 
-from glarelite import LockedError, tree
+from glarelite import DestinationError, LockedError, tree
 from glarelite.fsutil import HOST, pid_alive, utcnow
 
 from .dest import Dest, FsspecDest, LocalDest
 
 LOCK = f"{tree.STATE_DIR}/lock"
+_MAX_LOCK_FILE = 64 << 10  # a holder record is ~150 bytes
 
 
 def _holder() -> dict[str, Any]:
@@ -84,9 +87,7 @@ class TreeLock:
     def _acquire_local(self, dest: LocalDest) -> None:
         import fcntl
 
-        path = dest.abspath(LOCK)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock_file(dest)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,6 +124,49 @@ class TreeLock:
         back = _parse(dest.read_bytes(LOCK) or b"")
         if not back or back.get("token") != self._info["token"]:
             raise LockedError(_describe(back, dest.url))
+
+
+def _open_lock_file(dest: LocalDest) -> int:
+    """The lock file, opened without following a link, in a state folder reached without
+    following one. It is truncated later, so only a file that can be the mirror's own is
+    accepted: a regular file with no other name (a hard link could be anyone's file) and
+    no bigger than a holder record."""
+    folder = dest.open_folder(tree.STATE_DIR, create=True)
+    try:
+        fd = os.open(
+            "lock",
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            0o644,
+            dir_fd=folder,
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise _refused(dest, "is a link or not a regular file") from None
+        raise
+    finally:
+        os.close(folder)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refused(dest, "is not a regular file")
+        if info.st_nlink != 1:
+            raise _refused(dest, "has other names (hard links)")
+        if info.st_size > _MAX_LOCK_FILE:
+            raise _refused(dest, f"holds {info.st_size} bytes, not a lock record")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refused(dest: LocalDest, why: str) -> DestinationError:
+    error = DestinationError(
+        f"refused: {dest.abspath(LOCK)} {why}; the mirror only uses a lock file it made "
+        "(remove it if no mirror is running)"
+    )
+    error.errno = errno.EEXIST
+    return error
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:

@@ -17,11 +17,10 @@ page cache survives the process; after a power loss the final hash decides).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from glarelite import tree
+from glarelite import InvalidInput, tree
 
 from .dest import Dest, temporary_is_abandoned
 
@@ -45,6 +44,8 @@ class Partial:
 
 
 def path_of(sha256: str) -> str:
+    if not _is_sha256(sha256):  # the name of a file in the tree: never anything else
+        raise InvalidInput(f"not a sha256: {sha256!r}")
     return f"{PARTIAL_DIR}/{sha256}.json"
 
 
@@ -52,18 +53,24 @@ def _read(dest: Dest, sha256: str) -> Any:
     try:
         raw = dest.read_bytes(path_of(sha256))
         return json.loads(raw) if raw is not None else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
 def _temp_of(data: Any) -> str | None:
-    """The record's temporary, if it names one of the tree's temporaries at all."""
+    """The record's temporary, if it names a temporary of a blob at all: the temporary
+    of a path under ``artifacts/`` (never of a state file, never outside the tree)."""
     temp = data.get("temp") if isinstance(data, dict) else None
     if not isinstance(temp, str) or not tree.is_temporary_name(temp.rpartition("/")[2]):
         return None
-    if temp.startswith("/") or ".." in temp.split("/"):
+    parts = temp.split("/")
+    if parts[0] != tree.ARTIFACTS or any(p in ("", ".", "..") or "\0" in p for p in parts):
         return None
     return temp
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def load(dest: Dest, sha256: str, size: int) -> Partial | None:
@@ -126,8 +133,11 @@ def recorded(dest: Dest) -> dict[str, str]:
     are removed on the way."""
     if not dest.local:
         return {}
+    listdir = getattr(dest, "listdir", None)
+    if listdir is None:
+        return {}
     try:
-        names = os.listdir(os.path.join(dest.url, *PARTIAL_DIR.split("/")))
+        names = listdir(PARTIAL_DIR)  # reached without following a link
     except OSError:
         return {}
     out = {}
@@ -136,7 +146,7 @@ def recorded(dest: Dest) -> dict[str, str]:
         if owner is not None:
             if temporary_is_abandoned(*owner):
                 dest.delete(f"{PARTIAL_DIR}/{name}")
-        elif name.endswith(".json"):
+        elif name.endswith(".json") and _is_sha256(name[: -len(".json")]):
             sha256 = name[: -len(".json")]
             out[sha256] = _temp_of(_read(dest, sha256)) or ""
     return out

@@ -200,7 +200,7 @@ def _artifact_index_ok(dest: Dest, plan: Plan, item: Item) -> bool:
     raw = dest.read_bytes(tree.artifact_index_path(item.type, item.id))
     try:
         data = json.loads(raw) if raw is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile tree file
         return False
     if not isinstance(data, dict):
         return False
@@ -215,7 +215,7 @@ def _root_ok(dest: Dest, state: State) -> bool:
     raw = dest.read_bytes(tree.ROOT_INDEX)
     try:
         root = tree.RootIndex.from_dict(json.loads(raw)) if raw is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     if root is None or root.generation != state.published.generation:
         return False

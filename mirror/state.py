@@ -16,6 +16,7 @@ from typing import Any
 
 from glarelite import tree
 
+from ._paths import is_blob_path, is_index_path
 from .dest import Dest
 
 STATE = f"{tree.STATE_DIR}/state.json"
@@ -89,7 +90,26 @@ class State:
             retained=int(p.get("retained", 0)),
             artifacts=dict(p["artifacts"]),
         )
-        return cls(blobs=dict(data["blobs"]), indexes=set(data["indexes"]), published=published)
+        blobs, indexes = data["blobs"], data["indexes"]
+        if not isinstance(blobs, dict) or not isinstance(indexes, list):
+            raise ValueError("blobs or indexes of the wrong kind")
+        # Every name is a path the tree will stat, re-hash or prune: only paths of the
+        # tree's own blobs and indexes are accepted, anything else voids the file.
+        for path, record in blobs.items():
+            if not is_blob_path(path):
+                raise ValueError(f"not a blob path: {str(path)[:200]!r}")
+            if not (isinstance(record, list) and len(record) == 3):
+                raise ValueError(f"bad record for {path}")
+            if not isinstance(record[0], str) or not all(
+                isinstance(n, int) and not isinstance(n, bool) for n in record[1:]
+            ):
+                raise ValueError(f"bad record for {path}")
+        for path in indexes:
+            if not is_index_path(path):
+                raise ValueError(f"not an index path: {str(path)[:200]!r}")
+        if not all(isinstance(t, dict) for t in published.types.values()):
+            raise ValueError("published types of the wrong kind")
+        return cls(blobs=dict(blobs), indexes=set(indexes), published=published)
 
 
 def load(dest: Dest) -> State:
@@ -98,7 +118,7 @@ def load(dest: Dest) -> State:
         return State()
     try:
         return State.from_json(raw)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         # Safe fallback: with no state nothing is pruned and every file is re-hashed.
         return State(problem=f"{STATE} was unreadable ({exc}); rebuilt from the tree")
 

@@ -482,5 +482,5 @@ def _tree_generation(dest: Dest) -> int:
         return 0
     try:
         return tree.RootIndex.from_dict(json.loads(raw)).generation
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile tree file
         return 0
