@@ -28,7 +28,7 @@ from .errors import (
     VerificationError,
 )
 from .hooks import HookEvent, Hooks
-from .mirror_reader import MirrorCatalog, open_mirror
+from .mirror_reader import MirrorCatalog, MirrorSettings, open_mirror
 from .models import Artifact, Blob, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
@@ -57,6 +57,7 @@ __all__ = [
     "InvalidInput",
     "LockedError",
     "MirrorCatalog",
+    "MirrorSettings",
     "NetworkError",
     "NotFound",
     "Page",
