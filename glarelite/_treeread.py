@@ -134,7 +134,8 @@ def _show(
     if not isinstance(tags, list):
         raise InvalidInput("tags is not a list")
     check_tags(tags)
-    props = data.get("properties") or {}
+    props = data.get("properties", {})
+    props = {} if props is None else props
     if not isinstance(props, Mapping):
         raise InvalidInput("properties is not an object")
     coerced: dict[str, Any] = {}
@@ -147,7 +148,8 @@ def _show(
         if good != value or (type(good) is not type(value) and not _number(good, value)):
             raise InvalidInput(f"property {key!r} holds {_short(value)}, not a valid value")
         coerced[key] = good
-    blobs_data = data.get("blobs") or {}
+    blobs_data = data.get("blobs", {})
+    blobs_data = {} if blobs_data is None else blobs_data
     if not isinstance(blobs_data, Mapping):
         raise InvalidInput("blobs is not an object")
     blobs: dict[str, BlobValue] = {}

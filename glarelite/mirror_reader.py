@@ -468,6 +468,7 @@ class MirrorCatalog:
         root, types, loaded = self._read_indexes()
         db = Database(":memory:")
         artifacts: dict[str, Artifact] = {}
+        where = tree.ROOT_INDEX
         try:
             with db.write() as conn:
                 for atype in types.values():
@@ -477,16 +478,15 @@ class MirrorCatalog:
                         (atype.name, atype.dumps(), root.generated_at),
                     )
                 for artifact, props in loaded:
+                    where = f"{tree.type_index_path(artifact.type_name)}: artifact {artifact.id}"
                     artifacts[artifact.id] = artifact
                     _insert(conn, artifact, types[artifact.type_name], props)
         except (sqlite3.Error, UnicodeError, ValueError) as exc:
+            # Validation lets nothing through that the schema refuses (text that is not
+            # Unicode, say); should it, the tree is still at fault, not the caller.
             db.close()
-            if isinstance(exc, GlareliteError):
-                raise
-            # Validation let nothing through that the schema refuses; should it, the
-            # tree is still at fault, not the caller's code.
             raise InvalidInput(
-                f"mirror tree {self._source.where}: its indexes cannot be loaded: {exc}"
+                f"mirror tree {self._source.where}: {where} cannot be loaded: {exc}"
             ) from None
         except BaseException:
             db.close()
@@ -506,7 +506,7 @@ class MirrorCatalog:
         except InvalidInput as exc:
             if str(exc).startswith("mirror tree "):
                 raise
-            raise InvalidInput(f"mirror tree {where}: {exc}") from None
+            raise type(exc)(f"mirror tree {where}: {exc}") from None
 
     def _read_indexes_once(
         self,
