@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _semver
 from ._names import check_identifier, check_key
@@ -28,7 +28,7 @@ from .models import Artifact, Blob, BlobValue
 from .types import PROPERTY_KINDS, ArtifactType, Property
 from .urls import internal_url
 
-__all__ = ["check_artifact_id", "check_segments", "read_definition", "read_show"]
+__all__ = ["Loaded", "check_artifact_id", "check_segments", "read_definition", "read_show"]
 
 # The catalog's ids: canonical lower-case UUID text (glarelite._db.new_id).
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -99,9 +99,18 @@ def _property(name: object, data: object) -> Property:
     return Property.from_json(data)
 
 
-def read_show(data: object, atype: ArtifactType, where: str) -> tuple[Artifact, dict[str, Any]]:
-    """One show view of a type index -> (the artifact, its properties coerced as the
-    catalog's rows hold them); InvalidInput naming ``where`` and the artifact."""
+class Loaded(NamedTuple):
+    """A validated show view: the artifact, its properties coerced as the catalog's rows
+    hold them, and its version's precedence key."""
+
+    artifact: Artifact
+    props: dict[str, Any]
+    version_key: str
+
+
+def read_show(data: object, atype: ArtifactType, where: str) -> Loaded:
+    """One show view of a type index, validated; InvalidInput naming ``where`` and the
+    artifact."""
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{where}: an artifact entry is not an object")
     ident = data.get("id")
@@ -114,16 +123,15 @@ def read_show(data: object, atype: ArtifactType, where: str) -> tuple[Artifact, 
         ) from None
 
 
-def _show(
-    data: Mapping[str, Any], artifact_id: str, atype: ArtifactType
-) -> tuple[Artifact, dict[str, Any]]:
+def _show(data: Mapping[str, Any], artifact_id: str, atype: ArtifactType) -> Loaded:
     type_name = atype.name
     if data.get("type_name") != type_name:
         raise InvalidInput(f"type_name is {_short(data.get('type_name'))}, not {type_name!r}")
     if "url" in data and data["url"] != internal_url(type_name, artifact_id):
         raise InvalidInput(f"url {_short(data['url'])} is not its internal URL")
     version = data.get("version")
-    if not isinstance(version, str) or _semver.canonical(version)[0] != version:
+    parsed = _semver.parse(version) if isinstance(version, str) else None
+    if parsed is None or str(parsed) != version:
         raise InvalidInput(f"version {_short(version)} is not a canonical semantic version")
     visibility, status = data.get("visibility"), data.get("status")
     if visibility not in _VISIBILITIES:
@@ -182,7 +190,7 @@ def _show(
         activated_at=_text_or_none(data.get("activated_at"), "activated_at"),
         blobs=blobs,
     )
-    return artifact, coerced
+    return Loaded(artifact, coerced, parsed.key)
 
 
 def _blob(data: object, type_name: str, artifact_id: str, field: str, key: str) -> Blob:
@@ -251,9 +259,14 @@ def _str_list(value: object, what: str) -> list[str]:
 
 
 def _short(value: object) -> str:
-    """A value for a message: repr, cut (a hostile index may hold megabytes)."""
+    """A value for a message, short whatever its size (a hostile index may hold megabytes
+    in one value): text cut, containers by kind and length."""
+    if isinstance(value, (list, dict)):
+        return f"<a {type(value).__name__} of {len(value)} items>"
+    if isinstance(value, str) and len(value) > 80:
+        return repr(value[:77]) + "..."
     try:
         text = repr(value)
-    except RecursionError:
-        return "<a deeply nested value>"
+    except ValueError:  # an integer too long to print
+        return "<a very long number>"
     return text if len(text) <= 80 else text[:77] + "..."

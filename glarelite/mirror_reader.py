@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, cast
 from urllib.parse import unquote, urljoin
 
-from . import _listing, _semver, _treeread, tree
+from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
 from ._values import prop_rows
@@ -477,10 +477,11 @@ class MirrorCatalog:
                         " VALUES (?, ?, ?)",
                         (atype.name, atype.dumps(), root.generated_at),
                     )
-                for artifact, props in loaded:
+                for item in loaded:
+                    artifact = item.artifact
                     where = f"{tree.type_index_path(artifact.type_name)}: artifact {artifact.id}"
                     artifacts[artifact.id] = artifact
-                    _insert(conn, artifact, types[artifact.type_name], props)
+                    _insert(conn, item, types[artifact.type_name])
         except (sqlite3.Error, UnicodeError, ValueError) as exc:
             # Validation lets nothing through that the schema refuses (text that is not
             # Unicode, say); should it, the tree is still at fault, not the caller.
@@ -498,7 +499,7 @@ class MirrorCatalog:
 
     def _read_indexes(
         self,
-    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[tuple[Artifact, dict[str, Any]]]]:
+    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         """Every index of the tree, validated; InvalidInput names the file at fault."""
         where = self._source.where
         try:
@@ -510,7 +511,7 @@ class MirrorCatalog:
 
     def _read_indexes_once(
         self,
-    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[tuple[Artifact, dict[str, Any]]]]:
+    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         settings = self._settings
         deadline = time.monotonic() + settings.read_deadline
         problem = ""
@@ -526,7 +527,7 @@ class MirrorCatalog:
                 n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
                 for n, e in root.types.items()
             }
-            loaded: list[tuple[Artifact, dict[str, Any]]] = []
+            loaded: list[_treeread.Loaded] = []
             seen: dict[str, str] = {}  # artifact id -> the index that listed it
             for type_name, entry in root.types.items():
                 path = tree.type_index_path(type_name)
@@ -544,14 +545,15 @@ class MirrorCatalog:
                     break
                 atype = types[type_name]
                 for show in tree.check_type_index(_json(data, path), type_name):
-                    artifact, props = _treeread.read_show(show, atype, path)
+                    item = _treeread.read_show(show, atype, path)
+                    artifact = item.artifact
                     if artifact.id in seen:
                         raise InvalidInput(
                             f"{path}: artifact {artifact.id} is listed twice "
                             f"(also in {seen[artifact.id]})"
                         )
                     seen[artifact.id] = path
-                    loaded.append((artifact, props))
+                    loaded.append(item)
             else:
                 return root, types, loaded
             if attempt + 1 < _LOAD_ATTEMPTS:  # a sync is publishing: let it finish
@@ -732,9 +734,9 @@ def _json(raw: bytes, path: str) -> Any:
         raise InvalidInput(f"{path} is not a mirror index: JSON nested too deeply") from None
 
 
-def _insert(conn: Any, artifact: Artifact, atype: ArtifactType, props: Mapping[str, Any]) -> None:
+def _insert(conn: Any, item: _treeread.Loaded, atype: ArtifactType) -> None:
     """The catalog's rows for one artifact (no blob rows: listing never filters on them)."""
-    _, version_key = _semver.canonical(artifact.version)
+    artifact, version_key = item.artifact, item.version_key
     conn.execute(
         "INSERT INTO artifacts (id, type_name, name, version, version_key, owner, visibility,"
         " status, description, tags, properties, created_at, updated_at, activated_at)"
@@ -761,7 +763,7 @@ def _insert(conn: Any, artifact: Artifact, atype: ArtifactType, props: Mapping[s
             "INSERT INTO artifact_tags (artifact_id, tag) VALUES (?, ?)",
             [(artifact.id, t) for t in sorted(set(artifact.tags))],
         )
-    rows = prop_rows(artifact.id, atype, props)
+    rows = prop_rows(artifact.id, atype, item.props)
     if rows:
         conn.executemany(
             "INSERT INTO artifact_props (artifact_id, name, key, position, value)"
