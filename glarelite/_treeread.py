@@ -40,7 +40,7 @@ _STATUSES = ("drafted", "active", "deactivated", "deleted")
 _VISIBILITIES = ("private", "public")
 _BLOB_STATUSES = ("saving", "active")
 _UPSTREAM = ("ok", "changed", "unreachable")
-_MAX_TEXT = 4096  # dates, etags, content types, external URLs: short text
+_MAX_TEXT = 65536  # dates, etags, content types, external URLs (a header line at most)
 
 
 def check_artifact_id(value: object) -> str:
