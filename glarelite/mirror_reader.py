@@ -8,6 +8,11 @@ with the catalog's own schema. Listing then runs the catalog's own query code
 (``glarelite._query``), so filters, sort, ``latest`` and paging behave exactly as on the
 catalog. Blob reads verify size and sha256 while streaming; a blob missing from the tree
 or holding other bytes raises an error that names its path.
+
+A tree is hostile until proven: its indexes are validated strictly
+(``glarelite._treeread``) before a name from them makes a path, a local tree is walked
+without following links, and over http every request stays under the base URL, is never
+decompressed, and index reads are bounded in size and time (:class:`MirrorSettings`).
 """
 
 from __future__ import annotations
