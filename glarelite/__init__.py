@@ -42,10 +42,11 @@ from .urls import decode_key, encode_key, internal_url, join_base
 
 if TYPE_CHECKING:
     from . import tree
-    from .mirror_reader import MirrorCatalog, open_mirror
+    from .mirror_reader import MirrorCatalog, MirrorSettings, open_mirror
 
 # Loaded on first use: a catalog needs neither the tree format nor the tree reader.
 _LAZY = {"tree": (".tree", None), "MirrorCatalog": (".mirror_reader", "MirrorCatalog"),
+         "MirrorSettings": (".mirror_reader", "MirrorSettings"),
          "open_mirror": (".mirror_reader", "open_mirror")}  # fmt: skip
 
 
@@ -85,6 +86,7 @@ __all__ = [
     "InvalidInput",
     "LockedError",
     "MirrorCatalog",
+    "MirrorSettings",
     "NetworkError",
     "NotFound",
     "Page",

@@ -8,41 +8,104 @@ with the catalog's own schema. Listing then runs the catalog's own query code
 (``glarelite._query``), so filters, sort, ``latest`` and paging behave exactly as on the
 catalog. Blob reads verify size and sha256 while streaming; a blob missing from the tree
 or holding other bytes raises an error that names its path.
+
+A tree is hostile until proven: its indexes are validated strictly
+(``glarelite._treeread``) before a name from them makes a path, a local tree is walked
+without following links, and over http every request stays under the base URL, is never
+decompressed, and index reads are bounded in size and time (:class:`MirrorSettings`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
+import math
 import os
+import sqlite3
+import stat
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, cast
+from urllib.parse import unquote, urljoin
 
-from . import _listing, _semver, tree
+from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
 from ._values import prop_rows
-from .errors import InvalidInput, NetworkError, NotFound, ReadOnly, VerificationError
+from .errors import (
+    Forbidden,
+    GlareliteError,
+    InvalidInput,
+    NetworkError,
+    NotFound,
+    ReadOnly,
+    RefusedLocation,
+    TooLarge,
+    VerificationError,
+)
 from .models import Artifact, Blob, Page
 from .progress import Progress
+from .settings import MIB, RetryPolicy
 from .types import ArtifactType
 from .urls import join_base
 
-__all__ = ["MirrorCatalog", "open_mirror"]
+__all__ = ["MirrorCatalog", "MirrorSettings", "open_mirror"]
 
 _CHUNK = 1 << 20
+_INDEX_CHUNK = 64 * 1024  # index reads: small reads, so the deadline is checked often
 _LOAD_ATTEMPTS = 5  # a publish in progress settles within a few rounds
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """How :func:`open_mirror` reads a tree; every bound a hostile tree or server could
+    otherwise stretch is here.
+
+    ``timeout`` bounds connecting and each read of a socket (http). ``read_deadline``
+    bounds, in total, the reading of a tree's indexes by ``open_mirror`` or ``refresh``
+    (http; a read under way ends at most ``timeout`` later). ``retry`` is how failed
+    requests are retried (``Retry-After`` capped at ``retry.max_retry_after``).
+    ``max_redirects`` redirects are followed, and only to URLs under the tree's base URL.
+    ``max_root_index_bytes`` / ``max_index_bytes`` cap the root index and each type index.
+    """
+
+    timeout: float = 30.0
+    read_deadline: float = 300.0
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(total=3))
+    max_redirects: int = 5
+    max_root_index_bytes: int = 16 * MIB
+    max_index_bytes: int = 64 * MIB
+    ca_certs: str | None = None
+    user_agent: str = "glarelite-mirror-reader"
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "read_deadline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidInput(f"{name} must be a number of seconds > 0, not {value!r}")
+        for name in ("max_redirects", "max_root_index_bytes", "max_index_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"{name} must be an integer >= 0, not {value!r}")
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidInput("retry must be a glarelite.RetryPolicy")
+        agent = self.user_agent
+        if not isinstance(agent, str) or not agent.isprintable() or not agent.isascii():
+            raise InvalidInput(f"user_agent must be printable ASCII, not {agent!r}")
 
 
 # -- where the tree is ---------------------------------------------------------------------
 class _Source:
     where: str
 
-    def read(self, path: str) -> bytes:
-        """A small file's bytes; NotFound when absent."""
+    def read(self, path: str, limit: int, deadline: float) -> bytes:
+        """A small file's bytes; NotFound when absent, TooLarge past ``limit`` bytes
+        (having read at most ``limit + 1``), NetworkError past ``deadline`` (monotonic)."""
         raise NotImplementedError
 
     def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
@@ -56,50 +119,126 @@ class _Source:
         return None
 
 
+def _missing(where: str, path: str) -> NotFound:
+    return NotFound(
+        f"mirror tree {where} has no {path}: the tree is incomplete "
+        "(check it with glarelite mirror --check)"
+    )
+
+
+def _too_large(where: str, path: str, limit: int) -> TooLarge:
+    return TooLarge(f"mirror tree {where}: {path} is larger than {limit} bytes; refused")
+
+
 class _LocalSource(_Source):
+    """A tree in a folder. Files are opened by walking from the root with openat, no
+    component followed if it is a symlink, and only regular files are read: a link
+    planted in a tree cannot make the reader serve a file from elsewhere."""
+
     def __init__(self, root: str) -> None:
         self.root = Path(root).resolve()
         self.where = str(self.root)
 
-    def _file(self, path: str) -> Path:
-        return self.root.joinpath(*path.split("/"))
-
-    def read(self, path: str) -> bytes:
+    def _open_fd(self, path: str) -> int:
+        parts = _treeread.check_segments(path)
         try:
-            return self._file(path).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"mirror tree {self.where} has no {path}") from None
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            raise _missing(self.where, path) from None
+        try:
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                # O_NONBLOCK: opening a FIFO planted in the tree must not wait for a writer.
+                kind = os.O_NONBLOCK if last else os.O_DIRECTORY
+                flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | kind
+                try:
+                    child = os.open(part, flags, dir_fd=fd)
+                except OSError as exc:
+                    raise self._refusal(exc, fd, part, "/".join(parts[: i + 1])) from None
+                os.close(fd)
+                fd = child
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise VerificationError(
+                    f"mirror tree {self.where}: {path} is not a regular file; refused"
+                )
+            os.set_blocking(fd, True)
+            opened, fd = fd, -1
+            return opened
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _refusal(self, exc: OSError, dir_fd: int, name: str, shown: str) -> GlareliteError:
+        try:
+            is_link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except OSError:
+            is_link = False
+        if is_link or exc.errno == errno.ELOOP:
+            return VerificationError(
+                f"mirror tree {self.where}: {shown} is a symbolic link; a tree's files and "
+                "folders are never followed through links"
+            )
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return _missing(self.where, shown)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return Forbidden(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
+        return VerificationError(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
+
+    def read(self, path: str, limit: int, deadline: float) -> bytes:
+        fd = self._open_fd(path)
+        try:
+            if os.fstat(fd).st_size > limit:  # refused before reading a byte
+                raise _too_large(self.where, path, limit)
+            chunks: list[bytes] = []
+            got = 0
+            while got <= limit:  # the file may grow while we read it
+                data = os.read(fd, min(_CHUNK, limit + 1 - got))
+                if not data:
+                    break
+                chunks.append(data)
+                got += len(data)
+        except OSError as exc:
+            raise VerificationError(
+                f"mirror tree {self.where}: cannot read {path}: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
+        if got > limit:
+            raise _too_large(self.where, path, limit)
+        return b"".join(chunks)
 
     def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
-        try:
-            f = open(self._file(path), "rb")  # noqa: SIM115 - the reader closes it
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(
-                f"mirror tree {self.where} has no {path}: the tree is incomplete "
-                "(check it with glarelite mirror --check)"
-            ) from None
+        f = os.fdopen(self._open_fd(path), "rb")
         if offset:
             f.seek(offset)
         return f
 
     def url(self, path: str) -> str:
-        return self._file(path).as_uri()
+        return self.root.joinpath(*_treeread.check_segments(path)).as_uri()
 
 
 class _HttpBody:
-    """A urllib3 response as a raw file: ``read`` and ``close`` (which frees the socket)."""
+    """A urllib3 response as a raw file: ``read`` and ``close`` (which frees the socket).
+    A failure mid-body (a reset, a body cut short) is a NetworkError, never urllib3's own."""
 
-    def __init__(self, response: Any, skip: int) -> None:
+    def __init__(self, response: Any, skip: int, url: str) -> None:
         self._response = response
+        self._url = url
         # A server that ignored our Range sent the whole body: drop the leading bytes.
         while skip > 0:
-            data = response.read(min(skip, _CHUNK))
+            data = self.read(min(skip, _CHUNK))
             if not data:
                 break
             skip -= len(data)
 
     def read(self, n: int = -1) -> bytes:
-        return cast(bytes, self._response.read(n if n is not None and n >= 0 else None))
+        import urllib3
+
+        amount = n if n is not None and n >= 0 else None
+        try:
+            return cast(bytes, self._response.read(amount, decode_content=False))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise NetworkError(f"GET {self._url}: the body failed mid-way: {exc}") from None
 
     def close(self) -> None:
         self._response.close()
@@ -107,52 +246,146 @@ class _HttpBody:
 
 
 class _HttpSource(_Source):
-    def __init__(
-        self, base_url: str, *, ca_certs: str | None, timeout: float, retries: int
-    ) -> None:
-        import urllib3
+    """A tree served over http(s). Every request stays under the base URL: paths are
+    built from validated names, and a redirect is followed only to a URL under the base
+    (same scheme, host and port, path below the base's)."""
 
-        self.base = base_url.rstrip("/")
-        self.where = self.base
-        self._pool = urllib3.PoolManager(
-            ca_certs=ca_certs,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=urllib3.Retry(
-                total=retries,
-                backoff_factor=0.2,
-                status_forcelist=(429, 500, 502, 503, 504),
-                allowed_methods=("GET", "HEAD"),
-                raise_on_status=False,
-            ),
-            headers={"User-Agent": "glarelite-mirror-reader", "Accept-Encoding": "identity"},
-        )
-
-    def url(self, path: str) -> str:
-        return join_base(self.base, path)
-
-    def _get(self, path: str, headers: Mapping[str, str], preload: bool) -> Any:
+    def __init__(self, base_url: str, settings: MirrorSettings) -> None:
         import urllib3
 
         try:
-            resp = self._pool.request(
-                "GET", self.url(path), headers=dict(headers), preload_content=preload
+            parsed = urllib3.util.parse_url(base_url)
+        except urllib3.exceptions.LocationParseError as exc:
+            raise InvalidInput(f"not a mirror tree URL: {base_url!r}: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InvalidInput(f"a mirror tree URL is http(s)://host/path, not {base_url!r}")
+        if parsed.query is not None or parsed.fragment is not None:
+            raise InvalidInput(f"a mirror tree URL has no query or fragment: {base_url!r}")
+        self.settings = settings
+        self.base = base_url.rstrip("/")
+        self.where = self.base
+        self._origin = _origin_of(parsed)
+        self._prefix = (parsed.path or "").rstrip("/") + "/"
+        policy = settings.retry
+        self._retry = urllib3.Retry(
+            total=policy.total,
+            backoff_factor=policy.backoff_factor,
+            backoff_max=policy.backoff_max,
+            backoff_jitter=policy.jitter,
+            status_forcelist=policy.status_forcelist,
+            allowed_methods=("GET", "HEAD"),
+            raise_on_status=False,
+            raise_on_redirect=False,
+            respect_retry_after_header=policy.respect_retry_after,
+            retry_after_max=math.ceil(policy.max_retry_after),
+        )
+        self._pool = urllib3.PoolManager(
+            ca_certs=settings.ca_certs,
+            retries=self._retry,
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
+        )
+
+    def url(self, path: str) -> str:
+        # quoted once (join_base): a static server decodes the request line, and the file of
+        # an encoded key is named with its '%' escapes
+        return join_base(self.base, "/".join(_treeread.check_segments(path)))
+
+    def _under_base(self, url: str) -> bool:
+        import urllib3
+
+        try:
+            parsed = urllib3.util.parse_url(url)
+        except urllib3.exceptions.LocationParseError:
+            return False
+        path = parsed.path or "/"
+        plain = unquote(path)
+        return (
+            _origin_of(parsed) == self._origin
+            and path.startswith(self._prefix)
+            and plain.startswith(self._prefix)
+            and not any(seg in (".", "..") for seg in plain.split("/"))
+            and "\\" not in plain
+            and "\x00" not in plain
+        )
+
+    def _get(self, path: str, headers: Mapping[str, str], deadline: float) -> Any:
+        import urllib3
+
+        url = self.url(path)
+        for _hop in range(self.settings.max_redirects + 1):
+            wait = min(self.settings.timeout, _remaining(deadline, url))
+            try:
+                resp = self._pool.request(
+                    "GET",
+                    url,
+                    headers=dict(headers),
+                    preload_content=False,
+                    decode_content=False,
+                    redirect=False,
+                    timeout=urllib3.Timeout(connect=wait, read=wait),
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                raise NetworkError(f"GET {url}: {exc}") from None
+            if resp.status not in _REDIRECTS:
+                break
+            location = resp.headers.get("Location")
+            resp.close()
+            target = urljoin(url, location) if location else ""
+            if not target or not self._under_base(target):
+                raise RefusedLocation(
+                    f"GET {url}: redirected to {str(location)[:200]!r}, outside the mirror "
+                    f"tree at {self.base}; refused (a tree's files come from under its base URL)"
+                )
+            url = target
+        else:
+            raise NetworkError(
+                f"GET {self.url(path)}: more than {self.settings.max_redirects} redirects"
             )
-        except urllib3.exceptions.HTTPError as exc:
-            raise NetworkError(f"GET {self.url(path)}: {exc}") from exc
         if resp.status == 404:
-            resp.release_conn()
-            raise NotFound(
-                f"mirror tree {self.where} has no {path}: the tree is incomplete "
-                "(check it with glarelite mirror --check)"
-            )
+            resp.close()
+            raise _missing(self.where, path)
         if resp.status not in (200, 206):
-            resp.release_conn()
-            raise NetworkError(f"GET {self.url(path)}: HTTP {resp.status}")
+            resp.close()
+            raise NetworkError(f"GET {url}: HTTP {resp.status}")
+        encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            # Never inflate: a small compressed body can expand to gigabytes.
+            resp.close()
+            raise NetworkError(
+                f"GET {url}: served with Content-Encoding {encoding[:40]!r} although identity "
+                "was asked for; refused"
+            )
         return resp
 
-    def read(self, path: str) -> bytes:
-        resp = self._get(path, {"Cache-Control": "no-cache"}, preload=True)
-        return cast(bytes, resp.data)
+    def read(self, path: str, limit: int, deadline: float) -> bytes:
+        import urllib3
+
+        resp = self._get(path, {"Cache-Control": "no-cache"}, deadline)
+        url = self.url(path)
+        try:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(self.where, path, limit)
+            chunks: list[bytes] = []
+            got = 0
+            while got <= limit:
+                _remaining(deadline, url)
+                data = resp.read1(min(_INDEX_CHUNK, limit + 1 - got), decode_content=False)
+                if not data:
+                    break
+                chunks.append(data)
+                got += len(data)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            resp.close()
+            raise NetworkError(f"GET {url}: {exc}") from None
+        except BaseException:
+            resp.close()
+            raise
+        if got > limit:
+            resp.close()
+            raise _too_large(self.where, path, limit)
+        resp.release_conn()
+        return b"".join(chunks)
 
     def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
         headers: dict[str, str] = {}
@@ -160,12 +393,41 @@ class _HttpSource(_Source):
             end = "" if length is None else str(offset + length - 1)
             if length != 0:
                 headers["Range"] = f"bytes={offset}-{end}"
-        resp = self._get(path, headers, preload=False)
+        resp = self._get(path, headers, math.inf)
         skip = offset if resp.status == 200 else 0
-        return cast(IO[bytes], _HttpBody(resp, skip))
+        if resp.status == 206 and not _range_starts_at(resp.headers.get("Content-Range"), offset):
+            resp.close()
+            raise NetworkError(
+                f"GET {self.url(path)}: the server answered another range than bytes {offset}-"
+            )
+        return cast(IO[bytes], _HttpBody(resp, skip, self.url(path)))
 
     def close(self) -> None:
         self._pool.clear()
+
+
+def _origin_of(parsed: Any) -> tuple[str, str, int]:
+    scheme = (parsed.scheme or "").lower()
+    port = parsed.port or (443 if scheme == "https" else 80)
+    return scheme, (parsed.host or "").lower(), port
+
+
+def _range_starts_at(value: str | None, offset: int) -> bool:
+    """``Content-Range: bytes <offset>-<end>/<size>`` starts where we asked."""
+    if not value or not value.startswith("bytes "):
+        return False
+    first = value[6:].partition("-")[0].strip()
+    return first.isdigit() and int(first) == offset
+
+
+def _remaining(deadline: float, url: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise NetworkError(
+            f"GET {url}: reading the mirror tree's indexes took longer than its deadline; "
+            "given up (a slow or stalling server; see MirrorSettings.read_deadline)"
+        )
+    return left
 
 
 # -- the read-only catalog -----------------------------------------------------------------
@@ -174,8 +436,9 @@ class MirrorCatalog:
     ``glarelite.Catalog`` (same filters, sort, ``latest`` and paging) and reads blobs
     verified; every write raises glarelite.ReadOnly."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: _Source, settings: MirrorSettings | None = None) -> None:
         self._source = source
+        self._settings = settings or MirrorSettings()
         self._db: Database | None = None
         self._artifacts: dict[str, Artifact] = {}
         self._types: dict[str, ArtifactType] = {}
@@ -210,51 +473,99 @@ class MirrorCatalog:
 
     def refresh(self) -> None:
         """Read the tree's indexes again (after the site received a newer tree)."""
-        root, shows = self._read_indexes()
+        root, types, loaded = self._read_indexes()
         db = Database(":memory:")
-        types = {n: ArtifactType.from_json(e.definition) for n, e in root.types.items()}
         artifacts: dict[str, Artifact] = {}
-        with db.write() as conn:
-            for atype in types.values():
-                conn.execute(
-                    "INSERT INTO artifact_types (name, definition, created_at) VALUES (?, ?, ?)",
-                    (atype.name, atype.dumps(), root.generated_at),
-                )
-            for type_name, items in shows.items():
-                atype = types[type_name]
-                for show in items:
-                    artifact = Artifact.from_dict(show)
+        where = tree.ROOT_INDEX
+        try:
+            with db.write() as conn:
+                for atype in types.values():
+                    conn.execute(
+                        "INSERT INTO artifact_types (name, definition, created_at)"
+                        " VALUES (?, ?, ?)",
+                        (atype.name, atype.dumps(), root.generated_at),
+                    )
+                for item in loaded:
+                    artifact = item.artifact
+                    where = f"{tree.type_index_path(artifact.type_name)}: artifact {artifact.id}"
                     artifacts[artifact.id] = artifact
-                    _insert(conn, artifact, atype)
+                    _insert(conn, item, types[artifact.type_name])
+        except (sqlite3.Error, UnicodeError, ValueError) as exc:
+            # Validation lets nothing through that the schema refuses (text that is not
+            # Unicode, say); should it, the tree is still at fault, not the caller.
+            db.close()
+            raise InvalidInput(
+                f"mirror tree {self._source.where}: {where} cannot be loaded: {exc}"
+            ) from None
+        except BaseException:
+            db.close()
+            raise
         old, self._db = self._db, db
         self.root, self._types, self._artifacts = root, types, artifacts
         if old is not None:
             old.close()
 
-    def _read_indexes(self) -> tuple[tree.RootIndex, dict[str, list[Mapping[str, Any]]]]:
+    def _read_indexes(
+        self,
+    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
+        """Every index of the tree, validated; InvalidInput names the file at fault."""
+        where = self._source.where
+        try:
+            return self._read_indexes_once()
+        except InvalidInput as exc:
+            if str(exc).startswith("mirror tree "):
+                raise
+            raise type(exc)(f"mirror tree {where}: {exc}") from None
+
+    def _read_indexes_once(
+        self,
+    ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
+        settings = self._settings
+        deadline = time.monotonic() + settings.read_deadline
         problem = ""
         for attempt in range(_LOAD_ATTEMPTS):
             try:
-                raw = self._source.read(tree.ROOT_INDEX)
+                raw = self._source.read(tree.ROOT_INDEX, settings.max_root_index_bytes, deadline)
             except NotFound:
                 raise NotFound(
                     f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
                 ) from None
             root = tree.RootIndex.from_dict(_json(raw, tree.ROOT_INDEX))
-            shows: dict[str, list[Mapping[str, Any]]] = {}
+            types = {
+                n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
+                for n, e in root.types.items()
+            }
+            loaded: list[_treeread.Loaded] = []
+            seen: dict[str, str] = {}  # artifact id -> the index that listed it
             for type_name, entry in root.types.items():
                 path = tree.type_index_path(type_name)
-                data = self._source.read(path)
-                if (len(data), hashlib.sha256(data).hexdigest()) != (
+                if entry.index_size > settings.max_index_bytes:
+                    raise _too_large(self._source.where, path, settings.max_index_bytes)
+                try:  # never more than the root says it holds (+1 byte to see it is more)
+                    data: bytes | None = self._source.read(path, entry.index_size, deadline)
+                except TooLarge:
+                    data = None
+                if data is None or (len(data), hashlib.sha256(data).hexdigest()) != (
                     entry.index_size,
                     entry.index_sha256,
                 ):
                     problem = f"{path} is not the one {tree.ROOT_INDEX} publishes"
                     break
-                shows[type_name] = tree.check_type_index(_json(data, path), type_name)
+                atype = types[type_name]
+                for show in tree.check_type_index(_json(data, path), type_name):
+                    item = _treeread.read_show(show, atype, path)
+                    artifact = item.artifact
+                    if artifact.id in seen:
+                        raise InvalidInput(
+                            f"{path}: artifact {artifact.id} is listed twice "
+                            f"(also in {seen[artifact.id]})"
+                        )
+                    seen[artifact.id] = path
+                    loaded.append(item)
             else:
-                return root, shows
-            time.sleep(0.1 * (attempt + 1))  # a sync is publishing: let it finish
+                return root, types, loaded
+            if attempt + 1 < _LOAD_ATTEMPTS:  # a sync is publishing: let it finish
+                time.sleep(min(0.1 * (attempt + 1), max(0.0, deadline - time.monotonic())))
         raise VerificationError(
             f"mirror tree {self._source.where}: {problem} (read {_LOAD_ATTEMPTS} times); a sync "
             "may still be publishing, or the tree is damaged (check it)"
@@ -426,12 +737,14 @@ def _json(raw: bytes, path: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise InvalidInput(f"{path} in the mirror tree is not valid JSON: {exc}") from None
+        raise InvalidInput(f"{path} is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise InvalidInput(f"{path} is not a mirror index: JSON nested too deeply") from None
 
 
-def _insert(conn: Any, artifact: Artifact, atype: ArtifactType) -> None:
+def _insert(conn: Any, item: _treeread.Loaded, atype: ArtifactType) -> None:
     """The catalog's rows for one artifact (no blob rows: listing never filters on them)."""
-    _, version_key = _semver.canonical(artifact.version)
+    artifact, version_key = item.artifact, item.version_key
     conn.execute(
         "INSERT INTO artifacts (id, type_name, name, version, version_key, owner, visibility,"
         " status, description, tags, properties, created_at, updated_at, activated_at)"
@@ -458,8 +771,7 @@ def _insert(conn: Any, artifact: Artifact, atype: ArtifactType) -> None:
             "INSERT INTO artifact_tags (artifact_id, tag) VALUES (?, ?)",
             [(artifact.id, t) for t in sorted(set(artifact.tags))],
         )
-    known = {k: v for k, v in artifact.properties.items() if k in atype.properties}
-    rows = prop_rows(artifact.id, atype, known)
+    rows = prop_rows(artifact.id, atype, item.props)
     if rows:
         conn.executemany(
             "INSERT INTO artifact_props (artifact_id, name, key, position, value)"
@@ -487,16 +799,29 @@ def open_mirror(
     location: str | os.PathLike[str],
     *,
     ca_certs: str | None = None,
-    timeout: float = 30.0,
-    retries: int = 3,
+    timeout: float | None = None,
+    retries: int | None = None,
+    settings: MirrorSettings | None = None,
 ) -> MirrorCatalog:
     """A read-only catalog over the mirror tree at ``location``: a folder, a ``file://``
-    URL or an http(s) URL where a static web server serves the tree."""
+    URL or an http(s) URL where a static web server serves the tree.
+
+    ``settings`` bounds everything (see :class:`MirrorSettings`); ``ca_certs``,
+    ``timeout`` and ``retries`` (retries of a request), when given, replace its values."""
+    settings = settings if settings is not None else MirrorSettings()
+    if not isinstance(settings, MirrorSettings):
+        raise InvalidInput("settings must be a glarelite.MirrorSettings")
+    if ca_certs is not None:
+        settings = replace(settings, ca_certs=ca_certs)
+    if timeout is not None:
+        settings = replace(settings, timeout=timeout)
+    if retries is not None:
+        settings = replace(settings, retry=replace(settings.retry, total=retries))
     text = os.fspath(location)
     if text.startswith(("http://", "https://")):
-        return MirrorCatalog(_HttpSource(text, ca_certs=ca_certs, timeout=timeout, retries=retries))
+        return MirrorCatalog(_HttpSource(text, settings), settings)
     if text.startswith("file://"):
         text = text[len("file://") :]
     elif "://" in text:
         raise InvalidInput(f"a mirror tree is a folder or an http(s) URL, not {text!r}")
-    return MirrorCatalog(_LocalSource(text))
+    return MirrorCatalog(_LocalSource(text), settings)

@@ -153,17 +153,33 @@ class TypeEntry:
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> TypeEntry:
+        """Validate one entry of the root index's ``types``; InvalidInput names the fault."""
+        check_identifier(name, "type name")
+        if not isinstance(data, Mapping) or not isinstance(data.get("index"), Mapping):
+            raise InvalidInput(f"the entry of type {name!r} is not an object with an index")
+        if not isinstance(data.get("definition"), Mapping):
+            raise InvalidInput(f"type {name!r} has no definition object")
         index = data["index"]
+        sha256 = index.get("sha256")
+        if not isinstance(sha256, str) or not _HEX64.match(sha256):
+            raise InvalidInput(f"type {name!r}: the index sha256 is not a hex digest")
         return cls(
             name=name,
             definition=dict(data["definition"]),
-            index_sha256=str(index["sha256"]),
-            index_size=int(index["size"]),
-            index_generation=int(index["generation"]),
-            artifacts=int(data.get("artifacts", 0)),
-            blobs=int(data.get("blobs", 0)),
-            bytes=int(data.get("bytes", 0)),
+            index_sha256=sha256,
+            index_size=_count(index.get("size"), f"type {name!r} index size"),
+            index_generation=_count(index.get("generation"), f"type {name!r} generation"),
+            artifacts=_count(data.get("artifacts", 0), f"type {name!r} artifacts"),
+            blobs=_count(data.get("blobs", 0), f"type {name!r} blobs"),
+            bytes=_count(data.get("bytes", 0), f"type {name!r} bytes"),
         )
+
+
+def _count(value: object, what: str) -> int:
+    """A non-negative JSON integer (never a bool, a float or text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{what} is not a non-negative integer")
+    return value
 
 
 @dataclass(frozen=True)
@@ -198,24 +214,35 @@ class RootIndex:
     def from_dict(cls, data: Mapping[str, Any]) -> RootIndex:
         """Validate and read a root index; InvalidInput names what is wrong."""
         try:
-            version = data["format_version"]
+            if not isinstance(data, Mapping):
+                raise InvalidInput("it is not a JSON object")
+            version = data.get("format_version")
             if version != FORMAT_VERSION:
                 raise InvalidInput(
-                    f"mirror tree format {version!r} is not supported (this glarelite reads "
-                    f"format {FORMAT_VERSION}); upgrade glarelite"
+                    f"mirror tree format {repr(version)[:40]} is not supported (this "
+                    f"glarelite reads format {FORMAT_VERSION}); upgrade glarelite"
                 )
             sums = data.get("sha256sums") or {}
+            types = data.get("types")
+            generated_at = data.get("generated_at")
+            if not isinstance(sums, Mapping) or not isinstance(types, Mapping):
+                raise InvalidInput("types or sha256sums is not an object")
+            if not isinstance(generated_at, str):
+                raise InvalidInput("generated_at is not text")
+            sums_sha = sums.get("sha256", "")
+            if not isinstance(sums_sha, str) or (sums_sha and not _HEX64.match(sums_sha)):
+                raise InvalidInput(f"the {SUMS} sha256 is not a hex digest")
             return cls(
-                generation=int(data["generation"]),
-                generated_at=str(data["generated_at"]),
-                types={n: TypeEntry.from_dict(n, t) for n, t in data["types"].items()},
-                sums_sha256=str(sums.get("sha256", "")),
-                sums_size=int(sums.get("size", 0)),
+                generation=_count(data.get("generation"), "generation"),
+                generated_at=generated_at,
+                types={n: TypeEntry.from_dict(n, t) for n, t in types.items()},
+                sums_sha256=sums_sha,
+                sums_size=_count(sums.get("size", 0), f"the {SUMS} size"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, InvalidInput):
+        except InvalidInput as exc:
+            if "is not supported" in str(exc):
                 raise
-            raise InvalidInput(f"{ROOT_INDEX} is not a valid mirror root index: {exc!r}") from None
+            raise InvalidInput(f"{ROOT_INDEX} is not a valid mirror root index: {exc}") from None
 
 
 def type_index_head(
@@ -232,11 +259,14 @@ def type_index_head(
 
 def check_type_index(data: Mapping[str, Any], type_name: str) -> list[Mapping[str, Any]]:
     """The show views of a parsed type index; InvalidInput when it is not one."""
+    path = type_index_path(type_name)
     if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
-        raise InvalidInput(f"{type_index_path(type_name)} is not a mirror type index")
+        raise InvalidInput(f"{path} is not a mirror type index")
     if data.get("type") != type_name or not isinstance(data.get("artifacts"), list):
-        raise InvalidInput(f"{type_index_path(type_name)} does not describe type {type_name!r}")
+        raise InvalidInput(f"{path} does not describe type {type_name!r}")
     items: list[Mapping[str, Any]] = data["artifacts"]
+    if not all(isinstance(item, Mapping) for item in items):
+        raise InvalidInput(f"{path}: an artifact entry is not an object")
     return items
 
 
