@@ -27,6 +27,21 @@ DEFAULT_CATALOG = "glarelite.db"
 DEST_OPTIONS_ENV = "GLARELITE_DEST_OPTIONS"
 
 
+# The library's reports speak of its keyword arguments; the CLI user knows options.
+_API_WORDS = (
+    ("pass force=True", "pass --force"),
+    ("force=True", "--force"),
+    ("max_delete=", "--max-delete "),
+    ("; force to", "; --force to"),
+)
+
+
+def _cli_words(text: str) -> str:
+    for api, cli in _API_WORDS:
+        text = text.replace(api, cli)
+    return text
+
+
 def _mirror_summary(report: Any) -> None:
     """A few lines on stderr: what the run did, then each failure or fault."""
     data = report.to_dict()
@@ -39,36 +54,71 @@ def _mirror_summary(report: Any) -> None:
         )
         for fault in data["faults"]:
             typer.echo(f"  {fault['kind']}: {fault['path']}: {fault['detail']}", err=True)
+        for warning in data["warnings"]:
+            typer.echo(f"  warning: {warning}", err=True)
+        return
+    if data["refused"]:
+        typer.echo(f"refused: {_cli_words(data['refused'])} (exit 10)", err=True)
         return
     if data["dry_run"]:
         typer.echo(
             f"dry run for {data['dest']}: would copy {len(data['would_copy'])} blobs, "
-            f"re-hash {data['would_check']}, delete {len(data['would_delete'])} files",
+            f"re-hash {data['would_check']}, withdraw {len(data['withdrawn'])} artifacts, "
+            f"delete {len(data['would_delete'])} files",
             err=True,
         )
         for item in data["would_copy"]:
             typer.echo(f"  would copy {item.get('path', item)}", err=True)
+        for item in data["withdrawn"]:
+            typer.echo(
+                f"  would withdraw {item['id']} ({item['type']}, {item['reason']})", err=True
+            )
         for path in data["would_delete"]:
             typer.echo(f"  would delete {path}", err=True)
     else:
-        head = "nothing to do" if data["nothing_to_do"] else f"generation {data['generation']}"
+        if data["nothing_to_do"]:
+            head = f"nothing to do, generation {data['generation']}"
+        elif data["published"]:
+            head = f"published generation {data['generation']}"
+        else:  # blobs copied or repaired, the indexes already right
+            head = f"generation {data['generation']} unchanged"
         typer.echo(
             f"mirrored into {data['dest']} ({head}): {data['artifacts']} artifacts, "
             f"{data['blobs']} blobs; copied {len(data['copied'])} "
             f"({human_size(data['bytes'])}), skipped {data['skipped']}, "
-            f"repaired {len(data['repaired'])}, deleted {len(data['deleted'])}, "
-            f"failed {len(data['failed'])} in {data['seconds']:.1f}s",
+            f"repaired {len(data['repaired'])}, withdrawn {len(data['withdrawn'])}, "
+            f"deleted {len(data['deleted'])}, failed {len(data['failed'])} "
+            f"in {data['seconds']:.1f}s",
             err=True,
         )
+        for item in data["repaired"]:
+            typer.echo(f"  repaired {item['path']}: {item['reason']}", err=True)
+        for item in data["withdrawn"]:
+            typer.echo(f"  withdrew {item['id']} ({item['type']}, {item['reason']})", err=True)
     for item in data["failed"]:
         typer.echo(
             f"  failed {item.get('path', '?')}: {item.get('error', '')} {item.get('reason', '')}",
             err=True,
         )
     if data["prune"] not in ("not asked", "done", ""):
-        typer.echo(f"  prune: {data['prune']}", err=True)
+        typer.echo(f"  prune: {_cli_words(data['prune'])}", err=True)
+    if data["retained"] and data["prune"] == "not asked":
+        typer.echo(
+            f"  kept {data['retained']} files no longer selected (--delete removes them)",
+            err=True,
+        )
+    skipped = data.get("not_selected") or {}
+    if skipped:
+        parts = ", ".join(f"{n} {why}" for why, n in skipped.items())
+        hints = []
+        if "drafted" in skipped:
+            hints.append("glarelite activate ID, then glarelite publish ID, to mirror a draft")
+        if "private" in skipped:
+            hints.append("glarelite publish ID (as admin) or --include-private NAME")
+        tail = f" ({'; '.join(hints)})" if hints else ""
+        typer.echo(f"  not mirrored: {parts}{tail}", err=True)
     for warning in data["warnings"]:
-        typer.echo(f"  warning: {warning}", err=True)
+        typer.echo(f"  warning: {_cli_words(warning)}", err=True)
 
 
 @app.command("mirror")
