@@ -227,3 +227,40 @@ def test_s3_storage_and_destination_from_the_cli(
     for path in Path(env["GLARELITE_CATALOG"]).parent.glob("cat.db*"):
         raw += path.read_bytes()
     assert options["secret"].encode() not in raw and options["key"].encode() not in raw
+
+
+def test_forgetting_to_publish_is_reported_and_the_empty_tree_checks(
+    ready: Run, tmp_path: Path
+) -> None:
+    """Issue 16.3: a drafted and a private artifact, nothing public: exit 0, a word about
+    each with what to do, no generation claimed twice, and `sha256sum -c` passes."""
+    import subprocess
+
+    draft = new_id(ready, "draft", "--set", "os=linux")
+    ok(ready("upload", draft, "file", "-", input=b"draft bytes"))
+    private = new_id(ready, "private", "--set", "os=linux")
+    ok(ready("upload", private, "file", "-", input=b"private bytes"))
+    ok(ready("activate", private))
+    tree = tmp_path / "tree"
+    first = ok(ready("mirror", str(tree)))
+    assert "published generation 1" in first.stderr
+    assert "not mirrored: 1 drafted, 1 private" in first.stderr
+    assert "glarelite publish ID" in first.stderr and "--include-private" in first.stderr
+    done = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=tree, check=False)
+    assert done.returncode == 0
+    again = ok(ready("mirror", str(tree)))
+    assert "nothing to do, generation 1" in again.stderr
+    assert "published generation" not in again.stderr
+
+
+def test_plain_mirror_of_a_withdrawn_catalog_is_not_a_prune_refusal(
+    ready: Run, published: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 16.2: no --delete, nothing selected since everything was deactivated: exit 0,
+    no word of pruning; --force without --delete is documented, not a silent no-op."""
+    tree = tmp_path / "tree"
+    ok(ready("mirror", str(tree)))
+    ok(ready("deactivate", published["ubuntu"]))
+    result = ok(ready("mirror", str(tree)))
+    assert "prune" not in result.stderr and "withdrawn 1" in result.stderr
+    assert "published generation 2" in result.stderr
