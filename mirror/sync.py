@@ -248,7 +248,7 @@ class _Run:
         executor.shutdown(wait=True)
         self._withdraw()
         p = self.state.published
-        p.catalog = self.catalog.path
+        p.catalog = _catalog_id(self.catalog)
         p.selection = self.selection.signature
         p.watermark = plan.watermark
         p.complete = not report.failed
@@ -287,7 +287,7 @@ class _Run:
         p = state.published
         if not (p.complete and p.generation and p.watermark):
             return False
-        if p.catalog != self.catalog.path or p.selection != sel.signature:
+        if p.catalog != _catalog_id(self.catalog) or p.selection != sel.signature:
             return False
         if set(p.types) != set(sel.types) or (self.delete and p.retained):
             return False
@@ -606,6 +606,14 @@ class _Absent:
     def __init__(self) -> None:
         self.withdrawn: dict[str, dict[str, Any]] = {}
         self.stranger = False  # the catalog knows none of the published artifacts
+
+
+def _catalog_id(catalog: Catalog) -> str:
+    """Which catalog a tree was built from, as the state records it: a digest of its
+    path, since the state sits in the tree and a host path must not be served."""
+    import hashlib
+
+    return hashlib.sha256(catalog.path.encode()).hexdigest()[:32]
 
 
 def _held_ids(state: State) -> dict[str, str]:
