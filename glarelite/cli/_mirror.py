@@ -121,6 +121,27 @@ def _mirror_summary(report: Any) -> None:
         typer.echo(f"  warning: {_cli_words(warning)}", err=True)
 
 
+def _writable(path: Path) -> None:
+    """--report FILE must be writable before a run that may take hours, not after it."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = "is in a folder that does not exist"
+    elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "cannot be written (permission denied)"
+    else:
+        return
+    from glarelite import errors
+
+    from ._app import cli_error
+
+    raise cli_error(
+        errors.InvalidInput(f"--report {path} {problem}"),
+        "name a file in a folder you can write, or leave --report out",
+    )
+
+
 @app.command("mirror")
 @handled
 def mirror_cmd(
@@ -190,6 +211,8 @@ def mirror_cmd(
     import mirror
 
     st = state()
+    if report_file is not None:
+        _writable(report_file)
     options = parse_storage_options(
         dest_option or [],
         os.environ.get(DEST_OPTIONS_ENV),
