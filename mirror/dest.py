@@ -574,7 +574,19 @@ def open_dest(
         return LocalDest(path, create=create, fsync=fsync)
     from fsspec.core import url_to_fs
 
-    fs, root = url_to_fs(url, **dict(storage_options or {}))
+    try:
+        fs, root = url_to_fs(url, **dict(storage_options or {}))
+    except ImportError as exc:
+        from glarelite import DestinationError
+
+        if url.startswith(("s3://", "s3a://")):
+            message = (
+                f"the mirror tree {url} needs S3 support, which is not installed: "
+                "pip install 'glarelite[s3]' (it adds s3fs)"
+            )
+        else:
+            message = f"cannot open the mirror tree {url}: {exc}"
+        raise DestinationError(message) from exc
     from fsspec.implementations.local import LocalFileSystem
 
     if isinstance(fs, LocalFileSystem):
