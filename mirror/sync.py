@@ -346,7 +346,12 @@ class _Run:
             job = groups.get(sha)
             if job is None:
                 job = groups[sha] = Job(
-                    sha, size, [], list(plan.sources.get(sha, [])), plan.have.get(sha)
+                    sha,
+                    size,
+                    [],
+                    list(plan.sources.get(sha, [])),
+                    plan.have.get(sha),
+                    label=plan.labels.get(path, path),
                 )
             job.targets.append(path)
         # Largest first: a big blob started last would run alone at the end.
@@ -359,6 +364,7 @@ class _Run:
         total = sum(j.size for j in jobs if j.link_from is None)
         self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
         pending: set[Future[list[Outcome]]] = set()
+        finished = False
         try:
             # Bounded submission: a million queued futures would hold a million closures.
             for run, work in self._tasks(jobs):
@@ -369,8 +375,12 @@ class _Run:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 self._collect(plan, done)
+            finished = True
         finally:
-            self.progress.end("mirror", ok=not self.report.failed)
+            # Interrupted (Ctrl-C, an error): the bar is left open, neither done nor
+            # failed; the drawing shows it as interrupted.
+            if finished:
+                self.progress.end("mirror", ok=not self.report.failed)
 
     def _tasks(self, jobs: list[Job]) -> Iterator[tuple[Callable[[Any], list[Outcome]], Any]]:
         """One task per large job; small ones fetched from the catalog go in batches, so

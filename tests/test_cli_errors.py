@@ -230,7 +230,7 @@ def test_every_documented_exit_code_is_walked() -> None:
         0: "success",
         8: "tests/test_cli_quota_input.py, tests/test_hooks_quotas.py",
         10: "tests/test_cli_mirror.py::test_mirror_dry_run_report_and_delete",
-        130: "tests/test_cli_progress.py (a simulated Ctrl-C)",
+        130: "tests/test_cli_progress.py::test_cli_says_how_to_resume",
     }
     assert codes - walked - set(elsewhere) == set()
     assert mirror.EXIT_PRUNE_REFUSED == 10

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ._app import (
+    EXIT_INTERRUPTED,
     app,
     complete_type,
     handled,
@@ -121,6 +124,20 @@ def _mirror_summary(report: Any) -> None:
         typer.echo(f"  warning: {_cli_words(warning)}", err=True)
 
 
+@contextlib.contextmanager
+def _resume_hint() -> Iterator[None]:
+    """Ctrl-C during a mirror run: say that a rerun resumes (exit 130 as ever)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(
+            "glarelite: interrupted — run the same command again to resume: what was "
+            "copied is kept, large downloads continue where they stopped",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 def _writable(path: Path) -> None:
     """--report FILE must be writable before a run that may take hours, not after it."""
     folder = path.parent if str(path.parent) else Path(".")
@@ -220,7 +237,7 @@ def mirror_cmd(
         env_name=DEST_OPTIONS_ENV,
     )
     report: Any
-    with st.progress_reporter() as progress:
+    with _resume_hint(), st.progress_reporter() as progress:
         if check_only:
             report = mirror.check_tree(
                 dest, storage_options=options, workers=workers, progress=progress
