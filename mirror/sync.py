@@ -270,9 +270,13 @@ class _Run:
             and not report.withdrawn
             and not report.failed
         )
+        # Kept: what is published, and what is selected though it failed this time (its
+        # files are not "no longer selected"; the next run completes them).
+        chosen = [*(i for v in out.published.values() for i in v)]
+        chosen += [i for v in plan.items.values() for i in v]
         keep = pruning.keep_set(
-            [p for items in out.published.values() for i in items for p, _, _ in i.paths]
-            + [tree.artifact_index_path(i.type, i.id) for v in out.published.values() for i in v],
+            [p for i in chosen for p, _, _ in i.paths]
+            + [tree.artifact_index_path(i.type, i.id) for i in chosen],
             self.selection.types,
         )
         self._prune(keep, out.artifacts)

@@ -279,3 +279,18 @@ def _all_files(root: Path) -> dict[str, bytes]:
             p = Path(folder, name)
             out[p.relative_to(root).as_posix()] = p.read_bytes()
     return out
+
+
+def test_files_of_a_selected_artifact_that_failed_are_not_called_unselected(
+    world: World, tmp_path: Path
+) -> None:
+    cat, dest, origin = world.catalog, tmp_path / "tree", world.origin
+    new = cat.create("images", "n", version="1.0", properties={"os": "linux"})
+    world.upload(new.id, "file", b"good internal bytes")
+    world.external(new.id, "regions/eu", "/n-eu.img", b"registered" * 100)
+    cat.activate(new.id)
+    cat.publish(new.id)
+    origin.add("/n-eu.img", data=b"other bytes" * 100)
+    report = mirror.sync(cat, str(dest), **QUICK)
+    assert [f["path"] for f in report.failed] == [tree.blob_path("images", new.id, "regions", "eu")]
+    assert report.retained == 0  # its copied file is selected, not "kept for --delete"

@@ -89,6 +89,7 @@ def exit_code_for(exc: BaseException) -> int:
 # CLI's own hint says better is dropped (so the advice is given once).
 _API_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"; allow it with allow_hosts or \$\w+ if that is intended"), ""),
+    (re.compile(r"allow it with allow_hosts or (\$\w+)"), r"allow it with --allow-host or \1"),
     (re.compile(r"\bpass force=True\b"), "pass --force"),
     (re.compile(r"\bforce=True\b"), "--force"),
     (re.compile(r"\bdelete with force\b"), "delete with --force"),
@@ -98,7 +99,7 @@ _API_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
 _HTTP_STATUS = re.compile(r": HTTP (\d{3})\b")
 
 
-def _cli_words(message: str) -> str:
+def cli_words(message: str) -> str:
     for pattern, replacement in _API_PHRASES:
         message = pattern.sub(replacement, message)
     return message
@@ -139,7 +140,7 @@ def _hint_for(exc: BaseException) -> str | None:
 
 def error_line(exc: BaseException) -> str:
     """The one line printed for ``exc``: what was wrong, then what to do."""
-    message = _cli_words(" ".join(str(exc).split())) or type(exc).__name__
+    message = cli_words(" ".join(str(exc).split())) or type(exc).__name__
     hint = _hint_for(exc)
     if hint and hint not in message:
         message = f"{message} — {hint}"

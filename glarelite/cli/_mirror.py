@@ -14,6 +14,7 @@ import typer
 from ._app import (
     EXIT_INTERRUPTED,
     app,
+    cli_words,
     complete_type,
     handled,
     human_size,
@@ -30,19 +31,10 @@ DEFAULT_CATALOG = "glarelite.db"
 DEST_OPTIONS_ENV = "GLARELITE_DEST_OPTIONS"
 
 
-# The library's reports speak of its keyword arguments; the CLI user knows options.
-_API_WORDS = (
-    ("pass force=True", "pass --force"),
-    ("force=True", "--force"),
-    ("max_delete=", "--max-delete "),
-    ("; force to", "; --force to"),
-)
-
-
 def _cli_words(text: str) -> str:
-    for api, cli in _API_WORDS:
-        text = text.replace(api, cli)
-    return text
+    """The library's reports speak of its keyword arguments; the CLI user knows options."""
+    text = text.replace("allow it with allow_hosts", "allow it with glarelite init --allow-host")
+    return cli_words(text).replace("; force to", "; --force to")
 
 
 def _mirror_summary(report: Any) -> None:
@@ -100,7 +92,8 @@ def _mirror_summary(report: Any) -> None:
             typer.echo(f"  withdrew {item['id']} ({item['type']}, {item['reason']})", err=True)
     for item in data["failed"]:
         typer.echo(
-            f"  failed {item.get('path', '?')}: {item.get('error', '')} {item.get('reason', '')}",
+            f"  failed {item.get('path', '?')}: {item.get('error', '')} "
+            f"{_cli_words(item.get('reason', ''))}",
             err=True,
         )
     if data["prune"] not in ("not asked", "done", ""):
