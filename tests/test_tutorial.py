@@ -6,6 +6,7 @@ written by tests/test_mirror_hygiene.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -86,10 +87,8 @@ def test_every_block_of_the_tutorial_runs(tmp_path: Path) -> None:
     try:
         out, err = proc.communicate(timeout=300)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, err[-3000:] + "\n--- stdout:\n" + out[-1500:]
     assert ": FAILED" not in out
     assert "artifacts/images/index.json: OK" in out
