@@ -462,14 +462,21 @@ class _Run:
         held = _held_ids(state)
         out = _Absent()
         unknown = 0
+        gone: dict[str, str] = {}
         for artifact_id in sorted(set(held) - planned):
             reason = self._withdraw_reason(artifact_id, p.artifacts.get(artifact_id))
             if reason == _UNKNOWN:
                 unknown += artifact_id in p.artifacts
-            if not reason:
-                continue
-            prefix = f"{tree.ARTIFACTS}/{held[artifact_id]}/{artifact_id}/"
-            files = sorted(f for f in (*state.indexes, *state.blobs) if f.startswith(prefix))
+            if reason:
+                gone[artifact_id] = reason
+        files_of: dict[str, list[str]] = {i: [] for i in gone}
+        if gone:  # one pass over the tree's files, whatever the number withdrawn
+            for path in (*state.indexes, *state.blobs):
+                parts = path.split("/")
+                if len(parts) >= 4 and parts[2] in files_of and parts[1] == held[parts[2]]:
+                    files_of[parts[2]].append(path)
+        for artifact_id, reason in gone.items():
+            files = sorted(files_of[artifact_id])
             out.withdrawn[artifact_id] = {
                 "id": artifact_id,
                 "type": held[artifact_id],

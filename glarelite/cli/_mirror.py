@@ -182,17 +182,21 @@ def mirror_cmd(
         typer.Option(min=0, metavar="N", help="With --delete: refuse to remove more files."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="With --delete: allow pruning the tree to nothing.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Go ahead where a run is refused (exit 10); with --delete: prune to nothing.",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would change; change nothing.")
     ] = False,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Re-hash the blobs already in the tree.")
+        bool, typer.Option("--verify", help="Re-hash every blob already in the tree.")
     ] = False,
     repair: Annotated[
         bool,
-        typer.Option("--repair", help="With --verify: replace tree files holding other bytes."),
+        typer.Option("--repair", help="Accepted for compatibility: damage is always repaired."),
     ] = False,
     check_only: Annotated[
         bool,
@@ -216,8 +220,8 @@ def mirror_cmd(
 ) -> None:
     """Copy the publishable artifacts into a static tree for sites without internet.
 
-    Exit 5 when a blob failed verification, 6 when one could not be fetched, 10 when
-    pruning was refused."""
+    Damaged files are repaired; artifacts the catalog withdrew leave the tree. Exit 5
+    when a blob failed verification, 6 when one could not be fetched, 10 when refused."""
     import mirror
 
     st = state()
