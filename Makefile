@@ -1,8 +1,10 @@
-# Two entry points: `make demo` and `make test`. Both bootstrap .venv themselves.
+# Two entry points: `make demo` and `make test`. Both bootstrap .venv themselves: the
+# demo installs the package alone (what a user installs), the tests add the test extra.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -12,9 +14,13 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python demo/demo.py
 
 lint: $(STAMP)

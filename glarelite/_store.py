@@ -98,7 +98,9 @@ class BlobStore:
             raise InvalidInput("storage URL must be a non-empty string")
         try:
             fs, root = url_to_fs(url, **dict(storage_options or {}))
-        except (ValueError, ImportError) as exc:
+        except ImportError as exc:
+            raise InvalidInput(_missing_extra(url, exc)) from exc
+        except ValueError as exc:
             raise InvalidInput(f"unusable storage URL: {exc}") from exc
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         self.fs = fs
@@ -594,3 +596,14 @@ def _modified(info: Mapping[str, Any]) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
+
+
+def _missing_extra(url: str, exc: ImportError) -> str:
+    """The message for a storage URL whose fsspec backend is not installed."""
+    scheme = url.split("://", 1)[0]
+    if scheme in ("s3", "s3a"):
+        return (
+            f"storage {url} needs S3 support, which is not installed: "
+            "pip install 'glarelite[s3]' (it adds s3fs)"
+        )
+    return f"unusable storage URL {url}: {exc}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from glarelite import InvalidInput, tree
+from glarelite import InvalidInput, decode_key, tree
 from glarelite.tree import check_identifier, check_key
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -51,10 +51,12 @@ def is_blob_path(path: object) -> bool:
     if len(parts) not in (4, 5) or parts[0] != tree.ARTIFACTS:
         return False
     try:
-        check_blob_names(parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else "")
+        # A path holds a key in its encoded form (glarelite.encode_key): decoded strictly
+        # (one key, one spelling), so '..' or '%2e%2e' is no key segment.
+        key = decode_key(parts[4]) if len(parts) == 5 else ""
+        return check_blob_names(parts[1], parts[2], parts[3], key) == path
     except InvalidInput:
         return False
-    return True
 
 
 def is_index_path(path: object) -> bool:

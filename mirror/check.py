@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -130,7 +131,8 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
             report.fault(tree.ROOT_INDEX, "invalid", str(exc))
             continue
         _check_type(dest, report, type_name, entry, sums, referenced)
-    for path in sorted(set(sums) - set(referenced)):
+    indexes = _type_index_lines(root, sums, report)
+    for path in sorted(set(sums) - set(referenced) - indexes):
         report.fault(path, "unreferenced", f"listed in {tree.SUMS} but named by no index")
 
     # Blob files: size and sha256 against SHA256SUMS (and the indexes' sizes).
@@ -155,8 +157,9 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
                 why = f": {sha}" if sha else ""
                 report.fault(path, problem, f"a blob listed in SHA256SUMS is not readable{why}")
                 continue
-            report.files += 1
-            report.bytes += size
+            if path not in indexes:  # counts are of blob files
+                report.files += 1
+                report.bytes += size
             want_size = referenced.get(path, ("", size))[1]
             if size != want_size:
                 report.fault(path, "size-mismatch", f"{size} bytes, the index records {want_size}")
@@ -167,6 +170,7 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
     progress.end("check", ok=report.ok)
 
     if dest.local:
+        _check_unlisted(dest, report, set(referenced) | set(sums))
         stray = [p for p, _, _ in dest.iter_temporaries()]
         if stray:
             report.warnings.append(
@@ -220,6 +224,7 @@ def _check_type(
             elif listed != sha:
                 report.fault(bpath, "sums-mismatch", f"{path} says {sha}, {tree.SUMS} {listed}")
         apath = tree.artifact_index_path(type_name, artifact_id)
+        referenced.setdefault(apath, ("", 0))  # named: not "unlisted"
         own = _load_json(dest, apath, report)
         if own is None:
             continue
@@ -232,3 +237,47 @@ def _check_type(
             same = False
         if not same:
             report.fault(apath, "index-mismatch", f"differs from its entry in {path}")
+
+
+def _type_index_lines(root: tree.RootIndex, sums: dict[str, str], report: CheckReport) -> set[str]:
+    """SHA256SUMS lists each type index too: with the sha256 the root index records."""
+    paths = set()
+    for type_name, entry in root.types.items():
+        path = tree.type_index_path(type_name)
+        paths.add(path)
+        listed = sums.get(path)
+        if listed is not None and listed != entry.index_sha256:
+            report.fault(path, "sums-mismatch", f"the root index says {entry.index_sha256}")
+    return paths
+
+
+def _check_unlisted(dest: Dest, report: CheckReport, named: set[str]) -> None:
+    """The other way round: every file the tree serves under artifacts/ is one the
+    indexes publish. Files the mirror wrote and keeps (no longer selected, kept until
+    ``--delete``) are a warning; any other is a fault: served, yet named by no index."""
+    from .state import load
+
+    root = getattr(dest, "root", None)
+    if not isinstance(root, str):
+        return
+    state = load(dest)
+    kept = set(state.blobs) | state.indexes
+    retained = 0
+    top = os.path.join(root, tree.ARTIFACTS)
+    for folder, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+            parts = path.split("/")
+            if path in named or tree.is_temporary_name(name):
+                continue
+            if len(parts) == 3 and name == tree.INDEX_NAME:
+                continue  # a type index: checked against the root index
+            if path in kept:
+                retained += 1
+                continue
+            report.fault(path, "unlisted", "served from the tree, yet named by no index")
+    if retained:
+        report.warnings.append(
+            f"{retained} files are no longer published (kept; mirror --delete removes them)"
+        )

@@ -76,6 +76,7 @@ class Job:
     targets: list[str]
     sources: list[Source] = field(default_factory=list)
     link_from: str | None = None  # a verified tree file already holding these bytes
+    label: str = ""  # for people: "<type>/<name> <version> <field>" of the first target
 
 
 @dataclass
@@ -282,7 +283,7 @@ class Copier:
                 if self.stop.is_set():
                     raise Cancelled()
                 try:
-                    stat, fetched = self._fetch(source, path, job.size, job.sha256)
+                    stat, fetched = self._fetch(source, path, job.size, job.sha256, job.label)
                 except Cancelled:
                     raise
                 except RETRYABLE as exc:
@@ -308,7 +309,7 @@ class Copier:
         return Outcome(path, False, error=type(last).__name__, reason=describe(last))
 
     def _fetch(
-        self, source: Source, path: str, size: int, sha256: str
+        self, source: Source, path: str, size: int, sha256: str, label: str = ""
     ) -> tuple[tuple[int, int], int]:
         """Copy one blob into ``path``: its (size, mtime_ns) and the bytes fetched (fewer
         than ``size`` when a partial download was resumed)."""
@@ -319,7 +320,7 @@ class Copier:
         key = f"copy {path}"
         report = size >= 8 * CHUNK  # per-blob bars for large blobs only
         if report:
-            self.progress.begin(key, path, size)
+            self.progress.begin(key, label or path, size)
         record = resume or (self._layout(temp, size, sha256) if segmented else None)
         kept = resume.filled if resume is not None else 0
         try:
@@ -329,8 +330,8 @@ class Copier:
                 self._streamed(source, temp, size, sha256, key if report else None)
             stat = temp.commit(defer=size <= DEFER_MAX)
         except BaseException as exc:
-            if report:
-                self.progress.end(key, ok=False)
+            if report and not isinstance(exc, (Cancelled, KeyboardInterrupt)):
+                self.progress.end(key, ok=False)  # interrupted: left open, drawn as such
             if record is not None and isinstance(exc, (Cancelled, *RETRYABLE)):
                 # Keep what arrived: the next attempt, in this run or the next, resumes.
                 temp.keep()
@@ -341,7 +342,7 @@ class Copier:
                 partial.drop(self.dest, sha256)
             if resume is not None and isinstance(exc, ChecksumMismatch):
                 # The kept bytes did not make the blob: start again from byte 0, once.
-                return self._fetch(source, path, size, sha256)
+                return self._fetch(source, path, size, sha256, label)
             raise
         if record is not None:
             partial.drop(self.dest, sha256)

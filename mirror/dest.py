@@ -846,7 +846,16 @@ def open_dest(
 
     try:
         fs, root = url_to_fs(url, **dict(storage_options or {}))
-    except (ValueError, ImportError) as exc:  # unknown protocol, its package not installed
+    except ImportError as exc:  # the package of that protocol is not installed
+        if url.startswith(("s3://", "s3a://")):
+            message = (
+                f"the mirror tree {url} needs S3 support, which is not installed: "
+                "pip install 'glarelite[s3]' (it adds s3fs)"
+            )
+        else:
+            message = f"unusable destination {url!r}: {exc}"
+        raise InvalidInput(message) from exc
+    except ValueError as exc:  # an unknown protocol
         raise InvalidInput(f"unusable destination {url!r}: {exc}") from exc
     from fsspec.implementations.local import LocalFileSystem
 

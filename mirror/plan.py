@@ -22,6 +22,7 @@ from .select import Selection, fingerprint
 from .state import State
 
 MAX_SOURCES = 4  # alternative catalog slots holding the same bytes
+_LABELLED = 8 << 20  # blobs this large get a progress bar, which names the artifact
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Plan:
     have: dict[str, str] = field(default_factory=dict)  # sha256 -> a good tree path
     watermark: str = ""
     selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
+    labels: dict[str, str] = field(default_factory=dict)  # tree path -> label for people
 
     @property
     def artifact_count(self) -> int:
@@ -163,6 +165,8 @@ def _add(
             continue
         path = tree.blob_path(type_name, artifact.id, blob.field, blob.key)
         paths.append((path, blob.sha256, blob.size))
+        if blob.size >= _LABELLED:  # only large blobs get a bar of their own
+            plan.labels[path] = f"{type_name}/{artifact.name} {artifact.version} {blob.slot}"
         sources = plan.sources.setdefault(blob.sha256, [])
         if len(sources) < MAX_SOURCES:
             sources.append(Source(artifact.id, blob.slot, blob.external))

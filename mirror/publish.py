@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from glarelite import tree
+from glarelite import GlareliteError, tree
 from glarelite.fsutil import utcnow
 
 from .dest import Dest
@@ -29,6 +29,7 @@ class Outcome:
     blobs: int = 0
     published: dict[str, list[Item]] = field(default_factory=dict)
     written_indexes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # ids published as the previous generation
 
 
 def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
@@ -77,12 +78,19 @@ def publish(
     """Write what changed; update ``state.published`` and ``state.indexes`` to match."""
     old = state.published
     published: dict[str, list[Item]] = {}
+    kept: list[str] = []
     for type_name in selection.types:
-        items = [
-            i
-            for i in plan.items.get(type_name, [])
-            if not i.problem and all(p in good for p, _, _ in i.paths)
-        ]
+        items = []
+        for i in plan.items.get(type_name, []):
+            if not i.problem and all(p in good for p, _, _ in i.paths):
+                items.append(i)
+                continue
+            # Its bytes could not be had (a damaged tree file, upstream down...): a local
+            # fault never shrinks the index; the previous generation's entry stays.
+            previous = _previous(dest, plan, old.artifacts.get(i.id), i)
+            if previous is not None:
+                items.append(previous)
+                kept.append(i.id)
         items.sort(key=lambda i: i.id)
         published[type_name] = items
 
@@ -119,6 +127,7 @@ def publish(
         and not (verify and not _root_ok(dest, state))
     )
     out = Outcome(generation=old.generation, changed=not root_same, published=published)
+    out.kept = sorted(kept)
     out.artifacts = sum(len(v) for v in published.values())
     out.blobs = len({p for v in published.values() for i in v for p, _, _ in i.paths})
     if root_same:
@@ -171,8 +180,15 @@ def publish(
             types[type_name] = old.types[type_name]
     dest.sync_dirs()
 
-    # 3. SHA256SUMS: every published blob
-    lines = sorted({(p, sha) for v in published.values() for i in v for p, sha, _ in i.paths})
+    # 3. SHA256SUMS: every published blob, and every type index (so that `sha256sum -c`
+    #    also checks the listings, and passes on a tree that publishes no artifact: GNU
+    #    sha256sum fails on a file without a line)
+    blob_lines = {(p, sha) for v in published.values() for i in v for p, sha, _ in i.paths}
+    index_lines = {
+        (tree.type_index_path(t), tree.TypeEntry.from_dict(t, e).index_sha256)
+        for t, e in types.items()
+    }
+    lines = sorted(blob_lines | index_lines)
     sums_size, sums_sha = dest.write_file(tree.SUMS, _sums_chunks(lines))
 
     # 4. the root index, last
@@ -238,3 +254,29 @@ def _matches(dest: Dest, path: str, entry: dict[str, object]) -> bool:
     except FileNotFoundError:
         return False
     return size == index.get("size") and sha == index.get("sha256")
+
+
+def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> Item | None:
+    """The artifact as the tree published it last, or None if it did not."""
+    if entry is None or entry[0] != item.type:
+        return None
+    if entry[1] == item.fingerprint:
+        return item  # unchanged in the catalog: the same show view, the same blobs
+    # Changed since: publish the previous show view again, from its own index file.
+    raw = dest.read_bytes(tree.artifact_index_path(item.type, item.id))
+    try:
+        show = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    if not isinstance(show, dict) or show.get("id") != item.id:
+        return None
+    show.pop(tree.MIRROR_KEY, None)
+    try:
+        paths = [
+            (tree.blob_path(item.type, item.id, f, k), str(b["sha256"]), int(b["size"]))
+            for f, k, b in tree.iter_blob_entries(show)
+        ]
+    except (KeyError, TypeError, ValueError, GlareliteError):
+        return None
+    offset, length = plan.spools[item.type].add(json.dumps(show, separators=(",", ":")).encode())
+    return Item(item.id, item.type, entry[1], paths, offset, length)

@@ -10,10 +10,11 @@ Exit codes (``SyncReport.exit_code``; chosen to agree with ``glarelite.cli``'s t
 5     Some blobs failed verification: the bytes served differ from the catalog's record
       (changed upstream, corrupt store) or the tree holds different bytes at a path.
 6     Some blobs could not be fetched (network) — and none failed verification.
-10    Refused: nothing is selected while the tree publishes artifacts (a wrong or empty
-      catalog?) and ``force`` was not given — nothing was changed; or pruning
-      (``delete=True``) would remove more than ``max_delete`` files — everything else
-      succeeded, nothing was deleted. ``prune`` says which.
+10    Refused: the catalog knows none of the artifacts the tree publishes (a different
+      catalog?) and ``force`` was not given — nothing was changed (``refused`` says so);
+      or pruning (``delete=True``) would empty the tree or remove more than
+      ``max_delete`` files — everything else succeeded, nothing was deleted (``prune``
+      says so).
 ====  =====================================================================================
 
 An error that stops the run before it starts is raised, not reported:
@@ -56,6 +57,14 @@ class SyncReport:
     deleted: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)
     retained: int = 0  # files the tree wrote that are no longer selected, kept (no delete)
+    # artifacts the catalog no longer publishes, removed from the tree: id, type,
+    # reason (deactivated, deleted, made private), files
+    withdrawn: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # ids left as the previous generation had them
+    refused: str = ""  # why the run changed nothing (a catalog that knows no published artifact)
+    # artifacts of the selected types the catalog does not publish: drafted, private (not
+    # named by include_private), deactivated -> how many (those with none are left out)
+    not_selected: dict[str, int] = field(default_factory=dict)
     prune: str = "not asked"
     bytes: int = 0  # bytes written into the tree (hard links write none)
     bytes_fetched: int = 0  # bytes read from the catalog (storage or upstream)
@@ -71,7 +80,7 @@ class SyncReport:
             if errors <= _NETWORK_ERRORS:
                 return EXIT_NETWORK
             return EXIT_FAILED
-        if self.prune.startswith("refused"):
+        if self.refused or self.prune.startswith("refused"):
             return EXIT_PRUNE_REFUSED
         return EXIT_OK
 
@@ -82,7 +91,9 @@ class SyncReport:
             if self.dry_run:
                 return "dry-run"
             return "nothing-to-do" if self.nothing_to_do else "ok"
-        return {EXIT_PRUNE_REFUSED: "prune-refused"}.get(code, "failed")
+        if code == EXIT_PRUNE_REFUSED:
+            return "refused" if self.refused else "prune-refused"
+        return "failed"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code}

@@ -101,6 +101,24 @@ class Selection:
     def count(self, catalog: ReadableCatalog, type_name: str) -> int:
         return sum(catalog.list(type_name, filters=f, limit=0).total for f in self.queries())
 
+    def not_selected(self, catalog: ReadableCatalog) -> dict[str, int]:
+        """Artifacts of the selected types the tree does not hold because the catalog does
+        not publish them: drafted, private (and not named), deactivated. A report's hint."""
+        out = {"drafted": 0, "private": 0, "deactivated": 0}
+        for type_name in self.types:
+
+            def total(*filters: str, _t: str = type_name) -> int:
+                return catalog.list(_t, filters=list(filters), limit=0).total
+
+            out["drafted"] += total("status=drafted")
+            out["deactivated"] += total("status=deactivated")
+            private = total("status=active", "visibility=private")
+            if private and self.include_private:
+                names = ",".join(_quote(n) for n in self.include_private)
+                private -= total("status=active", "visibility=private", "name=in:" + names)
+            out["private"] += private
+        return {k: v for k, v in out.items() if v}
+
     def changed_since(
         self, catalog: ReadableCatalog, type_name: str, watermark: str
     ) -> Iterator[Artifact]:

@@ -119,8 +119,58 @@ def load(dest: Dest) -> State:
     try:
         return State.from_json(raw)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        # Safe fallback: with no state nothing is pruned and every file is re-hashed.
-        return State(problem=f"{STATE} was unreadable ({exc}); rebuilt from the tree")
+        # Safe fallback: nothing the state names is trusted; what the tree's own published
+        # indexes name is recovered, with its bytes unknown (re-hashed before any use).
+        state = State(problem=f"{STATE} was unreadable ({exc}); rebuilt from the tree")
+        _recover(dest, state)
+        return state
+
+
+_MAX_RECOVERED_INDEX = 1 << 30  # a type index of ~1.5 million artifacts
+
+
+def _recover(dest: Dest, state: State) -> None:
+    """What the tree published, read back from its own root and type indexes (each checked
+    against the sha256 the root records): the index files, and each blob file with its
+    bytes unknown (sha256 ``""``: never skipped on a stat, re-hashed first), so that a
+    withdrawal or a prune still finds the files of what the tree published. Anything
+    malformed stops the recovery: then only what the catalog selects is known."""
+    import hashlib
+
+    from ._paths import check_artifact_id, check_blob_names
+
+    indexes: set[str] = set()
+    blobs: dict[str, list[Any]] = {}
+    artifacts: dict[str, list[str]] = {}
+    try:
+        raw = dest.read_bytes(tree.ROOT_INDEX)
+        if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
+            return
+        root = tree.RootIndex.from_dict(json.loads(raw))
+        for type_name, entry in root.types.items():
+            path = tree.type_index_path(type_name)
+            st = dest.stat(path)
+            if st is None or st[0] != entry.index_size or st[0] > _MAX_RECOVERED_INDEX:
+                return
+            data = dest.read_bytes(path)
+            if data is None or hashlib.sha256(data).hexdigest() != entry.index_sha256:
+                return
+            indexes.add(path)
+            for show in tree.check_type_index(json.loads(data), type_name):
+                artifact_id = check_artifact_id(show.get("id"))
+                indexes.add(tree.artifact_index_path(type_name, artifact_id))
+                artifacts[artifact_id] = [type_name, ""]  # fingerprint unknown: republished
+                for field_name, key, blob in tree.iter_blob_entries(show):
+                    blob_path = check_blob_names(type_name, artifact_id, field_name, key)
+                    size = blob.get("size")
+                    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                        return
+                    blobs[blob_path] = ["", size, -1]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
+        return  # InvalidInput is a ValueError
+    state.indexes |= indexes
+    state.blobs.update(blobs)
+    state.published.artifacts.update(artifacts)
 
 
 def save(dest: Dest, state: State) -> None:

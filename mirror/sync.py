@@ -1,8 +1,15 @@
 """``sync``: make a static tree at DEST hold every selected blob of a catalog.
 
 A run: lock the tree → read its state → (nothing changed? stop here, having read no
-blob) → plan → re-hash the tree files that need it → copy what is missing (parallel,
-verified, atomic) → publish indexes → save state → prune when asked and clean.
+blob) → plan → re-hash the tree files that need it → copy what is missing or damaged
+(parallel, verified, atomic) → publish indexes → withdraw what the catalog no longer
+publishes → save state → prune when asked and clean.
+
+The tree is the mirror's own: a blob file that is missing, or whose bytes differ from the
+catalog's record, is fetched again and replaced (a new file renamed over the path, so a
+hard link to damaged bytes is broken, and every path of that inode is re-checked since
+they share its stat). A rerun notices damage from one ``lstat`` per blob (size and
+mtime against the state); damage that kept both needs ``verify``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from glarelite import DestinationError, GlareliteError, Progress, ReadableCatalog, tree
+from glarelite import (
+    DestinationError,
+    Forbidden,
+    GlareliteError,
+    NotFound,
+    Progress,
+    ReadableCatalog,
+    tree,
+)
 
 from . import partial
 from . import plan as planning
@@ -47,9 +62,16 @@ def sync(
 
     Selection: active artifacts that are public, narrowed by ``types``, ``tags`` (an
     artifact must carry all of them) and ``names``; private ones only when their name is
-    in ``include_private``. ``verify`` re-hashes every blob already in the tree; a tree
-    file with other bytes than the catalog's is reported, and replaced only with
-    ``repair``. ``delete`` prunes what is no longer selected (see ``mirror.prune``).
+    in ``include_private``. A tree file that is missing or holds other bytes than the
+    catalog's is fetched again and replaced (reported in ``repaired``); when its bytes
+    cannot be had, the artifact stays published as the previous generation had it (and
+    the failure is reported). ``verify`` re-hashes every blob already in the tree instead
+    of trusting one ``lstat``; ``repair`` is accepted for compatibility (repairing is
+    always on). An artifact the tree published that the catalog no longer publishes
+    (deactivated, deleted, made private) is withdrawn: its files and index entries go,
+    ``delete`` or not. ``delete`` prunes what merely fell out of the selection (see
+    ``mirror.prune``). When the catalog knows none of the artifacts the tree publishes
+    (a different catalog?), nothing is changed unless ``force``.
     ``dry_run`` reports what would change and writes nothing (it takes no lock).
     ``workers`` blobs are copied at once; a blob of at least twice ``segment_size`` is
     read as up to ``max_segments`` parallel ranges. ``fsync=False`` (local trees) skips
@@ -102,6 +124,7 @@ def sync(
             },
         )
         run.execute(crashed=lock is not None and lock.previous is not None)
+        report.not_selected = selection.not_selected(catalog)
     finally:
         if lock is not None:
             lock.release()
@@ -177,14 +200,26 @@ class _Run:
 
     def _execute_plan(self, plan: planning.Plan) -> None:
         report = self.report
-        published_now = len(self.state.published.artifacts)
-        if plan.artifact_count == 0 and published_now and not self.force:
-            report.prune = (
-                f"refused: nothing is selected but the tree publishes {published_now} "
-                "artifacts (a wrong catalog?); pass force=True to empty it"
+        absent = self._absent(plan)
+        report.withdrawn = [absent.withdrawn[i] for i in sorted(absent.withdrawn)]
+        count = len(self.state.published.artifacts)
+        still = count - sum(i in absent.withdrawn for i in self.state.published.artifacts)
+        if absent.stranger:
+            report.refused = (
+                f"this catalog knows none of the {count} artifacts the tree publishes "
+                "(a different catalog?); nothing was changed; force to publish it anyway"
             )
+        elif plan.artifact_count == 0 and still:
+            report.refused = (
+                f"the selection matches no artifact, yet the catalog still publishes {still} "
+                "that the tree publishes (a typo in a type, tag or name?); nothing was "
+                "changed; force to publish an empty tree"
+            )
+        if report.refused and not self.force:
             report.generation = self.state.published.generation
+            report.artifacts = count
             return
+        report.refused = ""
         if self.dry_run:
             self._dry_run(plan)
             return
@@ -210,8 +245,9 @@ class _Run:
             self._checkpoint(force=True)
             raise
         executor.shutdown(wait=True)
+        self._withdraw()
         p = self.state.published
-        p.catalog = self.catalog.path
+        p.catalog = _catalog_id(self.catalog)
         p.selection = self.selection.signature
         p.watermark = plan.watermark
         p.complete = not report.failed
@@ -220,10 +256,26 @@ class _Run:
         report.published = out.changed
         report.artifacts = out.artifacts
         report.blobs = out.blobs
-        report.nothing_to_do = not out.changed and not report.copied and not report.repaired
+        report.kept = out.kept
+        if out.kept:
+            report.warnings.append(
+                f"{len(out.kept)} artifacts stay published as the previous generation had "
+                "them: their blobs could not be repaired (see failed); a rerun tries again"
+            )
+        report.nothing_to_do = (
+            not out.changed
+            and not report.copied
+            and not report.repaired
+            and not report.withdrawn
+            and not report.failed
+        )
+        # Kept: what is published, and what is selected though it failed this time (its
+        # files are not "no longer selected"; the next run completes them).
+        chosen = [*(i for v in out.published.values() for i in v)]
+        chosen += [i for v in plan.items.values() for i in v]
         keep = pruning.keep_set(
-            [p for items in out.published.values() for i in items for p, _, _ in i.paths]
-            + [tree.artifact_index_path(i.type, i.id) for v in out.published.values() for i in v],
+            [p for i in chosen for p, _, _ in i.paths]
+            + [tree.artifact_index_path(i.type, i.id) for i in chosen],
             self.selection.types,
         )
         self._prune(keep, out.artifacts)
@@ -238,7 +290,7 @@ class _Run:
         p = state.published
         if not (p.complete and p.generation and p.watermark):
             return False
-        if p.catalog != self.catalog.path or p.selection != sel.signature:
+        if p.catalog != _catalog_id(self.catalog) or p.selection != sel.signature:
             return False
         if set(p.types) != set(sel.types) or (self.delete and p.retained):
             return False
@@ -255,7 +307,9 @@ class _Run:
             for path, record in state.blobs.items():
                 if stat(path) != (record[1], record[2]):
                     return False
-        return True
+        # Files kept of artifacts no longer selected: withdrawn if the catalog withdrew them.
+        held = _held_ids(state)
+        return not any(self._withdraw_reason(i, None) for i in sorted(set(held) - set(p.artifacts)))
 
     # -- phase 1: tree files that need re-hashing ------------------------------------------
     def _check_tree_files(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
@@ -281,17 +335,10 @@ class _Run:
                 self.report.skipped += 1
                 continue
             found = f"{type(exc).__name__}: {exc}" if exc else f"{size} bytes, sha256 {sha}"
-            if self.repair:
-                plan.fetch[path] = (want_sha, want_size)
-                plan.missing.add(path)
-                self._repair_reasons[path] = f"held different bytes ({found})"
-            else:
-                self._fail(
-                    path,
-                    "TreeMismatch",
-                    f"the tree holds different bytes at {path} ({found}); the catalog records "
-                    f"{want_size} bytes, sha256 {want_sha}; not replaced (repair=True does)",
-                )
+            # The tree is ours: fetch the catalog's bytes again and rename them over it.
+            plan.fetch[path] = (want_sha, want_size)
+            plan.missing.add(path)
+            self._repair_reasons[path] = f"held different bytes ({found})"
         self.progress.end("verify")
 
     # -- phase 2: copies ------------------------------------------------------------------
@@ -302,7 +349,12 @@ class _Run:
             job = groups.get(sha)
             if job is None:
                 job = groups[sha] = Job(
-                    sha, size, [], list(plan.sources.get(sha, [])), plan.have.get(sha)
+                    sha,
+                    size,
+                    [],
+                    list(plan.sources.get(sha, [])),
+                    plan.have.get(sha),
+                    label=plan.labels.get(path, path),
                 )
             job.targets.append(path)
         # Largest first: a big blob started last would run alone at the end.
@@ -315,6 +367,7 @@ class _Run:
         total = sum(j.size for j in jobs if j.link_from is None)
         self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
         pending: set[Future[list[Outcome]]] = set()
+        finished = False
         try:
             # Bounded submission: a million queued futures would hold a million closures.
             for run, work in self._tasks(jobs):
@@ -325,8 +378,12 @@ class _Run:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 self._collect(plan, done)
+            finished = True
         finally:
-            self.progress.end("mirror", ok=not self.report.failed)
+            # Interrupted (Ctrl-C, an error): the bar is left open, neither done nor
+            # failed; the drawing shows it as interrupted.
+            if finished:
+                self.progress.end("mirror", ok=not self.report.failed)
 
     def _tasks(self, jobs: list[Job]) -> Iterator[tuple[Callable[[Any], list[Outcome]], Any]]:
         """One task per large job; small ones fetched from the catalog go in batches, so
@@ -349,7 +406,11 @@ class _Run:
             for o in outcomes:
                 sha, size = plan.fetch[o.path]
                 if not o.ok:
-                    self._fail(o.path, o.error, o.reason)
+                    why = self._repair_reasons.get(o.path)
+                    if why is None and o.path in plan.missing:
+                        why = "was missing from the tree"
+                    reason = f"{why}; not repaired: {o.reason}" if why else o.reason
+                    self._fail(o.path, o.error, reason)
                     continue
                 self._record(o.path, sha, size, o.stat)
                 self.report.bytes += o.written
@@ -390,6 +451,74 @@ class _Run:
             save(self.dest, self.state)
         except OSError as exc:
             self.report.warnings.append(f"state checkpoint failed: {describe(exc)}")
+
+    # -- withdrawal ------------------------------------------------------------------------
+    def _absent(self, plan: planning.Plan) -> _Absent:
+        """The artifacts the tree holds files of that this run does not select, and which
+        of them the catalog no longer publishes (those are withdrawn, ``delete`` or not)."""
+        state, p = self.state, self.state.published
+        planned = {i.id for items in plan.items.values() for i in items}
+        held = _held_ids(state)
+        out = _Absent()
+        unknown = 0
+        gone: dict[str, str] = {}
+        for artifact_id in sorted(set(held) - planned):
+            reason = self._withdraw_reason(artifact_id, p.artifacts.get(artifact_id))
+            if reason == _UNKNOWN:
+                unknown += artifact_id in p.artifacts
+            if reason:
+                gone[artifact_id] = reason
+        files_of: dict[str, list[str]] = {i: [] for i in gone}
+        if gone:  # one pass over the tree's files, whatever the number withdrawn
+            for path in (*state.indexes, *state.blobs):
+                parts = path.split("/")
+                if len(parts) >= 4 and parts[2] in files_of and parts[1] == held[parts[2]]:
+                    files_of[parts[2]].append(path)
+        for artifact_id, reason in gone.items():
+            files = sorted(files_of[artifact_id])
+            out.withdrawn[artifact_id] = {
+                "id": artifact_id,
+                "type": held[artifact_id],
+                "reason": "deleted" if reason == _UNKNOWN else reason,
+                "files": files,
+            }
+        # Not one published artifact known here: a wrong catalog, not a mass withdrawal.
+        out.stranger = bool(p.artifacts) and unknown == len(p.artifacts)
+        return out
+
+    def _withdraw_reason(self, artifact_id: str, published: list[str] | None) -> str:
+        """Why the catalog no longer publishes this artifact ("" when it still would and
+        it merely fell out of the selection)."""
+        try:
+            artifact = self.catalog.get(artifact_id)
+        except NotFound:
+            return _UNKNOWN
+        except Forbidden:
+            return "no longer readable"
+        if artifact.status != "active":
+            return str(artifact.status)
+        if artifact.visibility != "public" and artifact.name not in self.selection.include_private:
+            # Withdrawn when the tree published it as public; a private one published by
+            # name merely fell out of the selection.
+            was_public = published is not None and published[1].split("|")[2:3] == ["public"]
+            return "made private" if was_public else ""
+        return ""
+
+    def _withdraw(self) -> None:
+        """Remove the withdrawn artifacts' files. The indexes just published no longer
+        name them; other artifacts' paths are their own files (a hard link or a copy), so
+        bytes they share stay where they are published."""
+        files = [f for w in self.report.withdrawn for f in w["files"]]
+        if not files:
+            return
+        save(self.dest, self.state)  # the published indexes first, then the files go
+        # artifact indexes first, then blobs: never an index naming a missing blob
+        for path in sorted(files, key=lambda f: not f.endswith("/" + tree.INDEX_NAME)):
+            self.dest.delete(path)
+            self.state.indexes.discard(path)
+            self.state.blobs.pop(path, None)
+        self.dest.remove_empty_dirs(files)
+        self.dest.sync_dirs()
 
     # -- prune and dry run -----------------------------------------------------------------
     def _prune(self, keep: set[str], published: int) -> None:
@@ -437,11 +566,15 @@ class _Run:
             force=self.force,
             max_delete=self.max_delete,
         )
-        report.retained = len(decision.candidates)
+        withdrawn = {f for w in report.withdrawn for f in w["files"]}
+        candidates = [c for c in decision.candidates if c not in withdrawn]
+        report.retained = len(candidates)
         if self.delete:
-            report.would_delete = decision.candidates
-            report.prune = decision.refused or f"would remove {len(decision.candidates)} files"
-        report.nothing_to_do = not plan.fetch and not plan.check and not decision.candidates
+            report.would_delete = candidates
+            report.prune = decision.refused or f"would remove {len(candidates)} files"
+        report.nothing_to_do = (
+            not plan.fetch and not plan.check and not candidates and not report.withdrawn
+        )
 
     def _sweep_partials(self, plan: planning.Plan) -> None:
         """Keep the partial downloads of blobs that failed in this run (the next one
@@ -484,3 +617,32 @@ def _tree_generation(dest: Dest) -> int:
         return tree.RootIndex.from_dict(json.loads(raw)).generation
     except (ValueError, RecursionError):  # a hostile tree file
         return 0
+
+
+_UNKNOWN = "unknown to the catalog"
+
+
+class _Absent:
+    def __init__(self) -> None:
+        self.withdrawn: dict[str, dict[str, Any]] = {}
+        self.stranger = False  # the catalog knows none of the published artifacts
+
+
+def _catalog_id(catalog: ReadableCatalog) -> str:
+    """Which catalog a tree was built from, as the state records it: a digest of its
+    path, since the state sits in the tree and a host path must not be served."""
+    import hashlib
+
+    return hashlib.sha256(catalog.path.encode()).hexdigest()[:32]
+
+
+def _held_ids(state: State) -> dict[str, str]:
+    """id -> type of every artifact the tree published or still holds files of."""
+    held: dict[str, str] = {}
+    for path in (*state.indexes, *state.blobs):
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[0] == tree.ARTIFACTS:
+            held.setdefault(parts[2], parts[1])
+    for artifact_id, entry in state.published.artifacts.items():
+        held[artifact_id] = entry[0]
+    return held

@@ -134,6 +134,7 @@ def test_init_is_idempotent_and_storage_is_fixed(run: Run, memory_store: str, en
 
 
 def test_init_default_storage_beside_catalog(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()  # init creates no folders (issue 16.4: tests/test_cli_errors.py)
     result = ok(run("--catalog", str(tmp_path / "x" / "glarelite.db"), "init"))
     assert "glarelite-blobs" in result.stdout
 
@@ -518,8 +519,10 @@ def test_check_empty_and_gc(ready: Run) -> None:
 # -- global behaviour ---------------------------------------------------------------------------
 def test_debug_shows_the_exception(ready: Run) -> None:
     result = ready("--debug", "show", "no-such-id")
-    assert result.exit_code != 0
-    assert isinstance(result.exception, errors.NotFound)
+    # the traceback, then the same line and exit code as without --debug (issue 16.4)
+    assert result.exit_code == cli.EXIT_NOT_FOUND
+    assert "Traceback" in result.stderr and "errors.NotFound" in result.stderr
+    assert result.stderr.rstrip("\n").rsplit("\n", 1)[-1].startswith("glarelite: error: ")
 
 
 def test_usage_error_is_typers_exit_2(ready: Run) -> None:

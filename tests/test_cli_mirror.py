@@ -100,12 +100,17 @@ def test_mirror_dry_run_report_and_delete(
     ok(ready("mirror", str(tree), "--report", str(report_file), "--workers", "2"))
     report = json.loads(report_file.read_text())
     assert report["status"] == "ok" and len(report["copied"]) == 2
+    # a selection that matches nothing (a typo?) is refused without --force (exit 10),
+    # --delete or not; nothing deleted
+    for extra in ([], ["--delete"]):
+        refused = ready("mirror", str(tree), "--name", "ubuntoo", *extra)
+        assert refused.exit_code == cli.EXIT_PRUNE_REFUSED, refused.stderr
+        assert "--force" in refused.stderr and "force=True" not in refused.stderr
+        assert any(published["ubuntu"] in p for p in tree_paths(tree))
+    # a deactivated artifact is withdrawn by a plain run
     ok(ready("deactivate", published["ubuntu"]))
-    # pruning every artifact away is refused without --force (exit 10), nothing deleted
-    refused = ready("mirror", str(tree), "--delete")
-    assert refused.exit_code == cli.EXIT_PRUNE_REFUSED, refused.stderr
-    assert any(published["ubuntu"] in p for p in tree_paths(tree))
-    ok(ready("mirror", str(tree), "--delete", "--force"))
+    withdrawn = ok(ready("mirror", str(tree)))
+    assert f"withdrew {published['ubuntu']}" in withdrawn.stderr
     assert not any(published["ubuntu"] in p for p in tree_paths(tree))
 
 
@@ -121,9 +126,9 @@ def test_mirror_check_and_verify(ready: Run, published: dict[str, str], tmp_path
     faults = json.loads(bad.stdout)["faults"]
     assert any(f["path"].endswith(f"{published['ubuntu']}/file") for f in faults)
     assert "Traceback" not in bad.stderr
-    # --verify finds it; --repair puts the catalog's bytes back
-    assert ready("mirror", str(tree), "--verify").exit_code == cli.EXIT_VERIFICATION
-    ok(ready("mirror", str(tree), "--verify", "--repair"))
+    # the next run notices (the file's mtime moved) and puts the catalog's bytes back
+    repaired = ok(ready("mirror", str(tree)))
+    assert "repaired 1" in repaired.stderr
     assert blob.read_bytes() == DATA
     ok(ready("mirror", str(tree), "--check"))
 
@@ -222,3 +227,40 @@ def test_s3_storage_and_destination_from_the_cli(
     for path in Path(env["GLARELITE_CATALOG"]).parent.glob("cat.db*"):
         raw += path.read_bytes()
     assert options["secret"].encode() not in raw and options["key"].encode() not in raw
+
+
+def test_forgetting_to_publish_is_reported_and_the_empty_tree_checks(
+    ready: Run, tmp_path: Path
+) -> None:
+    """Issue 16.3: a drafted and a private artifact, nothing public: exit 0, a word about
+    each with what to do, no generation claimed twice, and `sha256sum -c` passes."""
+    import subprocess
+
+    draft = new_id(ready, "draft", "--set", "os=linux")
+    ok(ready("upload", draft, "file", "-", input=b"draft bytes"))
+    private = new_id(ready, "private", "--set", "os=linux")
+    ok(ready("upload", private, "file", "-", input=b"private bytes"))
+    ok(ready("activate", private))
+    tree = tmp_path / "tree"
+    first = ok(ready("mirror", str(tree)))
+    assert "published generation 1" in first.stderr
+    assert "not mirrored: 1 drafted, 1 private" in first.stderr
+    assert "glarelite publish ID" in first.stderr and "--include-private" in first.stderr
+    done = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=tree, check=False)
+    assert done.returncode == 0
+    again = ok(ready("mirror", str(tree)))
+    assert "nothing to do, generation 1" in again.stderr
+    assert "published generation" not in again.stderr
+
+
+def test_plain_mirror_of_a_withdrawn_catalog_is_not_a_prune_refusal(
+    ready: Run, published: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 16.2: no --delete, nothing selected since everything was deactivated: exit 0,
+    no word of pruning; --force without --delete is documented, not a silent no-op."""
+    tree = tmp_path / "tree"
+    ok(ready("mirror", str(tree)))
+    ok(ready("deactivate", published["ubuntu"]))
+    result = ok(ready("mirror", str(tree)))
+    assert "prune" not in result.stderr and "withdrawn 1" in result.stderr
+    assert "published generation 2" in result.stderr

@@ -86,3 +86,83 @@ def test_cli_is_quiet_when_piped(tmp_path: Path, memory_store: str) -> None:
     )
     assert forced.exit_code == 0
     assert "download file" in forced.stderr
+
+
+# -- issue 16.8: 80 columns, the artifact named, interruption shown as such -------------
+def _drawn(buffer: io.StringIO) -> list[str]:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
+    return [line for chunk in text.split("\r") for line in chunk.split("\n") if line.strip()]
+
+
+def test_bars_fit_80_columns_and_name_the_artifact() -> None:
+    from rich.cells import cell_len
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80)
+    with RichProgress(console) as bars:
+        bars.begin("mirror", "mirror into /srv/a/rather/long/path/to/the/site/mirror", 10 << 30)
+        bars.begin("copy x", "images/ubuntu-server-minimal 24.04.1 regions/eu-central", 1 << 30)
+        bars.advance("mirror", 3 << 30)
+        bars.advance("copy x", 1 << 29)
+        bars._bars.refresh()
+    lines = _drawn(buffer)
+    assert lines and all(cell_len(line) <= 80 for line in lines), lines
+    assert any("images/ubuntu" in line for line in lines)  # the type and the artifact
+
+
+def test_an_interruption_is_not_drawn_as_done() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80)
+    try:
+        with RichProgress(console) as bars:
+            bars.begin("mirror", "mirror into tree", 100)
+            bars.advance("mirror", 40)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    text = "\n".join(_drawn(buffer))
+    assert "✓" not in text and "interrupted" in text
+    assert "run the same command again to resume" in text
+
+
+def test_sync_leaves_the_bar_open_when_interrupted(tmp_path: Path, origin: object) -> None:
+    """The library ends the overall bar only when the copy finished: a Ctrl-C between
+    two blobs is not reported as a success."""
+    import pytest
+
+    import mirror
+    from tests.test_mirror_support import QUICK, RecordingProgress, build_world
+
+    world = build_world(tmp_path, origin)  # type: ignore[arg-type]
+
+    class Interrupting(RecordingProgress):
+        def advance(self, key: str, amount: int) -> None:
+            super().advance(key, amount)
+            if key == "mirror":
+                raise KeyboardInterrupt
+
+    progress = Interrupting()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mirror.sync(world.catalog, str(tmp_path / "t"), workers=1, progress=progress, **QUICK)
+    finally:
+        world.catalog.close()
+    assert ("begin", "mirror") in [c[:2] for c in progress.calls]
+    assert not [c for c in progress.calls if c[:2] == ("end", "mirror") and c[2]]
+
+
+def test_cli_says_how_to_resume(tmp_path: Path, memory_store: str, monkeypatch: object) -> None:
+    import mirror
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    env = {"GLARELITE_CATALOG": str(tmp_path / "c.db"), "GLARELITE_STORAGE_OPTIONS": None}
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--storage", memory_store], env=env).exit_code == 0
+    monkeypatch.setattr(mirror, "sync", interrupted)  # type: ignore[attr-defined]
+    result = runner.invoke(app, ["mirror", str(tmp_path / "t")], env=env)
+    assert result.exit_code == 130
+    assert "run the same command again to resume" in result.stderr

@@ -653,3 +653,15 @@ def test_fuzz_check_never_raises_on_a_mutated_tree(
     report = mirror.check_tree(str(dest))  # any exception at all fails the test
     assert report.exit_code in (0, cli.EXIT_VERIFICATION)
     shutil.rmtree(dest)
+
+
+def test_a_state_path_with_a_dot_key_segment_is_not_a_blob_path() -> None:
+    """Blob-dict keys are free text since issue 17 (``..`` is a valid key); in a path
+    they are encoded, so a raw ``..`` or a non-canonical spelling is never a blob path."""
+    from mirror._paths import is_blob_path
+
+    base = "artifacts/images/01234567-89ab-7cde-8f01-23456789abcd/regions"
+    assert is_blob_path(f"{base}/{glarelite.encode_key('..')}")
+    assert is_blob_path(f"{base}/{glarelite.encode_key('RegionOne')}")
+    for segment in ("..", ".", "%2e%2e", "%2E%2E", "RegionOne", "a b", ""):
+        assert not is_blob_path(f"{base}/{segment}"), segment

@@ -61,11 +61,15 @@ def test_mirror_into_s3(world: World, seaweedfs: Any, s3_store_url: str, tmp_pat
     assert report.nothing_to_do and report.bytes_fetched == 0
     assert len(origin_gets(world.origin)) == gets
 
-    # Pruning removes only what the tree wrote.
+    # Withdrawal (without delete) and pruning remove only what the tree wrote.
     fs.pipe(f"{prefix}/artifacts/images/foreign.txt", b"not ours")
     world.catalog.deactivate(world.ids["b1"])
-    report = mirror.sync(world.catalog, s3_store_url, storage_options=options, delete=True, **QUICK)
-    assert report.exit_code == 0 and len(report.deleted) == 2
+    report = mirror.sync(world.catalog, s3_store_url, storage_options=options, **QUICK)
+    assert report.exit_code == 0 and len(report.withdrawn[0]["files"]) == 2
+    report = mirror.sync(
+        world.catalog, s3_store_url, storage_options=options, names=["a"], delete=True, **QUICK
+    )
+    assert report.exit_code == 0 and len(report.deleted) == 2  # the chart: blob and index
     objects = keys(fs, prefix)
     assert objects["artifacts/images/foreign.txt"] == b"not ours"
     assert not [k for k in objects if world.ids["b1"] in k]

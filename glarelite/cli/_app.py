@@ -9,6 +9,7 @@ import contextvars
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -87,7 +88,53 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+# Library messages that name a Python argument, in the CLI's words. A clause that the
+# CLI's own hint says better is dropped (so the advice is given once).
+_API_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"; allow it with allow_hosts or \$\w+ if that is intended"), ""),
+    (re.compile(r"allow it with allow_hosts or (\$\w+)"), r"allow it with --allow-host or \1"),
+    (re.compile(r"\bpass force=True\b"), "pass --force"),
+    (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"\bdelete with force\b"), "delete with --force"),
+    (re.compile(r"\bmax_delete=(\d+)"), r"--max-delete \1"),
+    (re.compile(r"\ballow_hosts\b"), "--allow-host"),
+)
+_HTTP_STATUS = re.compile(r": HTTP (\d{3})\b")
+
+
+def cli_words(message: str) -> str:
+    for pattern, replacement in _API_PHRASES:
+        message = pattern.sub(replacement, message)
+    return message
+
+
 def _hint_for(exc: BaseException) -> str | None:
+    """What to do next, for this situation (the message decides, not only the class)."""
+    message = str(exc)
+    if hasattr(exc, "cli_hint"):  # raised by the CLI itself, for one situation
+        return cast("str | None", exc.cli_hint)
+    if isinstance(exc, errors.NotFound) and message.startswith("no catalog at"):
+        return None  # the message says how to create or name one
+    if isinstance(exc, errors.RefusedLocation):
+        if message.startswith("scheme "):
+            return "register an http:// or https:// URL"
+        if "redirect" in message:
+            return "register the final URL, or ask its server to redirect less"
+        if "address" in message:
+            return "admit the host with glarelite init --allow-host HOST or $GLARELITE_ALLOW_HOSTS"
+        return "check the URL"
+    if isinstance(exc, errors.NetworkError):
+        status = _HTTP_STATUS.search(message)
+        if status and status.group(1) == "404":
+            return "the server has no such file: check the URL"
+        if status and status.group(1).startswith("4") and status.group(1) != "429":
+            return "the server refused the request: check the URL and its access rights"
+        if "certificate" in message:
+            return "check the server's TLS certificate"
+    if isinstance(exc, errors.LockedError):
+        if "remove " in message:  # an object-store tree: the message names the lock object
+            return None
+        return "wait for that run to end (a killed run's lock is released with it)"
     for cls in type(exc).__mro__:
         if cls in _HINTS:
             return _HINTS[cls]
@@ -96,7 +143,7 @@ def _hint_for(exc: BaseException) -> str | None:
 
 def error_line(exc: BaseException) -> str:
     """The one line printed for ``exc``: what was wrong, then what to do."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    message = cli_words(" ".join(str(exc).split())) or type(exc).__name__
     hint = _hint_for(exc)
     if hint and hint not in message:
         message = f"{message} — {hint}"
@@ -133,13 +180,14 @@ class State:
                     f"no catalog at {self.catalog_path}; create one with glarelite init, "
                     f"or name it with --catalog or ${CATALOG_ENV}"
                 )
-            self._catalog = glarelite.open(
-                self.catalog_path,
-                storage_options=self.storage_options,
-                owner=self.owner,
-                settings=self.settings(),
-                create=False,
-            )
+            with not_a_catalog(self.catalog_path):
+                self._catalog = glarelite.open(
+                    self.catalog_path,
+                    storage_options=self.storage_options,
+                    owner=self.owner,
+                    settings=self.settings(),
+                    create=False,
+                )
         return self._catalog
 
     def close(self) -> None:
@@ -163,6 +211,26 @@ class State:
 
         with RichProgress(item_keys=item_keys) as bars:
             yield bars
+
+
+def cli_error(exc: errors.GlareliteError, hint: str | None) -> errors.GlareliteError:
+    """``exc`` with the hint the CLI prints for it (None: the message says it all)."""
+    exc.cli_hint = hint  # type: ignore[attr-defined]
+    return exc
+
+
+@contextlib.contextmanager
+def not_a_catalog(path: Path) -> Iterator[None]:
+    """A file that is not an SQLite database is a user's mistake, not an internal error."""
+    import sqlite3
+
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise cli_error(
+            errors.InvalidInput(f"{path} is not a glarelite catalog ({exc})"),
+            f"name the catalog file with --catalog or ${CATALOG_ENV}",
+        ) from exc
 
 
 _STATE: contextvars.ContextVar[State] = contextvars.ContextVar("glarelite_cli_state")
@@ -204,6 +272,14 @@ def _fail(exc: BaseException, code: int | None = None) -> NoReturn:
     raise typer.Exit(exit_code_for(exc) if code is None else code)
 
 
+def _traceback(st: State) -> None:
+    """--debug: the traceback first; the line and the exit code stay the same."""
+    if st.debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
 def handled(func: F) -> F:
     """Run a command body: library errors become one stderr line and an exit code."""
 
@@ -215,23 +291,19 @@ def handled(func: F) -> F:
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except KeyboardInterrupt:
-            if st.debug:
-                raise
+            _traceback(st)
             typer.echo("glarelite: interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except errors.GlareliteError as exc:
-            if st.debug:
-                raise
+            _traceback(st)
             _fail(exc)
         except OSError as exc:
-            if st.debug:
-                raise
+            _traceback(st)
             what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
             typer.echo(f"glarelite: error: {what}", err=True)
             raise typer.Exit(EXIT_ERROR) from None
         except Exception as exc:
-            if st.debug:
-                raise
+            _traceback(st)
             told = _input_error(exc)
             if told is not None:
                 _fail(told)
@@ -250,7 +322,7 @@ def _input_error(exc: Exception) -> errors.GlareliteError | None:
     (credentials for s3://), as the usage error it is; None for anything else."""
     try:
         from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-    except ImportError:  # pragma: no cover - s3fs (and botocore) is a dependency
+    except ImportError:  # no S3 extra: then no botocore error either
         return None
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return errors.InvalidInput(

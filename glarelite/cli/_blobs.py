@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 import glarelite
+from glarelite import errors
 
 from ._app import (
     EXIT_NETWORK,
@@ -178,7 +179,13 @@ def download(
     target = output or slot.rstrip("/").rsplit("/", 1)[-1]
     with st.progress_reporter() as progress:
         if target != "-":
-            blob = cat.download(artifact_id, slot, target, progress=progress)
+            try:
+                blob = cat.download(artifact_id, slot, target, progress=progress)
+            except OSError as exc:
+                if isinstance(exc, errors.GlareliteError):
+                    raise
+                # The temporary beside the target is the library's business: name the target.
+                raise OSError(exc.errno, exc.strerror or str(exc), target) from exc
             typer.echo(f"{target}: {human_size(blob.size)} sha256:{blob.sha256} verified", err=True)
             return
         art = cat.get(artifact_id)

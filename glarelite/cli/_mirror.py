@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ._app import (
+    EXIT_INTERRUPTED,
     app,
+    cli_words,
     complete_type,
     handled,
     human_size,
@@ -27,6 +31,12 @@ DEFAULT_CATALOG = "glarelite.db"
 DEST_OPTIONS_ENV = "GLARELITE_DEST_OPTIONS"
 
 
+def _cli_words(text: str) -> str:
+    """The library's reports speak of its keyword arguments; the CLI user knows options."""
+    text = text.replace("allow it with allow_hosts", "allow it with glarelite init --allow-host")
+    return cli_words(text).replace("; force to", "; --force to")
+
+
 def _mirror_summary(report: Any) -> None:
     """A few lines on stderr: what the run did, then each failure or fault."""
     data = report.to_dict()
@@ -39,36 +49,107 @@ def _mirror_summary(report: Any) -> None:
         )
         for fault in data["faults"]:
             typer.echo(f"  {fault['kind']}: {fault['path']}: {fault['detail']}", err=True)
+        for warning in data["warnings"]:
+            typer.echo(f"  warning: {warning}", err=True)
+        return
+    if data["refused"]:
+        typer.echo(f"refused: {_cli_words(data['refused'])} (exit 10)", err=True)
         return
     if data["dry_run"]:
         typer.echo(
             f"dry run for {data['dest']}: would copy {len(data['would_copy'])} blobs, "
-            f"re-hash {data['would_check']}, delete {len(data['would_delete'])} files",
+            f"re-hash {data['would_check']}, withdraw {len(data['withdrawn'])} artifacts, "
+            f"delete {len(data['would_delete'])} files",
             err=True,
         )
         for item in data["would_copy"]:
             typer.echo(f"  would copy {item.get('path', item)}", err=True)
+        for item in data["withdrawn"]:
+            typer.echo(
+                f"  would withdraw {item['id']} ({item['type']}, {item['reason']})", err=True
+            )
         for path in data["would_delete"]:
             typer.echo(f"  would delete {path}", err=True)
     else:
-        head = "nothing to do" if data["nothing_to_do"] else f"generation {data['generation']}"
+        if data["nothing_to_do"]:
+            head = f"nothing to do, generation {data['generation']}"
+        elif data["published"]:
+            head = f"published generation {data['generation']}"
+        else:  # blobs copied or repaired, the indexes already right
+            head = f"generation {data['generation']} unchanged"
         typer.echo(
             f"mirrored into {data['dest']} ({head}): {data['artifacts']} artifacts, "
             f"{data['blobs']} blobs; copied {len(data['copied'])} "
             f"({human_size(data['bytes'])}), skipped {data['skipped']}, "
-            f"repaired {len(data['repaired'])}, deleted {len(data['deleted'])}, "
-            f"failed {len(data['failed'])} in {data['seconds']:.1f}s",
+            f"repaired {len(data['repaired'])}, withdrawn {len(data['withdrawn'])}, "
+            f"deleted {len(data['deleted'])}, failed {len(data['failed'])} "
+            f"in {data['seconds']:.1f}s",
             err=True,
         )
+        for item in data["repaired"]:
+            typer.echo(f"  repaired {item['path']}: {item['reason']}", err=True)
+        for item in data["withdrawn"]:
+            typer.echo(f"  withdrew {item['id']} ({item['type']}, {item['reason']})", err=True)
     for item in data["failed"]:
         typer.echo(
-            f"  failed {item.get('path', '?')}: {item.get('error', '')} {item.get('reason', '')}",
+            f"  failed {item.get('path', '?')}: {item.get('error', '')} "
+            f"{_cli_words(item.get('reason', ''))}",
             err=True,
         )
     if data["prune"] not in ("not asked", "done", ""):
-        typer.echo(f"  prune: {data['prune']}", err=True)
+        typer.echo(f"  prune: {_cli_words(data['prune'])}", err=True)
+    if data["retained"] and data["prune"] == "not asked":
+        typer.echo(
+            f"  kept {data['retained']} files no longer selected (--delete removes them)",
+            err=True,
+        )
+    skipped = data.get("not_selected") or {}
+    if skipped:
+        parts = ", ".join(f"{n} {why}" for why, n in skipped.items())
+        hints = []
+        if "drafted" in skipped:
+            hints.append("glarelite activate ID, then glarelite publish ID, to mirror a draft")
+        if "private" in skipped:
+            hints.append("glarelite publish ID (as admin) or --include-private NAME")
+        tail = f" ({'; '.join(hints)})" if hints else ""
+        typer.echo(f"  not mirrored: {parts}{tail}", err=True)
     for warning in data["warnings"]:
-        typer.echo(f"  warning: {warning}", err=True)
+        typer.echo(f"  warning: {_cli_words(warning)}", err=True)
+
+
+@contextlib.contextmanager
+def _resume_hint() -> Iterator[None]:
+    """Ctrl-C during a mirror run: say that a rerun resumes (exit 130 as ever)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(
+            "glarelite: interrupted — run the same command again to resume: what was "
+            "copied is kept, large downloads continue where they stopped",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _writable(path: Path) -> None:
+    """--report FILE must be writable before a run that may take hours, not after it."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = "is in a folder that does not exist"
+    elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "cannot be written (permission denied)"
+    else:
+        return
+    from glarelite import errors
+
+    from ._app import cli_error
+
+    raise cli_error(
+        errors.InvalidInput(f"--report {path} {problem}"),
+        "name a file in a folder you can write, or leave --report out",
+    )
 
 
 @app.command("mirror")
@@ -101,17 +182,21 @@ def mirror_cmd(
         typer.Option(min=0, metavar="N", help="With --delete: refuse to remove more files."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="With --delete: allow pruning the tree to nothing.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Go ahead where a run is refused (exit 10); with --delete: prune to nothing.",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would change; change nothing.")
     ] = False,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Re-hash the blobs already in the tree.")
+        bool, typer.Option("--verify", help="Re-hash every blob already in the tree.")
     ] = False,
     repair: Annotated[
         bool,
-        typer.Option("--repair", help="With --verify: replace tree files holding other bytes."),
+        typer.Option("--repair", help="Accepted for compatibility: damage is always repaired."),
     ] = False,
     check_only: Annotated[
         bool,
@@ -135,11 +220,13 @@ def mirror_cmd(
 ) -> None:
     """Copy the publishable artifacts into a static tree for sites without internet.
 
-    Exit 5 when a blob failed verification, 6 when one could not be fetched, 10 when
-    pruning was refused."""
+    Damaged files are repaired; artifacts the catalog withdrew leave the tree. Exit 5
+    when a blob failed verification, 6 when one could not be fetched, 10 when refused."""
     import mirror
 
     st = state()
+    if report_file is not None:
+        _writable(report_file)
     options = parse_storage_options(
         dest_option or [],
         os.environ.get(DEST_OPTIONS_ENV),
@@ -147,7 +234,7 @@ def mirror_cmd(
         env_name=DEST_OPTIONS_ENV,
     )
     report: Any
-    with st.progress_reporter() as progress:
+    with _resume_hint(), st.progress_reporter() as progress:
         if check_only:
             report = mirror.check_tree(
                 dest, storage_options=options, workers=workers, progress=progress

@@ -26,6 +26,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.progress import Progress as _RichProgress
+from rich.table import Column
 from rich.text import Text
 
 from ._app import human_size as _human  # one definition for every size the CLI prints
@@ -73,16 +74,24 @@ class RichProgress:
     def __init__(self, console: Console | None = None, *, item_keys: Collection[str] = ()) -> None:
         self.console = console or Console(stderr=True)
         self.item_keys = frozenset(item_keys)
+        # One line per bar at any width: the description gives way (ellipsis in the
+        # middle is not available: the label ends with the field, the start names the
+        # type and artifact, so it is cut at the end), the numbers keep their room.
+        narrow = self.console.width < 100
         self._bars = _RichProgress(
             SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
+            TextColumn(
+                "[progress.description]{task.description}",
+                table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=12),
+            ),
+            BarColumn(bar_width=10 if narrow else 30),
             TaskProgressColumn(),
             _AmountColumn(),
-            _SpeedColumn(),
+            *(() if narrow else (_SpeedColumn(),)),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
+            expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
@@ -99,7 +108,25 @@ class RichProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None:
+            self._interrupted(issubclass(exc_type, KeyboardInterrupt))
         self._bars.stop()
+
+    def _interrupted(self, by_user: bool) -> None:
+        """Bars still open when the work stopped: neither done nor failed."""
+        word = "interrupted" if by_user else "stopped"
+        with self._lock:
+            open_tasks, self._tasks = list(self._tasks.values()), {}
+            for task in open_tasks:
+                current = self._bars.tasks[self._index(task)]
+                self._bars.update(task, description=f"[yellow]‖ {word}[/] {current.description}")
+                self._bars.stop_task(task)
+        if open_tasks and by_user:
+            self.console.print(
+                "[yellow]‖[/] interrupted: run the same command again to resume "
+                "(what was copied is kept; large downloads continue where they stopped)",
+                highlight=False,
+            )
 
     # -- the Progress protocol -----------------------------------------------------
     def begin(self, key: str, description: str, total: int | None) -> None:
@@ -148,6 +175,10 @@ class RichProgress:
         raise KeyError(task)
 
 
-def _short(text: str, width: int = 48) -> str:
-    """Long descriptions (tree paths, URLs) keep their informative end."""
-    return text if len(text) <= width else "…" + text[-(width - 1) :]
+def _short(text: str, width: int = 60) -> str:
+    """Long descriptions (tree paths, URLs) keep their start (the type, the artifact)
+    and their end (the field); the middle (an id, a folder) gives way."""
+    if len(text) <= width:
+        return text
+    head = width // 2
+    return text[:head] + "…" + text[-(width - head - 1) :]

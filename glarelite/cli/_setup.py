@@ -7,14 +7,17 @@ from typing import Annotated, Any
 import typer
 
 import glarelite
+from glarelite import errors
 
 from ._app import (
     JsonOpt,
     app,
+    cli_error,
     complete_type,
     echo_json,
     handled,
     json_or_text,
+    not_a_catalog,
     quota_app,
     state,
     type_app,
@@ -53,12 +56,22 @@ def init(
     """Create the catalog (or confirm an existing one); fix its blob storage."""
     st = state()
     existed = st.catalog_path.exists()
-    with glarelite.open(
-        st.catalog_path,
-        storage=storage,
-        storage_options=st.storage_options,
-        allow_hosts=allow_host or (),
-        settings=st.settings(),
+    folder = st.catalog_path.parent
+    if not existed and not folder.is_dir():
+        # A typo in a path must not quietly create a tree of folders.
+        raise cli_error(
+            errors.NotFound(f"no folder {folder} for the catalog {st.catalog_path}"),
+            f"create it first (mkdir -p {folder}) or name another --catalog",
+        )
+    with (
+        not_a_catalog(st.catalog_path),
+        glarelite.open(
+            st.catalog_path,
+            storage=storage,
+            storage_options=st.storage_options,
+            allow_hosts=allow_host or (),
+            settings=st.settings(),
+        ),
     ):
         pass
     where = storage or f"{st.catalog_path.stem}-blobs/ beside it"
