@@ -7,8 +7,9 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 from __future__ import annotations
 
 from . import tree
+from ._core import CatalogSettings, Scope
 from ._maintenance import CheckResult, GcReport
-from .catalog import Catalog, CatalogSettings, Scope, open
+from .catalog import Catalog, open
 from .errors import (
     ChecksumMismatch,
     Conflict,

@@ -4,6 +4,7 @@ catalog itself (never by fetching a URL)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from .errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from .urls import internal_url
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ._core import Core, Scope
     from .types import ArtifactType
 
 _URL = re.compile(r"/artifacts/([a-z][a-z0-9_]*)/([0-9a-f-]{36})\Z")
@@ -23,24 +24,31 @@ def link_names(atype: ArtifactType) -> list[str]:
     return [n for n, p in atype.properties.items() if p.kind == "link"]
 
 
-def resolve(cat: Catalog, conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
-    """Replace each link reference in ``props`` by the target's internal URL."""
+def resolve(
+    core: Core,
+    scope: Scope,
+    conn: sqlite3.Connection,
+    atype: ArtifactType,
+    props: dict[str, Any],
+) -> None:
+    """Replace each link reference in ``props`` by the target's internal URL (only
+    artifacts ``scope`` may see can be linked to)."""
     for name in link_names(atype):
         ref = props.get(name)
         if ref is not None:
-            props[name] = _resolve_one(cat, conn, name, ref)
+            props[name] = _resolve_one(core, scope, conn, name, ref)
 
 
-def _resolve_one(cat: Catalog, conn: Any, name: str, ref: str) -> str:
+def _resolve_one(core: Core, scope: Scope, conn: sqlite3.Connection, name: str, ref: str) -> str:
     what = f"link {name!r}"
     m = _URL.match(ref)
     artifact_id = m.group(2) if m else ref if _UUID.match(ref) else None
     if artifact_id is not None:
         try:
-            row = cat._visible_row(conn, artifact_id)
+            row = core.visible_row(conn, scope, artifact_id)
         except NotFound:
             raise InvalidInput(f"{what}: no artifact {artifact_id} to link to") from None
-        return internal_url(row[1], row[0])
+        return internal_url(row.type_name, row.id)
     type_name, slash, rest = ref.partition("/")
     artifact_name, at, version = rest.rpartition("@")
     if not slash or not at or not artifact_name:
@@ -48,18 +56,18 @@ def _resolve_one(cat: Catalog, conn: Any, name: str, ref: str) -> str:
             f"{what}: {ref!r} is neither an artifact id, an internal URL nor "
             "'type/name@version' ('@latest' for the highest version)"
         )
-    scope = "" if cat.scope.admin else "AND (owner = ? OR visibility = 'public')"
+    visible = "" if scope.admin else "AND (owner = ? OR visibility = 'public')"
     params: list[Any] = [type_name, artifact_name]
     if version == "latest":
         clause = ""
     else:
         clause = "AND version = ?"
         params.append(_semver.canonical(version)[0])
-    if not cat.scope.admin:
-        params.append(cat.scope.owner)
+    if not scope.admin:
+        params.append(scope.owner)
     row = conn.execute(
         f"SELECT id FROM artifacts WHERE type_name = ? AND name = ? {clause} "
-        f"AND status != 'deleted' {scope} ORDER BY version_key DESC, version DESC LIMIT 1",
+        f"AND status != 'deleted' {visible} ORDER BY version_key DESC, version DESC LIMIT 1",
         params,
     ).fetchone()
     if row is None:
@@ -67,7 +75,7 @@ def _resolve_one(cat: Catalog, conn: Any, name: str, ref: str) -> str:
     return internal_url(type_name, row[0])
 
 
-def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
+def check_targets(conn: sqlite3.Connection, atype: ArtifactType, props: dict[str, Any]) -> None:
     """An active artifact may only link to active (or deactivated) artifacts."""
     for name in link_names(atype):
         url = props.get(name)
@@ -87,7 +95,7 @@ def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None
             )
 
 
-def refuse_if_linked(conn: Any, type_name: str, artifact_id: str) -> None:
+def refuse_if_linked(conn: sqlite3.Connection, type_name: str, artifact_id: str) -> None:
     """Deleting an artifact that active artifacts link to is a Conflict."""
     row = conn.execute(
         "SELECT a.id, p.name FROM artifact_props p JOIN artifacts a ON a.id = p.artifact_id "

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._db import utcnow
 from ._hashing import split_digest
-from ._slots import _restore, fetcher_of, release, store_of, token_is_dead
+from ._slots import _restore, release, token_is_dead
 from .errors import InvalidInput, NetworkError, TooLarge
 from .progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
+    from ._core import Core, Scope
     from ._http import Fetcher
-    from .catalog import Catalog
 
 
 # -- check of external blobs -------------------------------------------------------------
@@ -51,14 +51,14 @@ class GcReport:
 
 
 def check(
-    cat: Catalog, *, rehash: bool = False, progress: Progress | None = None
+    core: Core, scope: Scope, *, rehash: bool = False, progress: Progress | None = None
 ) -> list[CheckResult]:
     """Re-validate every active external blob visible to the caller."""
     progress = progress or NULL_PROGRESS
-    fetcher = fetcher_of(cat)
-    owner_clause = "" if cat.scope.admin else "AND (a.owner = ? OR a.visibility = 'public')"
-    params: tuple[str, ...] = () if cat.scope.admin else (cat.scope.owner,)
-    with cat._database.read() as conn:
+    fetcher = core.fetcher
+    owner_clause = "" if scope.admin else "AND (a.owner = ? OR a.visibility = 'public')"
+    params: tuple[str, ...] = () if scope.admin else (scope.owner,)
+    with core.database.read() as conn:
         rows = conn.execute(
             "SELECT b.artifact_id, a.type_name, b.field, b.key, b.location, b.size, b.digest, "
             "b.etag, b.last_modified FROM blobs b JOIN artifacts a ON a.id = b.artifact_id "
@@ -75,7 +75,7 @@ def check(
         )
         result = _check_one(fetcher, base, etag, lm, rehash)
         upstream = "ok" if result.state == "unchanged" else result.state
-        with cat._database.write() as conn:
+        with core.database.write() as conn:
             now = utcnow()
             before = conn.execute(
                 "SELECT upstream FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
@@ -122,18 +122,18 @@ def _check_one(
 
 
 # -- garbage collection ------------------------------------------------------------------
-def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
+def gc(core: Core, scope: Scope, *, stale_after: float | None = None) -> GcReport:
     """Clean what interrupted uploads and deletes left: uploads stuck in ``saving`` whose
     process is gone (or older than ``stale_after`` seconds), their temporaries, and stored
     objects that nothing references."""
     from datetime import datetime, timedelta, timezone
 
-    cat._require_admin("run gc")
-    age = cat.settings.stale_after if stale_after is None else stale_after
+    core.require_admin(scope, "run gc")
+    age = core.settings.stale_after if stale_after is None else stale_after
     cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     report = GcReport()
     candidates: list[str | None] = []
-    with cat._database.write() as conn:
+    with core.database.write() as conn:
         stuck = conn.execute(
             "SELECT artifact_id, field, key, upload_token, updated_at FROM blobs "
             "WHERE status = 'saving'"
@@ -147,7 +147,7 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
                 report.details.append(f"abandoned upload {artifact_id}/{field_name}/{key}")
             elif token:
                 live_tags.add(token.rsplit(":", 1)[-1])
-    st = store_of(cat)
+    st = core.store
     cutoff_ts = datetime.now(timezone.utc).timestamp() - age
     for path, tag, modified in st.iter_temporaries():
         if tag in live_tags and (modified is None or modified >= cutoff_ts):
@@ -164,5 +164,5 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
         report.details.append(f"aborted multipart upload {path}")
     for digest, _size in st.iter_objects():
         candidates.append(digest)
-    report.objects_removed, report.bytes_freed = release(cat, candidates)
+    report.objects_removed, report.bytes_freed = release(core, candidates)
     return report

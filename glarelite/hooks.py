@@ -13,12 +13,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from .errors import InvalidInput
-
-if TYPE_CHECKING:
-    from .catalog import Catalog
 
 OPERATIONS = (
     "create",
@@ -39,7 +36,7 @@ class HookEvent:
     and (for after hooks) the result."""
 
     operation: str
-    catalog: Catalog
+    catalog: Any  # the Catalog view the operation ran on (typed loosely: no import cycle)
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     result: Any = None
@@ -137,7 +134,7 @@ def hooked(operation: str) -> Callable[[F], F]:
 
     def decorate(method: F) -> F:
         @functools.wraps(method)
-        def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             hooks: Hooks = self.hooks
             if not hooks._busy(operation):
                 return method(self, *args, **kwargs)
