@@ -6,11 +6,12 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 
 from __future__ import annotations
 
-from . import tree
-from ._core import CatalogSettings, Scope
+from . import policy, tree
+from ._core import CatalogSettings
 from ._maintenance import CheckResult, GcReport
 from .catalog import Catalog, open
 from .errors import (
+    AfterHookFailed,
     ChecksumMismatch,
     Conflict,
     DestinationError,
@@ -31,6 +32,7 @@ from .errors import (
 from .hooks import HookEvent, Hooks
 from .mirror_reader import MirrorCatalog, open_mirror
 from .models import Artifact, Blob, Page
+from .policy import Policy, Scope
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
@@ -39,6 +41,7 @@ from .urls import internal_url
 
 __all__ = [
     "NULL_PROGRESS",
+    "AfterHookFailed",
     "Artifact",
     "ArtifactType",
     "Blob",
@@ -61,6 +64,7 @@ __all__ = [
     "NetworkError",
     "NotFound",
     "Page",
+    "Policy",
     "Progress",
     "Property",
     "Quota",
@@ -75,5 +79,6 @@ __all__ = [
     "internal_url",
     "open",
     "open_mirror",
+    "policy",
     "tree",
 ]

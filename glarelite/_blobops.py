@@ -19,7 +19,8 @@ from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
-    from ._core import Core, Scope
+    from ._core import Core
+    from .policy import Scope
 
 
 # -- upload ------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def remove_blob(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> N
     """Remove one blob (or blob-dict entry) from a drafted artifact."""
     field_name, key = split_slot(slot_name)
     with core.database.write() as conn:
-        row = core.owned_row(conn, scope, artifact_id)
+        row = core.authorized_row(conn, scope, artifact_id, "remove_blob")
         if row.status != "drafted":
             raise IllegalTransition(f"blobs of an artifact that is {row.status} cannot change")
         _check_slot(core.get_type(row.type_name), field_name, key)
@@ -246,7 +247,7 @@ def delete_artifact(core: Core, scope: Scope, artifact_id: str, *, force: bool =
     from ._links import refuse_if_linked
 
     with core.database.write() as conn:
-        row = core.owned_row(conn, scope, artifact_id)
+        row = core.authorized_row(conn, scope, artifact_id, "delete")
         core.refuse_if_saving(conn, artifact_id, "delete the artifact")
         if not force:
             refuse_if_linked(conn, row.type_name, artifact_id)

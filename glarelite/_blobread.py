@@ -20,17 +20,19 @@ from .urls import join_base
 
 if TYPE_CHECKING:
     from ._cache import ReadCache
-    from ._core import Core, Scope
+    from ._core import Core
     from ._http import Fetcher
     from ._pipeline import PipelinedBody
+    from .policy import Scope
 
 
 # -- reads -------------------------------------------------------------------------
 def active_blob(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> tuple[Blob, str]:
-    """The active blob in a slot and its digest; Conflict while saving, NotFound if empty."""
+    """The active blob in a slot and its digest, if the policy lets ``scope`` download it;
+    Conflict while saving, NotFound if empty."""
     field_name, key = split_slot(slot_name)
     with core.database.read() as conn:
-        row = core.visible_row(conn, scope, artifact_id)
+        row = core.authorized_row(conn, scope, artifact_id, "download")
         _check_slot(core.get_type(row.type_name), field_name, key)
         brow = blob_row(conn, artifact_id, field_name, key)
     if brow is None:
@@ -60,11 +62,7 @@ def open_blob(
             raw, size=blob.size or 0, sha256=hexdigest, offset=start, length=count
         )
         return cast(BinaryIO, reader)
-    if blob.upstream == "changed":
-        raise UpstreamChanged(
-            f"blob {slot_name} of {artifact_id} changed upstream at {blob.external_url}; "
-            "it is not served until its origin serves the registered bytes again (check)"
-        )
+    refuse_if_changed(blob)
     cache = core.cache
     if cache is not None:
         cached = cache.open(digest, offset=start, length=count)
@@ -79,11 +77,25 @@ def open_blob(
     return cast(BinaryIO, reader)
 
 
+def refuse_if_changed(blob: Blob) -> None:
+    """A blob ``check`` found changed upstream is handed out by no path (stream, range,
+    pipeline, URL) until ``check`` finds its origin serving the registered bytes again."""
+    if blob.upstream == "changed":
+        raise UpstreamChanged(
+            f"blob {blob.slot} of {blob.artifact_id} changed upstream at {blob.external_url}; "
+            "it is not served until its origin serves the registered bytes again (check)"
+        )
+
+
 BlobOpener = Callable[[], BinaryIO]
 
 
 def open_blobs(
-    core: Core, scope: Scope, slots: Iterable[tuple[str, str]]
+    core: Core,
+    scope: Scope,
+    slots: Iterable[tuple[str, str]],
+    *,
+    before: Callable[[str, str], None] | None = None,
 ) -> Generator[tuple[str, str, BlobOpener], None, None]:
     """(artifact id, slot, open) for each slot, in the order given; ``open()`` returns
     what :func:`open_blob` would (or raises what it would raise).
@@ -91,12 +103,24 @@ def open_blobs(
     Whole external blobs not served from the read cache are fetched through one HTTP/1.1
     pipeline per origin; an answer the pipeline cannot take is fetched the ordinary way
     when it is opened. Open each stream (or skip it) before taking the next item: the
-    pipeline delivers answers in order, and an unread rest is skipped.
+    pipeline delivers answers in order, and an unread rest is skipped. ``before(id,
+    slot)`` runs for each item first (the download hooks); what it raises is what that
+    item's ``open()`` raises, and that item is not fetched.
     """
     items = list(slots)
-    found: list[tuple[Blob, str] | GlareliteError] = []
+    vetoes: dict[int, Exception] = {}
+    if before is not None:  # outside the snapshot: a hook may use the catalog
+        for i, (artifact_id, slot) in enumerate(items):
+            try:
+                before(artifact_id, slot)
+            except Exception as exc:  # a hook's veto may be any exception
+                vetoes[i] = exc
+    found: list[tuple[Blob, str] | Exception] = []
     with core.database.read():  # one snapshot for the batch
-        for artifact_id, slot in items:
+        for i, (artifact_id, slot) in enumerate(items):
+            if i in vetoes:
+                found.append(vetoes[i])
+                continue
             try:
                 found.append(active_blob(core, scope, artifact_id, slot))
             except GlareliteError as exc:
@@ -104,7 +128,7 @@ def open_blobs(
     cache = core.cache
     urls: dict[int, str] = {}  # item -> URL, for the whole external blobs to pipeline
     for i, record in enumerate(found):
-        if isinstance(record, GlareliteError):
+        if isinstance(record, Exception):
             continue
         blob, digest = record
         if not blob.external or blob.upstream == "changed" or not blob.external_url:
@@ -116,7 +140,7 @@ def open_blobs(
     try:
         for i, (artifact_id, slot) in enumerate(items):
             record = found[i]
-            if isinstance(record, GlareliteError):
+            if isinstance(record, Exception):
                 yield artifact_id, slot, _raiser(record)
                 continue
             body = next(answers) if i in urls else None
@@ -133,7 +157,7 @@ def open_blobs(
         answers.close()
 
 
-def _raiser(exc: GlareliteError) -> BlobOpener:
+def _raiser(exc: Exception) -> BlobOpener:
     def raise_it() -> BinaryIO:
         raise exc
 
@@ -298,6 +322,7 @@ def resolve_url(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> s
     """What a client should fetch: the mirror's URL when the catalog knows a mirror base,
     else the external URL of an external blob, else the internal URL."""
     blob, _ = active_blob(core, scope, artifact_id, slot_name)
+    refuse_if_changed(blob)  # a redirect to it would hand out the changed bytes
     base = core.settings.mirror_base_url
     if base:
         return join_base(base, blob.url)

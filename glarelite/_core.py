@@ -4,7 +4,7 @@ them.
 
 A ``Catalog`` is a ``(core, scope)`` view. The helper modules (``_blobops``,
 ``_blobread``, ``_slots``, ``_maintenance``, ``_links``) take the core and the scope
-explicitly; the row checks every operation starts with (visible to this scope? owned by
+explicitly; the policy checks every operation starts with (may this scope read it? do
 it?) live here, in one place.
 
 Ownership: the catalog returned by ``glarelite.open`` owns its core and closes it;
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._db import Database
 from ._rows import ArtifactRow, artifact_row
-from ._values import check_owner
-from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .hooks import Hooks
+from .policy import Policy, Scope, Target
 from .settings import HttpSettings
 from .types import ArtifactType
 
@@ -31,19 +31,6 @@ if TYPE_CHECKING:
     from ._cache import ReadCache
     from ._http import Fetcher
     from ._store import BlobStore
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Who is asking. An owner sees its own artifacts plus public ones; admin sees all.
-    ``owner`` is also who new artifacts belong to."""
-
-    owner: str = "admin"
-    admin: bool = True
-
-    @classmethod
-    def of(cls, owner: str) -> Scope:
-        return cls(owner=check_owner(owner), admin=False)
 
 
 @dataclass(frozen=True)
@@ -76,10 +63,12 @@ class Core:
         *,
         settings: CatalogSettings,
         storage_options: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.hooks = Hooks()
+        self.policy = policy or Policy()
         self._storage_options = dict(storage_options or {})
         self._types: dict[str, ArtifactType] = {}
         self._store: BlobStore | None = None
@@ -163,31 +152,30 @@ class Core:
         except NotFound:
             return None
 
-    # -- the row checks every operation starts with ----------------------------------
+    # -- the policy checks every operation starts with -------------------------------
     def visible_row(self, conn: sqlite3.Connection, scope: Scope, artifact_id: str) -> ArtifactRow:
-        """The artifact's row if ``scope`` may see it, else NotFound."""
+        """The artifact's row if the policy lets ``scope`` read it (``get``), else
+        NotFound."""
         if not isinstance(artifact_id, str):
             raise InvalidInput(f"artifact id must be a string, not {artifact_id!r}")
         row = artifact_row(conn, artifact_id)
-        if row is None or not (
-            scope.admin or row.owner == scope.owner or row.visibility == "public"
-        ):
+        if row is None or not self.policy.can_read(scope, row.target()):
             # never 'forbidden' here: that would reveal that the artifact exists
             raise NotFound(f"no artifact {artifact_id}")
         return row
 
-    def owned_row(self, conn: sqlite3.Connection, scope: Scope, artifact_id: str) -> ArtifactRow:
-        """The artifact's row if ``scope`` may change it: NotFound if it cannot see it,
-        Forbidden if it sees but does not own it."""
+    def authorized_row(
+        self, conn: sqlite3.Connection, scope: Scope, artifact_id: str, action: str
+    ) -> ArtifactRow:
+        """The artifact's row if the policy lets ``scope`` do ``action`` on it: NotFound
+        if it may not read it, Forbidden if it may read it but not do ``action``."""
         row = self.visible_row(conn, scope, artifact_id)
-        if not scope.admin and row.owner != scope.owner:
-            raise Forbidden(f"artifact {artifact_id} belongs to another owner")
+        self.policy.authorize(action, scope, row.target())
         return row
 
-    @staticmethod
-    def require_admin(scope: Scope, what: str) -> None:
-        if not scope.admin:
-            raise Forbidden(f"only an admin scope may {what}")
+    def authorize(self, action: str, scope: Scope, target: Target | None = None) -> None:
+        """Forbidden unless the policy lets ``scope`` do ``action`` (on ``target``)."""
+        self.policy.authorize(action, scope, target)
 
     @staticmethod
     def refuse_if_saving(conn: sqlite3.Connection, artifact_id: str, what: str) -> None:

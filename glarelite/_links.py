@@ -13,7 +13,8 @@ from .errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from .urls import internal_url
 
 if TYPE_CHECKING:
-    from ._core import Core, Scope
+    from ._core import Core
+    from .policy import Scope
     from .types import ArtifactType
 
 _URL = re.compile(r"/artifacts/([a-z][a-z0-9_]*)/([0-9a-f-]{36})\Z")
@@ -56,7 +57,11 @@ def _resolve_one(core: Core, scope: Scope, conn: sqlite3.Connection, name: str, 
             f"{what}: {ref!r} is neither an artifact id, an internal URL nor "
             "'type/name@version' ('@latest' for the highest version)"
         )
-    visible = "" if scope.admin else "AND (owner = ? OR visibility = 'public')"
+    visible = (
+        ""
+        if scope.admin
+        else "AND (owner = ? OR visibility = 'public') AND status != 'deactivated'"
+    )
     params: list[Any] = [type_name, artifact_name]
     if version == "latest":
         clause = ""

@@ -12,8 +12,9 @@ from .errors import InvalidInput, NetworkError, TooLarge
 from .progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
-    from ._core import Core, Scope
+    from ._core import Core
     from ._http import Fetcher
+    from .policy import Scope
 
 
 # -- check of external blobs -------------------------------------------------------------
@@ -56,7 +57,12 @@ def check(
     """Re-validate every active external blob visible to the caller."""
     progress = progress or NULL_PROGRESS
     fetcher = core.fetcher
-    owner_clause = "" if scope.admin else "AND (a.owner = ? OR a.visibility = 'public')"
+    # what a non-admin may read (the default policy): its own and public, not deactivated
+    owner_clause = (
+        ""
+        if scope.admin
+        else "AND (a.owner = ? OR a.visibility = 'public') AND a.status != 'deactivated'"
+    )
     params: tuple[str, ...] = () if scope.admin else (scope.owner,)
     with core.database.read() as conn:
         rows = conn.execute(
@@ -128,7 +134,7 @@ def gc(core: Core, scope: Scope, *, stale_after: float | None = None) -> GcRepor
     objects that nothing references."""
     from datetime import datetime, timedelta, timezone
 
-    core.require_admin(scope, "run gc")
+    core.authorize("gc", scope)
     age = core.settings.stale_after if stale_after is None else stale_after
     cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     report = GcReport()

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._hashing import split_digest
 from .models import Artifact, Blob, BlobValue
+from .policy import Target
 from .types import ArtifactType
 
 ARTIFACT_COLUMNS = (
@@ -46,6 +47,10 @@ class ArtifactRow:
     def of(cls, row: Sequence[Any]) -> ArtifactRow:
         """From ``SELECT ARTIFACT_COLUMNS`` (or ``a.*``: the table has these columns first)."""
         return cls(*row[:14])
+
+    def target(self) -> Target:
+        """What a policy rule sees of this artifact."""
+        return Target(self.id, self.type_name, self.owner, self.visibility, self.status)
 
     def tag_list(self) -> list[str]:
         tags: list[str] = json.loads(self.tags)

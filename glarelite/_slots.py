@@ -36,8 +36,9 @@ from .errors import Conflict, IllegalTransition, InvalidInput, NotFound, TooLarg
 from .models import Blob
 
 if TYPE_CHECKING:
-    from ._core import Core, Scope
-    from .quotas import Quota
+    from ._core import Core
+    from .policy import Scope
+    from .quotas import Limit
     from .types import ArtifactType
 
 MAX_DICT_KEYS = 255
@@ -54,7 +55,7 @@ class _Slot:
     token: str
     cap: int | None  # bytes this blob may still take (caps and quotas)
     previous_digest: str | None
-    quota: Quota | None = None  # set when a quota, not a size cap, bounds ``cap``
+    quota: Limit | None = None  # set when a quota, not a size cap, bounds ``cap``
 
 
 def _new_token() -> str:
@@ -91,7 +92,8 @@ def _reserve(
     if declared_size is not None and (not isinstance(declared_size, int) or declared_size < 0):
         raise InvalidInput(f"size must be a non-negative integer, not {declared_size!r}")
     with core.database.write() as conn:
-        row = core.owned_row(conn, scope, artifact_id)
+        action = "upload" if internal else "add_location"
+        row = core.authorized_row(conn, scope, artifact_id, action)
         atype = core.get_type(row.type_name)
         if row.status != "drafted":
             raise IllegalTransition(

@@ -12,16 +12,18 @@ Who closes what: the catalog returned by :func:`open` owns its core, and closing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import _blobops, _blobread, _links, _listing, _maintenance, _semver, quotas
-from ._core import CatalogSettings, Core, Scope
+from ._core import CatalogSettings, Core
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, ArtifactRow, artifact_from_row, blob_rows_for, blob_rows_of
@@ -35,8 +37,9 @@ from ._values import (
     prop_rows,
 )
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput
-from .hooks import Hooks, hooked
+from .hooks import HookEvent, Hooks, hooked, make_event
 from .models import Artifact, Blob, Page
+from .policy import Policy, Rule, Scope, Target
 from .progress import Progress
 from .quotas import Quota
 from .types import ArtifactType, Property, make_type
@@ -119,7 +122,7 @@ class Catalog:
                 max_blob_size=max_blob_size,
             )
         )
-        self._core.require_admin(self.scope, "define types")
+        self._core.authorize("define_type", self.scope)
         text = atype.dumps()
         with self._core.database.write() as conn:
             row = conn.execute(
@@ -164,11 +167,18 @@ class Catalog:
         marker: str | None = None,
         latest: bool = False,
     ) -> Page:
-        """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging."""
+        """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging.
+
+        A non-admin scope is shown what the default policy lets it read: its own and
+        public artifacts, none deactivated. A replaced ``get`` rule also applies to
+        each item (a page may then hold fewer than ``limit``)."""
+        self._core.authorize("list", self.scope)
         atype = self.get_type(type_name) if type_name is not None else None
+        policy = self._core.policy
 
         def materialize(conn: Any, rows: Sequence[Any]) -> _List[Artifact]:
             arows = [ArtifactRow.of(r) for r in rows]
+            arows = [r for r in arows if policy.can_read(self.scope, r.target())]
             blobs = blob_rows_for(conn, [r.id for r in arows])
             return [
                 artifact_from_row(r, self._core.type_or_none(r.type_name), blobs[r.id])
@@ -206,7 +216,9 @@ class Catalog:
         tags: Iterable[str] = (),
         properties: Mapping[str, Any] | None = None,
     ) -> Artifact:
-        """Create a drafted artifact. ``owner`` may be given by an admin scope only."""
+        """Create a drafted, private artifact. ``owner`` may be given by an admin scope
+        only (the default policy). ``visibility="public"`` is refused (InvalidInput, as
+        Glare's 400): public implies active; activate, then publish."""
         atype = self.get_type(type_name)
         check_name(name)
         canonical, key = _semver.canonical(version)
@@ -215,6 +227,14 @@ class Catalog:
         owner = check_owner(owner if owner is not None else self.scope.owner)
         if visibility not in VISIBILITIES:
             raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
+        if visibility == "public":
+            raise InvalidInput(
+                "an artifact cannot be created public: public implies active "
+                "(create it, activate it, then publish it)"
+            )
+        self._core.authorize(
+            "create", self.scope, Target(None, type_name, owner, visibility, "drafted")
+        )
         description = check_description(description)
         tag_list = check_tags(tags)
         props = self._initial_properties(atype, properties or {})
@@ -275,9 +295,37 @@ class Catalog:
         properties: Mapping[str, Any] | None = None,
     ) -> Artifact:
         """Change an artifact. Drafted artifacts accept any change; active ones only
+        description, visibility (through the ``publish`` rule), tags and mutable
+        properties; others none."""
+        return self._update(
+            artifact_id,
+            name=name,
+            version=version,
+            description=description,
+            visibility=visibility,
+            tags=tags,
+            add_tags=add_tags,
+            remove_tags=remove_tags,
+            properties=properties,
+        )
+
+    def _update(
+        self,
+        artifact_id: str,
+        *,
+        name: str = _UNSET,
+        version: str | int | None = _UNSET,
+        description: str | None = _UNSET,
+        visibility: str = _UNSET,
+        tags: Iterable[str] = _UNSET,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        properties: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Change an artifact. Drafted artifacts accept any change; active ones only
         description, visibility, tags and mutable properties; others none."""
         with self._core.database.write() as conn:
-            row = self._core.owned_row(conn, self.scope, artifact_id)
+            row = self._core.authorized_row(conn, self.scope, artifact_id, "update")
             atype = self.get_type(row.type_name)
             status = row.status
             if status not in ("drafted", "active"):
@@ -334,9 +382,11 @@ class Catalog:
             self._write_index_rows(conn, artifact_id, atype, new_tags, props)
         return self.get(artifact_id)
 
+    @hooked("publish")
     def publish(self, artifact_id: str) -> Artifact:
-        """Make an active artifact public (a Conflict if a public twin exists)."""
-        return self.update(artifact_id, visibility="public")
+        """Make an active artifact public (a Conflict if a public twin exists); by
+        default an admin's action."""
+        return self._update(artifact_id, visibility="public")
 
     @hooked("activate")
     def activate(self, artifact_id: str) -> Artifact:
@@ -359,8 +409,13 @@ class Catalog:
 
     def _transition(self, artifact_id: str, target: str) -> Artifact:
         with self._core.database.write() as conn:
-            row = self._core.owned_row(conn, self.scope, artifact_id)
+            row = self._core.visible_row(conn, self.scope, artifact_id)
             status = row.status
+            if target == "deactivated":
+                action = "deactivate"
+            else:
+                action = "reactivate" if status == "deactivated" else "activate"
+            self._core.policy.authorize(action, self.scope, row.target())
             if status == target:
                 return self.get(artifact_id)
             allowed = {
@@ -461,6 +516,7 @@ class Catalog:
         """Remove a blob or blob-dict entry from a drafted artifact."""
         _blobops.remove_blob(self._core, self.scope, artifact_id, slot)
 
+    @hooked("download")
     def open_blob(
         self, artifact_id: str, slot: str, *, offset: int | None = None, length: int | None = None
     ) -> BinaryIO:
@@ -484,8 +540,38 @@ class Catalog:
         way, with the guard and retries, when it is opened. Open and read (or skip) each
         item before taking the next; a pipelined stream that breaks midway raises
         NetworkError, and :meth:`open_blob` fetches it again with retries.
+
+        The ``download`` hooks run for each item: the before hooks for all of them
+        before anything is fetched (a veto makes that item's ``open()`` raise it), the
+        after hooks when an item is opened.
         """
-        return _blobread.open_blobs(self._core, self.scope, slots)
+        if not self.hooks._busy("download"):
+            return _blobread.open_blobs(self._core, self.scope, slots)
+        return self._open_blobs_hooked(slots)
+
+    def _open_blobs_hooked(
+        self, slots: Iterable[tuple[str, str]]
+    ) -> Generator[tuple[str, str, Callable[[], BinaryIO]], None, None]:
+        hooks = self.hooks
+
+        def event(artifact_id: str, slot: str) -> HookEvent:
+            given = {"artifact_id": artifact_id, "slot": slot}
+            return make_event("download", self, (artifact_id, slot), {}, given)
+
+        def after(artifact_id: str, slot: str, opener: Callable[[], BinaryIO]) -> Any:
+            def open_and_tell() -> BinaryIO:
+                stream = opener()
+                hooks.run_after(replace(event(artifact_id, slot), result=stream))
+                return stream
+
+            return open_and_tell
+
+        items = _blobread.open_blobs(
+            self._core, self.scope, slots, before=lambda a, s: hooks.run_before(event(a, s))
+        )
+        with contextlib.closing(items):
+            for artifact_id, slot, opener in items:
+                yield artifact_id, slot, after(artifact_id, slot, opener)
 
     @hooked("download")
     def download(
@@ -525,32 +611,42 @@ class Catalog:
         *,
         max_artifacts: int | None = None,
         max_bytes: int | None = None,
+        owner: str | None = None,
     ) -> Quota:
-        """Limit artifacts and stored bytes of the catalog (``scope="global"``), a type
-        (``"type", "images"``) or an owner (``"owner", "alice"``). Both None removes it.
-        External blobs count toward the artifact count, not the stored bytes."""
-        self._core.require_admin(self.scope, "set quotas")
-        quota = Quota(scope, target, max_artifacts, max_bytes)
+        """Limit artifacts and stored bytes as Glare counts them, per owner: an owner's
+        total (``"owner", "alice"``), each owner's of a type (``"type", "images"``) or
+        one owner's of a type (``"type", "images", owner="alice"``), plus a catalog-wide
+        cap (``"global"``). ``-1`` is unlimited; both None removes the quota. External
+        blobs count toward the artifact count, not the stored bytes."""
+        self._core.authorize("set_quota", self.scope)
+        quota = Quota(scope, target, max_artifacts, max_bytes, owner)
         with self._core.database.write() as conn:
             if max_artifacts is None and max_bytes is None:
-                conn.execute("DELETE FROM quotas WHERE scope = ? AND target = ?", (scope, target))
+                conn.execute(
+                    "DELETE FROM quotas WHERE scope = ? AND target = ?", (scope, quota.key)
+                )
             else:
                 conn.execute(
                     "INSERT OR REPLACE INTO quotas VALUES (?, ?, ?, ?)",
-                    (scope, target, max_artifacts, max_bytes),
+                    (scope, quota.key, max_artifacts, max_bytes),
                 )
         return quota
 
     def quotas(self) -> _List[Quota]:
         with self._core.database.read() as conn:
-            rows = conn.execute("SELECT * FROM quotas ORDER BY scope, target").fetchall()
-        return [Quota(*r) for r in rows]
+            rows = conn.execute(
+                "SELECT scope, target, max_artifacts, max_bytes FROM quotas ORDER BY scope, target"
+            ).fetchall()
+        return [Quota.from_row(r) for r in rows]
 
-    def usage(self, scope: str = "global", target: str = "") -> tuple[int, int]:
-        """(artifacts, stored bytes) counted as the quota of that scope counts them."""
-        quota = Quota(scope, target)
+    def usage(
+        self, scope: str = "global", target: str = "", *, owner: str | None = None
+    ) -> tuple[int, int]:
+        """(artifacts, stored bytes) counted as the quota of that scope counts them; for
+        a type quota without ``owner``, the fullest owner's."""
+        quota = Quota(scope, target, owner=owner)
         with self._core.database.read() as conn:
-            return quotas.artifact_count(conn, quota), quotas.stored_bytes(conn, quota)
+            return quotas.usage(conn, quota)
 
     # -- helpers ---------------------------------------------------------------
     def _check_visibility_change(self, row: ArtifactRow, visibility: str) -> str:
@@ -558,6 +654,8 @@ class Catalog:
             raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
         if visibility == row.visibility:
             return visibility
+        # visibility changes only by publish (Glare: artifact:publish)
+        self._core.policy.authorize("publish", self.scope, row.target())
         if visibility == "private":
             raise IllegalTransition("a public artifact cannot be made private again")
         if row.status != "active":
@@ -613,6 +711,7 @@ def open(
     settings: CatalogSettings | None = None,
     allow_hosts: Iterable[str] = (),
     create: bool = True,
+    policy: Policy | Mapping[str, Rule] | None = None,
 ) -> Catalog:
     """Open (or create) the catalog in ``path``.
 
@@ -621,9 +720,12 @@ def open(
     remembered by it. ``storage_options`` (credentials, endpoint) are never stored.
     ``owner`` opens the catalog in that owner's scope; without it, or with
     ``admin=True``, the scope is admin. ``allow_hosts`` adds hosts or CIDRs to the
-    location guard's allow-list and is remembered.
+    location guard's allow-list and is remembered. ``policy`` decides who may do what
+    (``glarelite.policy``: Glare's rules by default; a ``Policy`` or a mapping of action
+    to rule replaces some of them).
     """
     settings = settings or CatalogSettings()
+    rules = Policy.of(policy)
     database = Database(
         path, busy_timeout=settings.busy_timeout, synchronous=settings.synchronous, create=create
     )
@@ -632,7 +734,7 @@ def open(
             scope = Scope.of(owner)
         else:
             scope = Scope(owner=owner or "admin", admin=True)
-        core = Core(database, settings=settings, storage_options=storage_options)
+        core = Core(database, settings=settings, storage_options=storage_options, policy=rules)
         stored = core.get_setting("storage")
         if stored is None:
             stored = storage or _default_storage(database.path)

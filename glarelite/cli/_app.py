@@ -56,6 +56,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.TooLarge: EXIT_TOO_LARGE,
     errors.QuotaExceeded: EXIT_TOO_LARGE,
     errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
+    errors.AfterHookFailed: EXIT_ERROR,  # the change committed; an embedding's hook failed
 }
 
 # What to do next, per error kind: appended to the one-line message.
