@@ -271,3 +271,19 @@ def test_cli_applies_the_policy(tmp_path: Path, memory_store: str) -> None:
     ok("reactivate", a)
     # public implies active: the CLI has no way to create a public artifact
     assert run("create", "images", "p", "--public").exit_code == 2
+
+
+def test_a_change_the_caller_may_not_read_back_still_returns_it(tmp_path: Path) -> None:
+    """A rule may let an owner deactivate what it then cannot read: the committed change
+    is returned, not hidden behind a NotFound that would pretend it did not happen."""
+    with glarelite.open(
+        tmp_path / "c.db",
+        storage=str(tmp_path / "b"),
+        policy={"deactivate": glarelite.policy.admin_or_owner},
+    ) as cat:
+        cat.define_type("images", blobs=["file"])
+        a = active(cat, "alice", "a")
+        alice = cat.scoped("alice")
+        assert alice.deactivate(a).status == "deactivated"
+        with pytest.raises(NotFound):
+            alice.get(a)
