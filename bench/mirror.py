@@ -144,9 +144,10 @@ def bench_big(work: Path, www: Path, nginx: Nginx, size: int, rounds: int) -> di
             f.write(block)
             left -= len(block)
     cat = new_catalog(work / "a.db", str(work / "a-blobs"))
-    artifact = cat.create("items", "big", visibility="public")
+    artifact = cat.create("items", "big")
     cat.add_location(artifact.id, "file", nginx.url("/big.bin"))
     cat.activate(artifact.id)
+    cat.publish(artifact.id)
     cat.close()
     warm(big)
     curl, ranged, streamed, nofsync = [], [], [], []
@@ -184,9 +185,10 @@ def bench_small(
     for n in range(count):
         name = f"f{n:06d}.bin"
         (small / name).write_bytes(os.urandom(4096))
-        artifact = cat.create("items", f"s{n}", visibility="public")
+        artifact = cat.create("items", f"s{n}")
         cat.add_location(artifact.id, "file", nginx.url(f"/small/{name}"))
         cat.activate(artifact.id)
+        cat.publish(artifact.id)
     cat.close()
     rclone, synced, nofsync = [], [], []
     for _ in range(rounds):
@@ -228,9 +230,10 @@ def bench_noop(
     for n in range(count):
         name = f"{n:07d}.bin"
         (folder / name).write_bytes(b"%08d" % n * 8)
-        artifact = cat.create("items", f"n{n}", visibility="public")
+        artifact = cat.create("items", f"n{n}")
         cat.add_location(artifact.id, "file", nginx.url(f"/noop/{name}"))
         cat.activate(artifact.id)
+        cat.publish(artifact.id)
     built = time.perf_counter() - started
     started = time.perf_counter()
     first = mirror.sync(cat, str(work / "tree-c"), workers=workers, fsync=False)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import fsutil
+from . import fsutil, policy
+from ._core import CatalogSettings
 from ._maintenance import CheckResult, GcReport
 from ._readable import ReadableCatalog
-from .catalog import Catalog, CatalogSettings, Scope, open
+from .catalog import Catalog, open
 from .errors import (
+    AfterHookFailed,
     ChecksumMismatch,
     Conflict,
     DestinationError,
@@ -34,6 +36,7 @@ from .errors import (
 )
 from .hooks import HookEvent, Hooks
 from .models import Artifact, Blob, Page
+from .policy import Policy, Scope
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
@@ -66,6 +69,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "NULL_PROGRESS",
+    "AfterHookFailed",
     "Artifact",
     "ArtifactType",
     "Blob",
@@ -90,6 +94,7 @@ __all__ = [
     "NetworkError",
     "NotFound",
     "Page",
+    "Policy",
     "Progress",
     "Property",
     "Quota",
@@ -110,5 +115,6 @@ __all__ = [
     "join_base",
     "open",
     "open_mirror",
+    "policy",
     "tree",
 ]

@@ -13,27 +13,21 @@ from ._blobrules import check_writable
 from ._db import utcnow
 from ._hashing import Hasher, iter_source, make_digest, split_digest
 from ._names import split_slot
-from ._slots import (
-    _abort,
-    _activate,
-    _check_slot,
-    _record_digest,
-    _reserve,
-    fetcher_of,
-    release,
-    store_of,
-)
+from ._rows import blob_row
+from ._slots import _abort, _activate, _check_slot, _record_digest, _reserve, release
 from .errors import ChecksumMismatch, Conflict, InvalidInput, NotFound, TooLarge
 from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ._core import Core
+    from .policy import Scope
 
 
 # -- upload ------------------------------------------------------------------------
 def upload(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot_name: str,
     source: Any,
@@ -52,12 +46,12 @@ def upload(
     expected_extra = _check_extra(md5=md5, sha1=sha1)
     _check_content_type(content_type)
     chunks = iter_source(source)  # validates the source before anything is reserved
-    slot = _reserve(cat, artifact_id, slot_name, size, internal=True)
+    slot = _reserve(core, scope, artifact_id, slot_name, size, internal=True)
     # the digests the type asks for, beside those asked for by this call
     algorithms = tuple(
-        dict.fromkeys((*algorithms, *cat.get_type(slot.type_name).checksums, *expected_extra))
+        dict.fromkeys((*algorithms, *core.get_type(slot.type_name).checksums, *expected_extra))
     )
-    st = store_of(cat)
+    st = core.store
     task = f"upload {artifact_id}/{slot_name}"
     progress.begin(task, f"upload {slot_name}", size)
     advance = _Deltas(progress, task)
@@ -66,7 +60,7 @@ def upload(
             # one local read to learn the digest saves a server-side copy of every byte
             expected = _hash_file(source)
         if st.writes_direct and expected is not None:
-            _record_digest(cat, slot, make_digest(expected))  # referenced before it exists
+            _record_digest(core, slot, make_digest(expected))  # referenced before it exists
             written = st.write_direct(
                 chunks,
                 expected_sha256=expected,
@@ -90,13 +84,13 @@ def upload(
                 )
             _verify_extra(slot_name, expected_extra, written.checksums)
             if not written.direct:
-                _record_digest(cat, slot, written.digest)
+                _record_digest(core, slot, written.digest)
                 st.commit(written)
         except BaseException:
             st.discard(written)
             raise
         blob = _activate(
-            cat,
+            core,
             slot,
             {
                 "external": 0,
@@ -114,17 +108,17 @@ def upload(
         )
     except TooLarge as exc:
         progress.end(task, ok=False)
-        _abort(cat, slot)
+        _abort(core, slot)
         if slot.quota is not None and slot.cap is not None:
             raise quotas.exceeded(slot.quota, slot.cap, None) from exc
         raise
     except BaseException:
         progress.end(task, ok=False)
-        _abort(cat, slot)
+        _abort(core, slot)
         raise
     progress.end(task)
     if slot.previous_digest != written.digest:
-        release(cat, [slot.previous_digest])
+        release(core, [slot.previous_digest])
     return blob
 
 
@@ -203,7 +197,8 @@ def _check_sha256(sha256: str | None) -> str | None:
 
 # -- external locations --------------------------------------------------------------
 def add_location(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot_name: str,
     url: str,
@@ -221,12 +216,12 @@ def add_location(
     expected = _check_sha256(sha256)
     expected_extra = _check_extra(md5=md5, sha1=sha1)
     _check_content_type(content_type)
-    fetcher = fetcher_of(cat)
+    fetcher = core.fetcher
     check_url(url, fetcher.settings)  # refuse before reserving anything
-    slot = _reserve(cat, artifact_id, slot_name, None, internal=False, replace=replace)
+    slot = _reserve(core, scope, artifact_id, slot_name, None, internal=False, replace=replace)
     task = f"register {artifact_id}/{slot_name}"
     progress.begin(task, f"register {slot_name}", None)
-    extra = tuple(dict.fromkeys((*cat.get_type(slot.type_name).checksums, *expected_extra)))
+    extra = tuple(dict.fromkeys((*core.get_type(slot.type_name).checksums, *expected_extra)))
     try:
         reg = fetcher.register(
             url,
@@ -237,7 +232,7 @@ def add_location(
         )
         _verify_extra(slot_name, expected_extra, reg.checksums)
         blob = _activate(
-            cat,
+            core,
             slot,
             {
                 "external": 1,
@@ -255,28 +250,25 @@ def add_location(
         )
     except BaseException:
         progress.end(task, ok=False)
-        _abort(cat, slot)
+        _abort(core, slot)
         raise
     progress.end(task)
-    release(cat, [slot.previous_digest])
+    release(core, [slot.previous_digest])
     return blob
 
 
-def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
+def remove_blob(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> None:
     """Remove one blob (or blob-dict entry) from a drafted artifact."""
     field_name, key = split_slot(slot_name)
-    with cat._database.write() as conn:
-        row = cat._owned_row(conn, artifact_id)
-        check_writable(cat.get_type(row[1]), row[7], field_name, removing=True)
-        _check_slot(cat.get_type(row[1]), field_name, key)
-        brow = conn.execute(
-            "SELECT status, external, digest FROM blobs WHERE artifact_id = ? AND field = ? "
-            "AND key = ?",
-            (artifact_id, field_name, key),
-        ).fetchone()
+    with core.database.write() as conn:
+        row = core.authorized_row(conn, scope, artifact_id, "remove_blob")
+        atype = core.get_type(row.type_name)
+        check_writable(atype, row.status, field_name, removing=True)
+        _check_slot(atype, field_name, key)
+        brow = blob_row(conn, artifact_id, field_name, key)
         if brow is None:
             raise NotFound(f"artifact {artifact_id} has no blob {slot_name}")
-        if brow[0] == "saving":
+        if brow.status == "saving":
             raise Conflict(f"blob {slot_name} is being written")
         conn.execute(
             "DELETE FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
@@ -284,18 +276,18 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
         )
         # a mutable blob may go from an active artifact: a mirror must see it changed
         conn.execute("UPDATE artifacts SET updated_at = ? WHERE id = ?", (utcnow(), artifact_id))
-    if not brow[1]:
-        release(cat, [brow[2]])
+    if not brow.external:
+        release(core, [brow.digest])
 
 
-def delete_artifact(cat: Catalog, artifact_id: str, *, force: bool = False) -> None:
+def delete_artifact(core: Core, scope: Scope, artifact_id: str, *, force: bool = False) -> None:
     from ._links import refuse_if_linked
 
-    with cat._database.write() as conn:
-        row = cat._owned_row(conn, artifact_id)
-        cat._refuse_if_saving(conn, artifact_id, "delete the artifact")
+    with core.database.write() as conn:
+        row = core.authorized_row(conn, scope, artifact_id, "delete")
+        core.refuse_if_saving(conn, artifact_id, "delete the artifact")
         if not force:
-            refuse_if_linked(conn, row[1], artifact_id)
+            refuse_if_linked(conn, row.type_name, artifact_id)
         digests = [
             r[0]
             for r in conn.execute(
@@ -305,4 +297,4 @@ def delete_artifact(cat: Catalog, artifact_id: str, *, force: bool = False) -> N
         conn.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
     # outside the transaction: an interruption here leaves only unreferenced objects,
     # which gc removes
-    release(cat, digests)
+    release(core, digests)

@@ -9,8 +9,8 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from ._hashing import split_digest
 from ._names import split_slot
-from ._rows import BLOB_COLUMNS, blob_from_row
-from ._slots import _check_slot, fetcher_of, store_of
+from ._rows import blob_from_row, blob_row
+from ._slots import _check_slot
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, UpstreamChanged
 from .fsutil import atomic_file
 from .models import Blob
@@ -19,31 +19,31 @@ from .urls import join_base
 
 if TYPE_CHECKING:
     from ._cache import ReadCache
+    from ._core import Core
     from ._http import Fetcher
     from ._pipeline import PipelinedBody
-    from .catalog import Catalog
+    from .policy import Scope
 
 
 # -- reads -------------------------------------------------------------------------
-def active_blob(cat: Catalog, artifact_id: str, slot_name: str) -> tuple[Blob, str]:
-    """The active blob in a slot and its digest; Conflict while saving, NotFound if empty."""
+def active_blob(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> tuple[Blob, str]:
+    """The active blob in a slot and its digest, if the policy lets ``scope`` download it;
+    Conflict while saving, NotFound if empty."""
     field_name, key = split_slot(slot_name)
-    with cat._database.read() as conn:
-        row = cat._visible_row(conn, artifact_id)
-        _check_slot(cat.get_type(row[1]), field_name, key)
-        brow = conn.execute(
-            f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
-            (artifact_id, field_name, key),
-        ).fetchone()
+    with core.database.read() as conn:
+        row = core.authorized_row(conn, scope, artifact_id, "download")
+        _check_slot(core.get_type(row.type_name), field_name, key)
+        brow = blob_row(conn, artifact_id, field_name, key)
     if brow is None:
         raise NotFound(f"artifact {artifact_id} has no blob {slot_name}")
-    if brow[3] == "saving":
+    if brow.status == "saving" or brow.digest is None:
         raise Conflict(f"blob {slot_name} of {artifact_id} is still being written")
-    return blob_from_row(row[1], brow), brow[6]
+    return blob_from_row(row.type_name, brow), brow.digest
 
 
 def open_blob(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot_name: str,
     *,
@@ -52,28 +52,22 @@ def open_blob(
 ) -> BinaryIO:
     from ._verify import VerifyingReader
 
-    blob, digest = active_blob(cat, artifact_id, slot_name)
+    blob, digest = active_blob(core, scope, artifact_id, slot_name)
     start, count = _range(offset, length, blob.size or 0)
     _, hexdigest = split_digest(digest)
     if not blob.external:
-        raw = store_of(cat).open(digest, offset=start, length=count)
+        raw = core.store.open(digest, offset=start, length=count)
         reader = VerifyingReader(
             raw, size=blob.size or 0, sha256=hexdigest, offset=start, length=count
         )
         return cast(BinaryIO, reader)
-    if blob.upstream == "changed":
-        raise UpstreamChanged(
-            f"blob {slot_name} of {artifact_id} changed upstream at {blob.external_url}; "
-            "it is not served until its origin serves the registered bytes again (check)"
-        )
-    from ._cache import ReadCache
-
-    cache = ReadCache.of(cat)
+    refuse_if_changed(blob)
+    cache = core.cache
     if cache is not None:
         cached = cache.open(digest, offset=start, length=count)
         if cached is not None:
             return cast(BinaryIO, cached)
-    body = _ChunkFile(fetcher_of(cat), blob.external_url or "", start, count)
+    body = _ChunkFile(core.fetcher, blob.external_url or "", start, count)
     reader = VerifyingReader(
         body, size=blob.size or 0, sha256=hexdigest, offset=start, length=count
     )
@@ -82,11 +76,25 @@ def open_blob(
     return cast(BinaryIO, reader)
 
 
+def refuse_if_changed(blob: Blob) -> None:
+    """A blob ``check`` found changed upstream is handed out by no path (stream, range,
+    pipeline, URL) until ``check`` finds its origin serving the registered bytes again."""
+    if blob.upstream == "changed":
+        raise UpstreamChanged(
+            f"blob {blob.slot} of {blob.artifact_id} changed upstream at {blob.external_url}; "
+            "it is not served until its origin serves the registered bytes again (check)"
+        )
+
+
 BlobOpener = Callable[[], BinaryIO]
 
 
 def open_blobs(
-    cat: Catalog, slots: Iterable[tuple[str, str]]
+    core: Core,
+    scope: Scope,
+    slots: Iterable[tuple[str, str]],
+    *,
+    before: Callable[[str, str], None] | None = None,
 ) -> Generator[tuple[str, str, BlobOpener], None, None]:
     """(artifact id, slot, open) for each slot, in the order given; ``open()`` returns
     what :func:`open_blob` would (or raises what it would raise).
@@ -94,22 +102,32 @@ def open_blobs(
     Whole external blobs not served from the read cache are fetched through one HTTP/1.1
     pipeline per origin; an answer the pipeline cannot take is fetched the ordinary way
     when it is opened. Open each stream (or skip it) before taking the next item: the
-    pipeline delivers answers in order, and an unread rest is skipped.
+    pipeline delivers answers in order, and an unread rest is skipped. ``before(id,
+    slot)`` runs for each item first (the download hooks); what it raises is what that
+    item's ``open()`` raises, and that item is not fetched.
     """
     items = list(slots)
-    found: list[tuple[Blob, str] | GlareliteError] = []
-    with cat._database.read():  # one snapshot for the batch
-        for artifact_id, slot in items:
+    vetoes: dict[int, Exception] = {}
+    if before is not None:  # outside the snapshot: a hook may use the catalog
+        for i, (artifact_id, slot) in enumerate(items):
             try:
-                found.append(active_blob(cat, artifact_id, slot))
+                before(artifact_id, slot)
+            except Exception as exc:  # a hook's veto may be any exception
+                vetoes[i] = exc
+    found: list[tuple[Blob, str] | Exception] = []
+    with core.database.read():  # one snapshot for the batch
+        for i, (artifact_id, slot) in enumerate(items):
+            if i in vetoes:
+                found.append(vetoes[i])
+                continue
+            try:
+                found.append(active_blob(core, scope, artifact_id, slot))
             except GlareliteError as exc:
                 found.append(exc)
-    from ._cache import ReadCache
-
-    cache = ReadCache.of(cat)
+    cache = core.cache
     urls: dict[int, str] = {}  # item -> URL, for the whole external blobs to pipeline
     for i, record in enumerate(found):
-        if isinstance(record, GlareliteError):
+        if isinstance(record, Exception):
             continue
         blob, digest = record
         if not blob.external or blob.upstream == "changed" or not blob.external_url:
@@ -117,36 +135,41 @@ def open_blobs(
         if cache is not None and cache._path(digest).exists():
             continue  # the cache serves it; no request needed
         urls[i] = blob.external_url
-    answers = fetcher_of(cat).pipeline(urls.values()).answers()
+    answers = core.fetcher.pipeline(urls.values()).answers()
     try:
         for i, (artifact_id, slot) in enumerate(items):
             record = found[i]
-            if isinstance(record, GlareliteError):
+            if isinstance(record, Exception):
                 yield artifact_id, slot, _raiser(record)
                 continue
             body = next(answers) if i in urls else None
             if body is None:
-                yield artifact_id, slot, _ordinary(cat, artifact_id, slot)
+                yield artifact_id, slot, _ordinary(core, scope, artifact_id, slot)
                 continue
             blob, digest = record
-            yield artifact_id, slot, _piped(cat, artifact_id, slot, body, blob, digest, cache)
+            yield (
+                artifact_id,
+                slot,
+                _piped(core, scope, artifact_id, slot, body, blob, digest, cache),
+            )
     finally:
         answers.close()
 
 
-def _raiser(exc: GlareliteError) -> BlobOpener:
+def _raiser(exc: Exception) -> BlobOpener:
     def raise_it() -> BinaryIO:
         raise exc
 
     return raise_it
 
 
-def _ordinary(cat: Catalog, artifact_id: str, slot: str) -> BlobOpener:
-    return lambda: open_blob(cat, artifact_id, slot)
+def _ordinary(core: Core, scope: Scope, artifact_id: str, slot: str) -> BlobOpener:
+    return lambda: open_blob(core, scope, artifact_id, slot)
 
 
 def _piped(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot: str,
     body: PipelinedBody,
@@ -160,7 +183,7 @@ def _piped(
 
     def open_stream() -> BinaryIO:
         if body.superseded and not body.opened:
-            return open_blob(cat, artifact_id, slot)
+            return open_blob(core, scope, artifact_id, slot)
         body.opened = True
         reader: Any = VerifyingReader(body, size=blob.size or 0, sha256=split_digest(digest)[1])
         if cache is not None:
@@ -231,7 +254,8 @@ class _ChunkFile:
 
 
 def download(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot_name: str,
     dest: str | os.PathLike[str],
@@ -239,9 +263,9 @@ def download(
     progress: Progress | None = None,
 ) -> Blob:
     """Write a blob to ``dest`` atomically: a temporary beside it, verified, then renamed."""
-    blob, _ = active_blob(cat, artifact_id, slot_name)
+    blob, _ = active_blob(core, scope, artifact_id, slot_name)
     save_atomically(
-        lambda: open_blob(cat, artifact_id, slot_name),
+        lambda: open_blob(core, scope, artifact_id, slot_name),
         dest,
         task=f"download {artifact_id}/{slot_name}",
         description=f"download {slot_name}",
@@ -285,12 +309,14 @@ def copy_stream(src: IO[bytes], out: IO[bytes], on_chunk: Any = None, chunk: int
             on_chunk(len(data))
 
 
-def resolve_url(cat: Catalog, artifact_id: str, slot_name: str) -> str:
+def resolve_url(core: Core, scope: Scope, artifact_id: str, slot_name: str) -> str:
     """What a client should fetch: the mirror's URL when the catalog knows a mirror base,
     else the external URL of an external blob, else the internal URL."""
-    blob, _ = active_blob(cat, artifact_id, slot_name)
-    if cat.settings.mirror_base_url:
-        return join_base(cat.settings.mirror_base_url, blob.url)
+    blob, _ = active_blob(core, scope, artifact_id, slot_name)
+    refuse_if_changed(blob)  # a redirect to it would hand out the changed bytes
+    base = core.settings.mirror_base_url
+    if base:
+        return join_base(base, blob.url)
     if blob.external and blob.external_url:
         return blob.external_url
     return blob.url

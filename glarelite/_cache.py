@@ -9,13 +9,10 @@ import io
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._hashing import split_digest
 from .fsutil import replace
-
-if TYPE_CHECKING:
-    from .catalog import Catalog
 
 
 class ReadCache:
@@ -23,16 +20,6 @@ class ReadCache:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.folder.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def of(cls, cat: Catalog) -> ReadCache | None:
-        if not cat.settings.cache_dir:
-            return None
-        cache = cat._shared.get("cache")
-        if cache is None:
-            cache = cls(cat.settings.cache_dir, cat.settings.cache_max_bytes)
-            cat._shared["cache"] = cache
-        return cache
 
     def _path(self, digest: str) -> Path:
         algo, hexdigest = split_digest(digest)

@@ -6,6 +6,7 @@ element is checked as a single link is."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,8 @@ from .errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from .urls import internal_url
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
+    from ._core import Core
+    from .policy import Scope
     from .types import ArtifactType
 
 _URL = re.compile(r"/artifacts/([a-z][a-z0-9_]*)/([0-9a-f-]{36})\Z")
@@ -44,33 +46,42 @@ def iter_links(atype: ArtifactType, props: dict[str, Any]) -> Iterator[tuple[str
                 yield f"link {name}[{key!r}]", ref
 
 
-def resolve(cat: Catalog, conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
-    """Replace each link reference in ``props`` by the target's internal URL."""
+def resolve(
+    core: Core,
+    scope: Scope,
+    conn: sqlite3.Connection,
+    atype: ArtifactType,
+    props: dict[str, Any],
+) -> None:
+    """Replace each link reference in ``props`` by the target's internal URL (only
+    artifacts ``scope`` may see can be linked to)."""
     for name in link_names(atype):
         value = props.get(name)
         if isinstance(value, str):
-            props[name] = _resolve_one(cat, conn, f"link {name!r}", value)
+            props[name] = _resolve_one(core, scope, conn, f"link {name!r}", value)
         elif isinstance(value, list):
             props[name] = [
-                _resolve_one(cat, conn, f"link {name}[{i}]", ref) for i, ref in enumerate(value)
+                _resolve_one(core, scope, conn, f"link {name}[{i}]", ref)
+                for i, ref in enumerate(value)
             ]
             if atype.properties[name].unique and len(set(props[name])) != len(props[name]):
                 raise InvalidInput(f"property {name!r}: links must be unique (rule unique)")
         elif isinstance(value, dict):
             props[name] = {
-                k: _resolve_one(cat, conn, f"link {name}[{k!r}]", ref) for k, ref in value.items()
+                k: _resolve_one(core, scope, conn, f"link {name}[{k!r}]", ref)
+                for k, ref in value.items()
             }
 
 
-def _resolve_one(cat: Catalog, conn: Any, what: str, ref: str) -> str:
+def _resolve_one(core: Core, scope: Scope, conn: sqlite3.Connection, what: str, ref: str) -> str:
     m = _URL.match(ref)
     artifact_id = m.group(2) if m else ref if _UUID.match(ref) else None
     if artifact_id is not None:
         try:
-            row = cat._visible_row(conn, artifact_id)
+            row = core.visible_row(conn, scope, artifact_id)
         except NotFound:
             raise InvalidInput(f"{what}: no artifact {artifact_id} to link to") from None
-        return internal_url(row[1], row[0])
+        return internal_url(row.type_name, row.id)
     type_name, slash, rest = ref.partition("/")
     artifact_name, at, version = rest.rpartition("@")
     if not slash or not at or not artifact_name:
@@ -78,18 +89,22 @@ def _resolve_one(cat: Catalog, conn: Any, what: str, ref: str) -> str:
             f"{what}: {ref!r} is neither an artifact id, an internal URL nor "
             "'type/name@version' ('@latest' for the highest version)"
         )
-    scope = "" if cat.scope.admin else "AND (owner = ? OR visibility = 'public')"
+    visible = (
+        ""
+        if scope.admin
+        else "AND (owner = ? OR visibility = 'public') AND status != 'deactivated'"
+    )
     params: list[Any] = [type_name, artifact_name]
     if version == "latest":
         clause = ""
     else:
         clause = "AND version = ?"
         params.append(_semver.canonical(version)[0])
-    if not cat.scope.admin:
-        params.append(cat.scope.owner)
+    if not scope.admin:
+        params.append(scope.owner)
     row = conn.execute(
         f"SELECT id FROM artifacts WHERE type_name = ? AND name = ? {clause} "
-        f"AND status != 'deleted' {scope} ORDER BY version_key DESC, version DESC LIMIT 1",
+        f"AND status != 'deleted' {visible} ORDER BY version_key DESC, version DESC LIMIT 1",
         params,
     ).fetchone()
     if row is None:
@@ -97,7 +112,7 @@ def _resolve_one(cat: Catalog, conn: Any, what: str, ref: str) -> str:
     return internal_url(type_name, row[0])
 
 
-def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
+def check_targets(conn: sqlite3.Connection, atype: ArtifactType, props: dict[str, Any]) -> None:
     """An active artifact may only link to active (or deactivated) artifacts."""
     for what, url in iter_links(atype, props):
         m = _URL.match(url)
@@ -114,7 +129,7 @@ def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None
             )
 
 
-def refuse_if_linked(conn: Any, type_name: str, artifact_id: str) -> None:
+def refuse_if_linked(conn: sqlite3.Connection, type_name: str, artifact_id: str) -> None:
     """Deleting an artifact that active artifacts link to is a Conflict."""
     row = conn.execute(
         "SELECT a.id, p.name FROM artifact_props p JOIN artifacts a ON a.id = p.artifact_id "

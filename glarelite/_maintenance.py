@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._db import utcnow
 from ._hashing import split_digest
-from ._slots import _restore, fetcher_of, release, store_of, token_is_dead
+from ._slots import _restore, release, token_is_dead
 from .errors import InvalidInput, NetworkError, TooLarge
 from .progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
+    from ._core import Core
     from ._http import Fetcher
-    from .catalog import Catalog
+    from .policy import Scope
 
 
 # -- check of external blobs -------------------------------------------------------------
@@ -51,14 +52,19 @@ class GcReport:
 
 
 def check(
-    cat: Catalog, *, rehash: bool = False, progress: Progress | None = None
+    core: Core, scope: Scope, *, rehash: bool = False, progress: Progress | None = None
 ) -> list[CheckResult]:
     """Re-validate every active external blob visible to the caller."""
     progress = progress or NULL_PROGRESS
-    fetcher = fetcher_of(cat)
-    owner_clause = "" if cat.scope.admin else "AND (a.owner = ? OR a.visibility = 'public')"
-    params: tuple[str, ...] = () if cat.scope.admin else (cat.scope.owner,)
-    with cat._database.read() as conn:
+    fetcher = core.fetcher
+    # what a non-admin may read (the default policy): its own and public, not deactivated
+    owner_clause = (
+        ""
+        if scope.admin
+        else "AND (a.owner = ? OR a.visibility = 'public') AND a.status != 'deactivated'"
+    )
+    params: tuple[str, ...] = () if scope.admin else (scope.owner,)
+    with core.database.read() as conn:
         rows = conn.execute(
             "SELECT b.artifact_id, a.type_name, b.field, b.key, b.location, b.size, b.digest, "
             "b.etag, b.last_modified FROM blobs b JOIN artifacts a ON a.id = b.artifact_id "
@@ -75,7 +81,7 @@ def check(
         )
         result = _check_one(fetcher, base, etag, lm, rehash)
         upstream = "ok" if result.state == "unchanged" else result.state
-        with cat._database.write() as conn:
+        with core.database.write() as conn:
             now = utcnow()
             before = conn.execute(
                 "SELECT upstream FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
@@ -122,24 +128,24 @@ def _check_one(
 
 
 # -- garbage collection ------------------------------------------------------------------
-def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
+def gc(core: Core, scope: Scope, *, stale_after: float | None = None) -> GcReport:
     """Clean what interrupted uploads and deletes left: uploads stuck in ``saving`` whose
     process is gone (or older than ``stale_after`` seconds), their temporaries, and stored
     objects that nothing references."""
     from datetime import datetime, timedelta, timezone
 
-    cat._require_admin("run gc")
-    age = cat.settings.stale_after if stale_after is None else stale_after
+    core.authorize("gc", scope)
+    age = core.settings.stale_after if stale_after is None else stale_after
     cutoff = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     report = GcReport()
     candidates: list[str | None] = []
-    st = store_of(cat)
+    st = core.store
     # The temporaries are listed before the live uploads are read: an upload reserves its
     # slot before it writes a temporary, so every temporary listed here belongs to an
     # upload the read below sees as live, and one that starts later is not listed at all.
     # (The other order removed the temporary of an upload starting between the steps.)
     temporaries = list(st.iter_temporaries())
-    with cat._database.write() as conn:
+    with core.database.write() as conn:
         stuck = conn.execute(
             "SELECT artifact_id, field, key, upload_token, updated_at FROM blobs "
             "WHERE status = 'saving'"
@@ -169,5 +175,5 @@ def gc(cat: Catalog, *, stale_after: float | None = None) -> GcReport:
         report.details.append(f"aborted multipart upload {path}")
     for digest, _size in st.iter_objects():
         candidates.append(digest)
-    report.objects_removed, report.bytes_freed = release(cat, candidates)
+    report.objects_removed, report.bytes_freed = release(core, candidates)
     return report

@@ -620,7 +620,10 @@ def _scope(alias: str, type_name: str | None, owner: str | None) -> tuple[list[s
         conds.append(f"{alias}.type_name = ?")
         params.append(type_name)
     if owner is not None:
+        # what the default policy lets a non-admin read: its own and public artifacts,
+        # none deactivated (glarelite.policy.can_read)
         conds.append(f"({alias}.owner = ? OR {alias}.visibility = 'public')")
+        conds.append(f"{alias}.status != 'deactivated'")
         params.append(owner)
     return conds, params
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,45 +31,19 @@ from . import quotas
 from ._blobrules import check_writable
 from ._db import utcnow
 from ._names import split_slot
-from ._rows import BLOB_COLUMNS, blob_from_row
+from ._rows import blob_from_row, blob_row
 from .errors import Conflict, InvalidInput, NotFound, TooLarge
 from .fsutil import HOST, pid_alive
 from .models import Blob
 
 if TYPE_CHECKING:
-    from ._http import Fetcher
-    from ._store import BlobStore
-    from .catalog import Catalog
-    from .quotas import Quota
+    from ._core import Core
+    from .policy import Scope
+    from .quotas import Limit
     from .types import ArtifactType
 
 MAX_DICT_KEYS = 255
 _HOST = HOST
-
-
-# -- shared resources --------------------------------------------------------------
-def store_of(cat: Catalog) -> BlobStore:
-    st = cat._shared.get("store")
-    if st is None:
-        from ._store import BlobStore
-
-        st = BlobStore(cat._get_setting("storage"), cat._storage_options)
-        cat._shared["store"] = st
-    return st
-
-
-def fetcher_of(cat: Catalog) -> Fetcher:
-    fetcher = cat._shared.get("fetcher")
-    if fetcher is None:
-        from dataclasses import replace
-
-        from ._http import Fetcher
-
-        http = cat.settings.http
-        stored = tuple(cat._get_setting("allow_hosts", []))
-        fetcher = Fetcher(replace(http, allow_hosts=tuple(http.allow_hosts) + stored))
-        cat._shared["fetcher"] = fetcher
-    return fetcher
 
 
 # -- slot reservation --------------------------------------------------------------
@@ -81,7 +56,7 @@ class _Slot:
     token: str
     cap: int | None  # bytes this blob may still take (caps and quotas)
     previous_digest: str | None
-    quota: Quota | None = None  # set when a quota, not a size cap, bounds ``cap``
+    quota: Limit | None = None  # set when a quota, not a size cap, bounds ``cap``
 
 
 def _new_token() -> str:
@@ -100,7 +75,8 @@ def token_is_dead(token: str | None) -> bool:
 
 
 def _reserve(
-    cat: Catalog,
+    core: Core,
+    scope: Scope,
     artifact_id: str,
     slot: str,
     declared_size: int | None,
@@ -111,23 +87,20 @@ def _reserve(
     field_name, key = split_slot(slot)
     if declared_size is not None and (not isinstance(declared_size, int) or declared_size < 0):
         raise InvalidInput(f"size must be a non-negative integer, not {declared_size!r}")
-    with cat._database.write() as conn:
-        row = cat._owned_row(conn, artifact_id)
-        atype = cat.get_type(row[1])
-        check_writable(atype, row[7], field_name)
+    with core.database.write() as conn:
+        action = "upload" if internal else "add_location"
+        row = core.authorized_row(conn, scope, artifact_id, action)
+        atype = core.get_type(row.type_name)
+        check_writable(atype, row.status, field_name)
         _check_slot(atype, field_name, key)
-        existing = conn.execute(
-            f"SELECT {BLOB_COLUMNS}, upload_token FROM blobs "
-            "WHERE artifact_id = ? AND field = ? AND key = ?",
-            (artifact_id, field_name, key),
-        ).fetchone()
-        if existing is not None and existing[3] == "saving":
+        existing = blob_row(conn, artifact_id, field_name, key)
+        if existing is not None and existing.status == "saving":
             raise Conflict(f"blob {slot} of {artifact_id} is being written by another upload")
         if existing is not None and not replace:
             raise Conflict(
                 f"blob {slot} of {artifact_id} is already set; remove it first (or replace it)"
             )
-        cap = _cap(cat, atype, field_name)
+        cap = _cap(core, atype, field_name)
         if key:
             used, count = conn.execute(
                 "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blobs "
@@ -142,11 +115,11 @@ def _reserve(
             raise TooLarge(f"blob {slot}: {declared_size} bytes is over the cap of {cap} bytes")
         binding = None
         if internal:  # external blobs hold no stored bytes
-            left, quota = quotas.bytes_left(conn, row[1], row[5])
+            left, quota = quotas.bytes_left(conn, row.type_name, row.owner)
             if left is not None and quota is not None:
                 # the blob this upload replaces is freed when it succeeds
-                if existing is not None and not existing[4]:
-                    left += existing[5] or 0
+                if existing is not None and not existing.external:
+                    left += existing.size or 0
                 if declared_size is not None and declared_size > left:
                     raise quotas.exceeded(quota, left, declared_size)
                 if cap is None or left < cap:
@@ -155,11 +128,9 @@ def _reserve(
         now = utcnow()
         previous_digest = None
         if existing is not None:
-            previous = dict(
-                zip(BLOB_COLUMNS.replace(" ", "").split(","), existing[:-1], strict=True)
-            )
-            if not existing[4]:
-                previous_digest = existing[6]
+            previous = existing.as_dict()
+            if not existing.external:
+                previous_digest = existing.digest
             conn.execute(
                 "UPDATE blobs SET status = 'saving', upload_token = ?, previous = ?, "
                 "previous_digest = ?, reserved = ?, updated_at = ? "
@@ -181,7 +152,7 @@ def _reserve(
                 "created_at, updated_at) VALUES (?, ?, ?, 'saving', ?, ?, ?, ?)",
                 (artifact_id, field_name, key, token, declared_size or 0, now, now),
             )
-    return _Slot(artifact_id, row[1], field_name, key, token, cap, previous_digest, binding)
+    return _Slot(artifact_id, row.type_name, field_name, key, token, cap, previous_digest, binding)
 
 
 def _check_slot(atype: ArtifactType, field_name: str, key: str) -> None:
@@ -195,8 +166,8 @@ def _check_slot(atype: ArtifactType, field_name: str, key: str) -> None:
         raise InvalidInput(f"type {atype.name!r} has no blob field {field_name!r}")
 
 
-def _cap(cat: Catalog, atype: ArtifactType, field_name: str) -> int | None:
-    caps = [c for c in (atype.blob_cap(field_name), cat.settings.max_blob_size) if c is not None]
+def _cap(core: Core, atype: ArtifactType, field_name: str) -> int | None:
+    caps = [c for c in (atype.blob_cap(field_name), core.settings.max_blob_size) if c is not None]
     return min(caps) if caps else None
 
 
@@ -207,21 +178,21 @@ def _where(slot: _Slot) -> tuple[str, tuple[str, ...]]:
     )
 
 
-def _record_digest(cat: Catalog, slot: _Slot, digest: str) -> None:
+def _record_digest(core: Core, slot: _Slot, digest: str) -> None:
     where, params = _where(slot)
-    with cat._database.write() as conn:
+    with core.database.write() as conn:
         cur = conn.execute(f"UPDATE blobs SET digest = ? WHERE {where}", (digest, *params))
         if cur.rowcount != 1:
             raise Conflict(f"upload to {slot.field} was abandoned meanwhile (gc); retry")
 
 
-def _activate(cat: Catalog, slot: _Slot, values: dict[str, Any]) -> Blob:
+def _activate(core: Core, slot: _Slot, values: dict[str, Any]) -> Blob:
     where, params = _where(slot)
     values = {**values, "status": "active", "upload_token": None, "previous": None, "reserved": 0}
     values["previous_digest"] = None
     values["updated_at"] = utcnow()
     assignments = ", ".join(f"{k} = ?" for k in values)
-    with cat._database.write() as conn:
+    with core.database.write() as conn:
         cur = conn.execute(
             f"UPDATE blobs SET {assignments} WHERE {where}", (*values.values(), *params)
         )
@@ -231,21 +202,20 @@ def _activate(cat: Catalog, slot: _Slot, values: dict[str, Any]) -> Blob:
             "UPDATE artifacts SET updated_at = ? WHERE id = ?",
             (values["updated_at"], slot.artifact_id),
         )
-        row = conn.execute(
-            f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
-            (slot.artifact_id, slot.field, slot.key),
-        ).fetchone()
+        row = blob_row(conn, slot.artifact_id, slot.field, slot.key)
+    if row is None:  # cannot happen: the UPDATE above matched it in this transaction
+        raise Conflict(f"upload to {slot.field} was abandoned meanwhile (gc); retry")
     return blob_from_row(slot.type_name, row)
 
 
-def _abort(cat: Catalog, slot: _Slot) -> None:
+def _abort(core: Core, slot: _Slot) -> None:
     """Put the slot back as it was before the upload: the previous blob, or empty."""
     where, params = _where(slot)
-    with cat._database.write() as conn:
+    with core.database.write() as conn:
         _restore(conn, where, params)
 
 
-def _restore(conn: Any, where: str, params: tuple[Any, ...]) -> str | None:
+def _restore(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> str | None:
     """Undo a saving row; returns the digest it had recorded (now maybe unreferenced)."""
     row = conn.execute(
         f"SELECT previous, digest, external FROM blobs WHERE {where}", params
@@ -267,15 +237,15 @@ def _restore(conn: Any, where: str, params: tuple[Any, ...]) -> str | None:
     return None if external else digest
 
 
-def release(cat: Catalog, digests: Iterable[str | None]) -> tuple[int, int]:
+def release(core: Core, digests: Iterable[str | None]) -> tuple[int, int]:
     """Delete stored objects nothing references any more; returns (objects, bytes) freed.
 
     Each check-and-delete holds the write lock, so no upload can record a reference to
     the object between the check and the delete."""
-    st = store_of(cat)
+    st = core.store
     removed = freed = 0
     for digest in sorted({d for d in digests if d}):
-        with cat._database.write() as conn:
+        with core.database.write() as conn:
             # A saving row's recorded digest is a reference whatever its ``external``
             # says: that column is still the replaced blob's until the upload activates.
             if conn.execute(

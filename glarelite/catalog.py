@@ -1,23 +1,39 @@
 """The catalog: artifact types, artifacts and their lifecycle, in one SQLite file.
 
-A ``Catalog`` is a context manager over one file. Every method is one transaction.
-Blob operations live in ``_blobops`` and are reached through the same object.
+A ``Catalog`` is a thin ``(core, scope)`` view: the core (``_core``) owns the database,
+the store, the fetcher, the caches and the hooks; the scope says who is asking. Every
+method is one transaction. Blob operations live in ``_blobops`` / ``_blobread`` and are
+reached through the same object.
+
+Who closes what: the catalog returned by :func:`open` owns its core, and closing it
+(``close`` or leaving its ``with`` block) closes the core; a view made by
+:meth:`Catalog.scoped` shares the core and its ``close`` does nothing to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import _blobops, _blobread, _blobrules, _links, _listing, _maintenance, _semver, quotas
+from ._core import CatalogSettings, Core
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
-from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
+from ._rows import (
+    ARTIFACT_COLUMNS,
+    ArtifactRow,
+    artifact_from_row,
+    artifact_row,
+    blob_rows_for,
+    blob_rows_of,
+)
 from ._values import (
     check_description,
     check_name,
@@ -28,11 +44,11 @@ from ._values import (
     prop_rows,
 )
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
-from .hooks import Hooks, hooked
+from .hooks import HookEvent, Hooks, hooked, make_event
 from .models import Artifact, Blob, Page
+from .policy import Policy, Rule, Scope, Target
 from .progress import Progress
 from .quotas import Quota
-from .settings import HttpSettings
 from .types import ArtifactType, Property, make_type
 
 _UNSET: Any = object()
@@ -41,65 +57,23 @@ STATUSES = ("drafted", "active", "deactivated", "deleted")
 VISIBILITIES = ("private", "public")
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Who is asking. An owner sees its own artifacts plus public ones; admin sees all.
-    ``owner`` is also who new artifacts belong to."""
-
-    owner: str = "admin"
-    admin: bool = True
-
-    @classmethod
-    def of(cls, owner: str) -> Scope:
-        return cls(owner=check_owner(owner), admin=False)
-
-
-@dataclass(frozen=True)
-class CatalogSettings:
-    """Immutable catalog options.
-
-    ``synchronous``: SQLite's NORMAL (durable across process crashes, the default) or
-    FULL (also across power loss, slower commits). ``max_blob_size``: catalog-wide cap
-    per blob and per blob dict, bytes. ``stale_after``: seconds after which ``gc`` treats
-    an upload still ``saving`` (and its temporary) as abandoned.
-    """
-
-    busy_timeout: float = 60.0
-    synchronous: str = "NORMAL"
-    max_blob_size: int | None = None
-    stale_after: float = 6 * 3600.0
-    http: HttpSettings = field(default_factory=HttpSettings)
-    cache_dir: str | None = None
-    cache_max_bytes: int = 10 * 2**30
-    mirror_base_url: str | None = None
-
-
 class Catalog:
     """An artifact catalog in one SQLite file with blobs on fsspec storage."""
 
-    def __init__(
-        self,
-        database: Database,
-        *,
-        scope: Scope,
-        settings: CatalogSettings,
-        storage_options: Mapping[str, Any] | None = None,
-        _shared: dict[str, Any] | None = None,
-    ) -> None:
-        self._database = database
+    def __init__(self, core: Core, scope: Scope, *, owns_core: bool = False) -> None:
+        self._core = core
         self.scope = scope
-        self.settings = settings
-        self._storage_options = dict(storage_options or {})
-        # state shared by scoped views of the same catalog (store, fetcher, type cache)
-        self._shared: dict[str, Any] = (
-            _shared if _shared is not None else {"types": {}, "hooks": Hooks()}
-        )
+        self._owns_core = owns_core
+
+    @property
+    def settings(self) -> CatalogSettings:
+        return self._core.settings
 
     @property
     def hooks(self) -> Hooks:
-        """Before/after hooks and upload wrappers of this catalog object (see hooks.py)."""
-        hooks: Hooks = self._shared["hooks"]
-        return hooks
+        """Before/after hooks and upload wrappers of this catalog (see hooks.py); its
+        scoped views share them."""
+        return self._core.hooks
 
     # -- lifetime ------------------------------------------------------------------
     def __enter__(self) -> Catalog:
@@ -109,45 +83,26 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        fetcher = self._shared.pop("fetcher", None)
-        if fetcher is not None:
-            fetcher.close()
-        self._database.close()
+        """Close the catalog: the database, the fetcher's connections. On a view made
+        by :meth:`scoped` it does nothing: the view does not own the catalog."""
+        if self._owns_core:
+            self._core.close()
 
     @property
     def path(self) -> str:
-        return self._database.path
+        return self._core.database.path
 
     @property
     def storage(self) -> str:
         """The fsspec URL of the blob storage fixed at creation (never its options, which
         may hold credentials)."""
-        return str(self._get_setting("storage"))
+        return str(self._core.get_setting("storage"))
 
     def scoped(self, owner: str | None = None, *, admin: bool = False) -> Catalog:
-        """A view of the same catalog acting for ``owner`` (or as admin)."""
+        """A view of the same catalog acting for ``owner`` (or as admin). The view shares
+        this catalog's core and never closes it."""
         scope = Scope(owner=owner or "admin", admin=True) if admin else Scope.of(owner or "")
-        return Catalog(
-            self._database,
-            scope=scope,
-            settings=self.settings,
-            storage_options=self._storage_options,
-            _shared=self._shared,
-        )
-
-    # -- catalog settings stored in the file ----------------------------------------
-    def _get_setting(self, key: str, default: Any = None) -> Any:
-        with self._database.read() as conn:
-            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
-
-    def _set_setting(self, key: str, value: Any) -> None:
-        with self._database.write() as conn:
-            conn.execute(
-                "INSERT INTO settings(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
+        return Catalog(self._core, scope)
 
     # -- types -------------------------------------------------------------------
     def define_type(
@@ -174,9 +129,9 @@ class Catalog:
                 max_blob_size=max_blob_size,
             )
         )
-        self._require_admin("define types")
+        self._core.authorize("define_type", self.scope)
         text = atype.dumps()
-        with self._database.write() as conn:
+        with self._core.database.write() as conn:
             row = conn.execute(
                 "SELECT definition FROM artifact_types WHERE name = ?", (atype.name,)
             ).fetchone()
@@ -190,40 +145,24 @@ class Catalog:
                     f"type {atype.name!r} is already defined differently; "
                     f"existing definition: {row[0]}"
                 )
-        self._shared["types"][atype.name] = atype
+        self._core.remember_type(atype)
         return atype
 
     def get_type(self, name: str) -> ArtifactType:
-        if not isinstance(name, str):
-            raise InvalidInput(f"type name must be a string, not {name!r}")
-        cached: ArtifactType | None = self._shared["types"].get(name)
-        if cached is not None:
-            return cached
-        with self._database.read() as conn:
-            row = conn.execute(
-                "SELECT definition FROM artifact_types WHERE name = ?", (name,)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no artifact type {name!r}; define it first")
-        atype = ArtifactType.from_json(json.loads(row[0]))
-        self._shared["types"][name] = atype
-        return atype
+        return self._core.get_type(name)
 
     def types(self) -> _List[ArtifactType]:
-        with self._database.read() as conn:
+        with self._core.database.read() as conn:
             rows = conn.execute("SELECT definition FROM artifact_types ORDER BY name").fetchall()
         return [ArtifactType.from_json(json.loads(r[0])) for r in rows]
 
     # -- reads -----------------------------------------------------------------
     def get(self, artifact_id: str) -> Artifact:
         """The artifact with this id, if the caller may see it (else NotFound)."""
-        with self._database.read() as conn:
-            row = self._visible_row(conn, artifact_id)
-            blob_rows = conn.execute(
-                f"SELECT {BLOB_COLUMNS} FROM blobs WHERE artifact_id = ? ORDER BY field, key",
-                (artifact_id,),
-            ).fetchall()
-        return artifact_from_row(row, self._type_or_none(row[1]), blob_rows)
+        with self._core.database.read() as conn:
+            row = self._core.visible_row(conn, self.scope, artifact_id)
+            blob_rows = blob_rows_of(conn, artifact_id)
+        return artifact_from_row(row, self._core.type_or_none(row.type_name), blob_rows)
 
     def list(
         self,
@@ -235,15 +174,26 @@ class Catalog:
         marker: str | None = None,
         latest: bool = False,
     ) -> Page:
-        """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging."""
+        """A page of visible artifacts; see GLARE-SEMANTICS for filters, sort and paging.
+
+        A non-admin scope is shown what the default policy lets it read: its own and
+        public artifacts, none deactivated. A replaced ``get`` rule also applies to
+        each item (a page may then hold fewer than ``limit``)."""
+        self._core.authorize("list", self.scope)
         atype = self.get_type(type_name) if type_name is not None else None
+        policy = self._core.policy
 
         def materialize(conn: Any, rows: Sequence[Any]) -> _List[Artifact]:
-            blobs = blob_rows_for(conn, [r[0] for r in rows])
-            return [artifact_from_row(r, self._type_or_none(r[1]), blobs[r[0]]) for r in rows]
+            arows = [ArtifactRow.of(r) for r in rows]
+            arows = [r for r in arows if policy.can_read(self.scope, r.target())]
+            blobs = blob_rows_for(conn, [r.id for r in arows])
+            return [
+                artifact_from_row(r, self._core.type_or_none(r.type_name), blobs[r.id])
+                for r in arows
+            ]
 
         return _listing.page(
-            self._database,
+            self._core.database,
             materialize,
             type_name=type_name,
             atype=atype,
@@ -273,7 +223,9 @@ class Catalog:
         tags: Iterable[str] = (),
         properties: Mapping[str, Any] | None = None,
     ) -> Artifact:
-        """Create a drafted artifact. ``owner`` may be given by an admin scope only."""
+        """Create a drafted, private artifact. ``owner`` may be given by an admin scope
+        only (the default policy). ``visibility="public"`` is refused (InvalidInput, as
+        Glare's 400): public implies active; activate, then publish."""
         atype = self.get_type(type_name)
         check_name(name)
         canonical, key = _semver.canonical(version)
@@ -282,14 +234,22 @@ class Catalog:
         owner = check_owner(owner if owner is not None else self.scope.owner)
         if visibility not in VISIBILITIES:
             raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
+        if visibility == "public":
+            raise InvalidInput(
+                "an artifact cannot be created public: public implies active "
+                "(create it, activate it, then publish it)"
+            )
+        self._core.authorize(
+            "create", self.scope, Target(None, type_name, owner, visibility, "drafted")
+        )
         description = check_description(description)
         tag_list = check_tags(tags)
         props = self._initial_properties(atype, properties or {})
         artifact_id = new_id()
         now = utcnow()
-        with self._database.write() as conn:
+        with self._core.database.write() as conn:
             quotas.check_create(conn, type_name, owner)
-            _links.resolve(self, conn, atype, props)
+            _links.resolve(self._core, self.scope, conn, atype, props)
             conn.execute(
                 f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'drafted', ?, ?, ?, ?, ?, NULL)",
@@ -342,34 +302,62 @@ class Catalog:
         properties: Mapping[str, Any] | None = None,
     ) -> Artifact:
         """Change an artifact. Drafted artifacts accept any change; active ones only
+        description, visibility (through the ``publish`` rule), tags and mutable
+        properties; others none."""
+        return self._update(
+            artifact_id,
+            name=name,
+            version=version,
+            description=description,
+            visibility=visibility,
+            tags=tags,
+            add_tags=add_tags,
+            remove_tags=remove_tags,
+            properties=properties,
+        )
+
+    def _update(
+        self,
+        artifact_id: str,
+        *,
+        name: str = _UNSET,
+        version: str | int | None = _UNSET,
+        description: str | None = _UNSET,
+        visibility: str = _UNSET,
+        tags: Iterable[str] = _UNSET,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        properties: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Change an artifact. Drafted artifacts accept any change; active ones only
         description, visibility, tags and mutable properties; others none."""
-        with self._database.write() as conn:
-            row = self._owned_row(conn, artifact_id)
-            atype = self.get_type(row[1])
-            status = row[7]
+        with self._core.database.write() as conn:
+            row = self._core.authorized_row(conn, self.scope, artifact_id, "update")
+            atype = self.get_type(row.type_name)
+            status = row.status
             if status not in ("drafted", "active"):
                 raise IllegalTransition(f"an artifact that is {status} cannot be changed")
             active = status == "active"
             sets: dict[str, Any] = {}
             if name is not _UNSET:
-                if active and name != row[2]:
+                if active and name != row.name:
                     raise IllegalTransition("the name of an active artifact cannot change")
                 sets["name"] = check_name(name)
             if version is not _UNSET:
                 canonical, key = _semver.canonical(version)
-                if active and canonical != row[3]:
+                if active and canonical != row.version:
                     raise IllegalTransition("the version of an active artifact cannot change")
                 sets["version"], sets["version_key"] = canonical, key
             if description is not _UNSET:
                 sets["description"] = check_description(description)
             if visibility is not _UNSET:
                 sets["visibility"] = self._check_visibility_change(row, visibility)
-            old_tags = json.loads(row[9])
+            old_tags = row.tag_list()
             new_tags = old_tags if tags is _UNSET else check_tags(tags)
             new_tags = check_tags(
                 (set(new_tags) | set(check_tags(add_tags))) - set(check_tags(remove_tags))
             )
-            props = json.loads(row[10])
+            props = row.props()
             if properties is not None and not isinstance(properties, Mapping):
                 raise InvalidInput(f"properties must be a mapping, not {properties!r}")
             if properties:
@@ -387,7 +375,7 @@ class Catalog:
                     else:
                         props[pname] = coerced
             sets["tags"] = json.dumps(new_tags)
-            _links.resolve(self, conn, atype, props)
+            _links.resolve(self._core, self.scope, conn, atype, props)
             if active:
                 _links.check_targets(conn, atype, props)
             sets["properties"] = json.dumps(props, sort_keys=True)
@@ -399,11 +387,13 @@ class Catalog:
             conn.execute("DELETE FROM artifact_tags WHERE artifact_id = ?", (artifact_id,))
             conn.execute("DELETE FROM artifact_props WHERE artifact_id = ?", (artifact_id,))
             self._write_index_rows(conn, artifact_id, atype, new_tags, props)
-        return self.get(artifact_id)
+        return self._committed(artifact_id)
 
+    @hooked("publish")
     def publish(self, artifact_id: str) -> Artifact:
-        """Make an active artifact public (a Conflict if a public twin exists)."""
-        return self.update(artifact_id, visibility="public")
+        """Make an active artifact public (a Conflict if a public twin exists); by
+        default an admin's action."""
+        return self._update(artifact_id, visibility="public")
 
     @hooked("activate")
     def activate(self, artifact_id: str) -> Artifact:
@@ -418,18 +408,23 @@ class Catalog:
     @hooked("reactivate")
     def reactivate(self, artifact_id: str) -> Artifact:
         """deactivated -> active, without re-checking required properties."""
-        with self._database.read() as conn:
-            status = self._visible_row(conn, artifact_id)[7]
+        with self._core.database.read() as conn:
+            status = self._core.visible_row(conn, self.scope, artifact_id).status
         if status != "deactivated":
             raise IllegalTransition(f"only a deactivated artifact can be reactivated, not {status}")
         return self._transition(artifact_id, "active")
 
     def _transition(self, artifact_id: str, target: str) -> Artifact:
-        with self._database.write() as conn:
-            row = self._owned_row(conn, artifact_id)
-            status = row[7]
+        with self._core.database.write() as conn:
+            row = self._core.visible_row(conn, self.scope, artifact_id)
+            status = row.status
+            if target == "deactivated":
+                action = "deactivate"
+            else:
+                action = "reactivate" if status == "deactivated" else "activate"
+            self._core.policy.authorize(action, self.scope, row.target())
             if status == target:
-                return self.get(artifact_id)
+                return self._committed(artifact_id)
             allowed = {
                 ("drafted", "active"),
                 ("active", "deactivated"),
@@ -437,12 +432,12 @@ class Catalog:
             }
             if (status, target) not in allowed:
                 raise IllegalTransition(f"cannot go from {status} to {target}")
-            self._refuse_if_saving(conn, artifact_id, f"change the status to {target}")
+            self._core.refuse_if_saving(conn, artifact_id, f"change the status to {target}")
             now = utcnow()
-            activated_at = row[13]
+            activated_at = row.activated_at
             if status == "drafted":
-                atype = self.get_type(row[1])
-                props = json.loads(row[10])
+                atype = self.get_type(row.type_name)
+                props = row.props()
                 missing = [
                     n for n, p in sorted(atype.properties.items()) if p.required and n not in props
                 ]
@@ -453,12 +448,12 @@ class Catalog:
                 _blobrules.refuse_if_missing(conn, atype, artifact_id)
             if target == "active":
                 activated_at = now  # Glare sets it on each activation
-                _links.check_targets(conn, self.get_type(row[1]), json.loads(row[10]))
+                _links.check_targets(conn, self.get_type(row.type_name), row.props())
             conn.execute(
                 "UPDATE artifacts SET status = ?, updated_at = ?, activated_at = ? WHERE id = ?",
                 (target, now, activated_at, artifact_id),
             )
-        return self.get(artifact_id)
+        return self._committed(artifact_id)
 
     @hooked("delete")
     def delete(self, artifact_id: str, *, force: bool = False) -> None:
@@ -466,7 +461,7 @@ class Catalog:
         nothing else references. External blobs are records only: nothing is sent to
         their servers. Refused (Conflict) while active artifacts link to it, unless
         ``force``."""
-        _blobops.delete_artifact(self, artifact_id, force=force)
+        _blobops.delete_artifact(self._core, self.scope, artifact_id, force=force)
 
     # -- blobs -------------------------------------------------------------------
     @hooked("upload")
@@ -492,7 +487,8 @@ class Catalog:
         ``checksums`` always are). ``md5``/``sha1``, when given, are recorded and must
         match. On any failure the slot is left as it was."""
         return _blobops.upload(
-            self,
+            self._core,
+            self.scope,
             artifact_id,
             slot,
             source,
@@ -525,7 +521,8 @@ class Catalog:
         recorded). A slot that already holds a blob is a Conflict (as in Glare) unless
         ``replace``."""
         return _blobops.add_location(
-            self,
+            self._core,
+            self.scope,
             artifact_id,
             slot,
             url,
@@ -539,15 +536,18 @@ class Catalog:
 
     def remove_blob(self, artifact_id: str, slot: str) -> None:
         """Remove a blob or blob-dict entry from a drafted artifact."""
-        _blobops.remove_blob(self, artifact_id, slot)
+        _blobops.remove_blob(self._core, self.scope, artifact_id, slot)
 
+    @hooked("download")
     def open_blob(
         self, artifact_id: str, slot: str, *, offset: int | None = None, length: int | None = None
     ) -> BinaryIO:
         """A stream of the blob's bytes. Reading a whole blob to the end verifies its size
         and sha256 (ChecksumMismatch otherwise); a ranged read (``offset``/``length``)
         cannot be verified and says so (``verified_on_eof`` is False)."""
-        return _blobread.open_blob(self, artifact_id, slot, offset=offset, length=length)
+        return _blobread.open_blob(
+            self._core, self.scope, artifact_id, slot, offset=offset, length=length
+        )
 
     def open_blobs(
         self, slots: Iterable[tuple[str, str]]
@@ -562,8 +562,38 @@ class Catalog:
         way, with the guard and retries, when it is opened. Open and read (or skip) each
         item before taking the next; a pipelined stream that breaks midway raises
         NetworkError, and :meth:`open_blob` fetches it again with retries.
+
+        The ``download`` hooks run for each item: the before hooks for all of them
+        before anything is fetched (a veto makes that item's ``open()`` raise it), the
+        after hooks when an item is opened.
         """
-        return _blobread.open_blobs(self, slots)
+        if not self.hooks._busy("download"):
+            return _blobread.open_blobs(self._core, self.scope, slots)
+        return self._open_blobs_hooked(slots)
+
+    def _open_blobs_hooked(
+        self, slots: Iterable[tuple[str, str]]
+    ) -> Generator[tuple[str, str, Callable[[], BinaryIO]], None, None]:
+        hooks = self.hooks
+
+        def event(artifact_id: str, slot: str) -> HookEvent:
+            given = {"artifact_id": artifact_id, "slot": slot}
+            return make_event("download", self, (artifact_id, slot), {}, given)
+
+        def after(artifact_id: str, slot: str, opener: Callable[[], BinaryIO]) -> Any:
+            def open_and_tell() -> BinaryIO:
+                stream = opener()
+                hooks.run_after(replace(event(artifact_id, slot), result=stream))
+                return stream
+
+            return open_and_tell
+
+        items = _blobread.open_blobs(
+            self._core, self.scope, slots, before=lambda a, s: hooks.run_before(event(a, s))
+        )
+        with contextlib.closing(items):
+            for artifact_id, slot, opener in items:
+                yield artifact_id, slot, after(artifact_id, slot, opener)
 
     @hooked("download")
     def download(
@@ -575,23 +605,25 @@ class Catalog:
         progress: Progress | None = None,
     ) -> Blob:
         """Write a blob to ``dest`` atomically, verified."""
-        return _blobread.download(self, artifact_id, slot, dest, progress=progress)
+        return _blobread.download(
+            self._core, self.scope, artifact_id, slot, dest, progress=progress
+        )
 
     def blob_url(self, artifact_id: str, slot: str) -> str:
         """What a client should fetch (see ``glarelite.urls``): the mirror's URL when the
         catalog has ``mirror_base_url``, else an external blob's URL, else the internal
         URL."""
-        return _blobread.resolve_url(self, artifact_id, slot)
+        return _blobread.resolve_url(self._core, self.scope, artifact_id, slot)
 
     def check(
         self, *, rehash: bool = False, progress: Progress | None = None
     ) -> _List[CheckResult]:
         """Re-validate external blobs; a changed one is marked and no longer served."""
-        return _maintenance.check(self, rehash=rehash, progress=progress)
+        return _maintenance.check(self._core, self.scope, rehash=rehash, progress=progress)
 
     def gc(self, *, stale_after: float | None = None) -> GcReport:
         """Clean abandoned uploads, temporaries and unreferenced stored objects."""
-        return _maintenance.gc(self, stale_after=stale_after)
+        return _maintenance.gc(self._core, self.scope, stale_after=stale_after)
 
     # -- quotas ------------------------------------------------------------------
     def set_quota(
@@ -601,81 +633,64 @@ class Catalog:
         *,
         max_artifacts: int | None = None,
         max_bytes: int | None = None,
+        owner: str | None = None,
     ) -> Quota:
-        """Limit artifacts and stored bytes of the catalog (``scope="global"``), a type
-        (``"type", "images"``) or an owner (``"owner", "alice"``). Both None removes it.
-        External blobs count toward the artifact count, not the stored bytes."""
-        self._require_admin("set quotas")
-        quota = Quota(scope, target, max_artifacts, max_bytes)
-        with self._database.write() as conn:
+        """Limit artifacts and stored bytes as Glare counts them, per owner: an owner's
+        total (``"owner", "alice"``), each owner's of a type (``"type", "images"``) or
+        one owner's of a type (``"type", "images", owner="alice"``), plus a catalog-wide
+        cap (``"global"``). ``-1`` is unlimited; both None removes the quota. External
+        blobs count toward the artifact count, not the stored bytes."""
+        self._core.authorize("set_quota", self.scope)
+        quota = Quota(scope, target, max_artifacts, max_bytes, owner)
+        with self._core.database.write() as conn:
             if max_artifacts is None and max_bytes is None:
-                conn.execute("DELETE FROM quotas WHERE scope = ? AND target = ?", (scope, target))
+                conn.execute(
+                    "DELETE FROM quotas WHERE scope = ? AND target = ?", (scope, quota.key)
+                )
             else:
                 conn.execute(
                     "INSERT OR REPLACE INTO quotas VALUES (?, ?, ?, ?)",
-                    (scope, target, max_artifacts, max_bytes),
+                    (scope, quota.key, max_artifacts, max_bytes),
                 )
         return quota
 
     def quotas(self) -> _List[Quota]:
-        with self._database.read() as conn:
-            rows = conn.execute("SELECT * FROM quotas ORDER BY scope, target").fetchall()
-        return [Quota(*r) for r in rows]
+        with self._core.database.read() as conn:
+            rows = conn.execute(
+                "SELECT scope, target, max_artifacts, max_bytes FROM quotas ORDER BY scope, target"
+            ).fetchall()
+        return [Quota.from_row(r) for r in rows]
 
-    def usage(self, scope: str = "global", target: str = "") -> tuple[int, int]:
-        """(artifacts, stored bytes) counted as the quota of that scope counts them."""
-        quota = Quota(scope, target)
-        with self._database.read() as conn:
-            return quotas.artifact_count(conn, quota), quotas.stored_bytes(conn, quota)
+    def usage(
+        self, scope: str = "global", target: str = "", *, owner: str | None = None
+    ) -> tuple[int, int]:
+        """(artifacts, stored bytes) counted as the quota of that scope counts them; for
+        a type quota without ``owner``, the fullest owner's."""
+        quota = Quota(scope, target, owner=owner)
+        with self._core.database.read() as conn:
+            return quotas.usage(conn, quota)
 
     # -- helpers ---------------------------------------------------------------
-    def _require_admin(self, what: str) -> None:
-        if not self.scope.admin:
-            raise Forbidden(f"only an admin scope may {what}")
+    def _committed(self, artifact_id: str) -> Artifact:
+        """The artifact as a change just left it, read without the ``get`` rule: the
+        change committed, and a rule may let a scope change what it cannot read."""
+        with self._core.database.read() as conn:
+            row = artifact_row(conn, artifact_id)
+            if row is None:
+                raise NotFound(f"no artifact {artifact_id}")
+            blob_rows = blob_rows_of(conn, artifact_id)
+        return artifact_from_row(row, self._core.type_or_none(row.type_name), blob_rows)
 
-    def _type_or_none(self, name: str) -> ArtifactType | None:
-        try:
-            return self.get_type(name)
-        except NotFound:
-            return None
-
-    def _visible_row(self, conn: Any, artifact_id: str) -> Any:
-        if not isinstance(artifact_id, str):
-            raise InvalidInput(f"artifact id must be a string, not {artifact_id!r}")
-        row = conn.execute(
-            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = ? AND status != 'deleted'",
-            (artifact_id,),
-        ).fetchone()
-        if row is None or not (
-            self.scope.admin or row[5] == self.scope.owner or row[6] == "public"
-        ):
-            # never 'forbidden' here: that would reveal that the artifact exists
-            raise NotFound(f"no artifact {artifact_id}")
-        return row
-
-    def _owned_row(self, conn: Any, artifact_id: str) -> Any:
-        row = self._visible_row(conn, artifact_id)
-        if not self.scope.admin and row[5] != self.scope.owner:
-            raise Forbidden(f"artifact {artifact_id} belongs to another owner")
-        return row
-
-    def _refuse_if_saving(self, conn: Any, artifact_id: str, what: str) -> None:
-        saving = conn.execute(
-            "SELECT field, key FROM blobs WHERE artifact_id = ? AND status = 'saving' LIMIT 1",
-            (artifact_id,),
-        ).fetchone()
-        if saving:
-            slot = f"{saving[0]}/{saving[1]}" if saving[1] else saving[0]
-            raise Conflict(f"cannot {what}: blob {slot} is still being written")
-
-    def _check_visibility_change(self, row: Any, visibility: str) -> str:
+    def _check_visibility_change(self, row: ArtifactRow, visibility: str) -> str:
         if visibility not in VISIBILITIES:
             raise InvalidInput(f"visibility must be 'private' or 'public', not {visibility!r}")
-        if visibility == row[6]:
+        if visibility == row.visibility:
             return visibility
+        # visibility changes only by publish (Glare: artifact:publish)
+        self._core.policy.authorize("publish", self.scope, row.target())
         if visibility == "private":
             raise IllegalTransition("a public artifact cannot be made private again")
-        if row[7] != "active":
+        if row.status != "active":
             raise IllegalTransition("only an active artifact can be made public")
         return visibility
 
@@ -698,7 +713,11 @@ class Catalog:
 
     @staticmethod
     def _write_index_rows(
-        conn: Any, artifact_id: str, atype: ArtifactType, tags: _List[str], props: dict[str, Any]
+        conn: sqlite3.Connection,
+        artifact_id: str,
+        atype: ArtifactType,
+        tags: _List[str],
+        props: dict[str, Any],
     ) -> None:
         if tags:
             conn.executemany(
@@ -724,6 +743,7 @@ def open(
     settings: CatalogSettings | None = None,
     allow_hosts: Iterable[str] = (),
     create: bool = True,
+    policy: Policy | Mapping[str, Rule] | None = None,
 ) -> Catalog:
     """Open (or create) the catalog in ``path``.
 
@@ -732,9 +752,12 @@ def open(
     remembered by it. ``storage_options`` (credentials, endpoint) are never stored.
     ``owner`` opens the catalog in that owner's scope; without it, or with
     ``admin=True``, the scope is admin. ``allow_hosts`` adds hosts or CIDRs to the
-    location guard's allow-list and is remembered.
+    location guard's allow-list and is remembered. ``policy`` decides who may do what
+    (``glarelite.policy``: Glare's rules by default; a ``Policy`` or a mapping of action
+    to rule replaces some of them).
     """
     settings = settings or CatalogSettings()
+    rules = Policy.of(policy)
     database = Database(
         path, busy_timeout=settings.busy_timeout, synchronous=settings.synchronous, create=create
     )
@@ -743,22 +766,23 @@ def open(
             scope = Scope.of(owner)
         else:
             scope = Scope(owner=owner or "admin", admin=True)
-        catalog = Catalog(database, scope=scope, settings=settings, storage_options=storage_options)
-        stored = catalog._get_setting("storage")
+        core = Core(database, settings=settings, storage_options=storage_options, policy=rules)
+        stored = core.get_setting("storage")
         if stored is None:
             stored = storage or _default_storage(database.path)
-            catalog._set_setting("storage", stored)
+            core.set_setting("storage", stored)
         elif storage is not None and storage.rstrip("/") != str(stored).rstrip("/"):
             raise Conflict(
                 f"catalog {database.path} keeps its blobs in {stored}; storage is fixed at creation"
             )
         hosts = list(allow_hosts)
         if hosts:
-            known = catalog._get_setting("allow_hosts", [])
+            known = core.get_setting("allow_hosts", [])
             merged = sorted(set(known) | set(hosts))
             if merged != known:
-                catalog._set_setting("allow_hosts", merged)
-        return catalog
+                core.set_setting("allow_hosts", merged)
+        # the catalog returned here owns the core: closing it closes the core
+        return Catalog(core, scope, owns_core=True)
     except BaseException:
         database.close()
         raise

@@ -87,3 +87,13 @@ class StorageFull(GlareliteError, OSError):
 
 class ReadOnly(Forbidden):
     """A write was attempted on a read-only catalog (a mirror tree)."""
+
+
+class AfterHookFailed(GlareliteError, RuntimeError):
+    """An after hook raised once its operation had already committed: the change stands
+    (``result`` holds what the operation returned), only the hook failed (its exception
+    is ``__cause__``)."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

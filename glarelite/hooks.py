@@ -2,23 +2,29 @@
 and after its operations.
 
 A *before* hook may refuse the operation by raising: its exception reaches the caller
-and nothing changes. An *after* hook sees the result. An *upload wrapper* receives the
-incoming chunks and returns the chunks to store (to scan or transform them); the stored
-size and sha256 are those of the bytes stored. Hooks belong to one catalog object (and
-its scoped views); there is no global registry.
+and nothing has been written. An *after* hook sees the result; if it raises, the
+operation has already committed, and the caller gets ``AfterHookFailed`` (which says
+so and carries the result) with the hook's exception as its cause. An *upload wrapper*
+receives the incoming chunks and returns the chunks to store (to scan or transform
+them); the stored size and sha256 are those of the bytes stored. Hooks belong to one
+catalog object (and its scoped views); there is no global registry.
+
+Arguments are bound by name (``inspect.signature``), so every call style reaches the
+hooks the same way: ``event.arguments["slot"]``, ``event.artifact_id``. The
+``download`` hooks run for every read of a blob's bytes: ``download``, ``open_blob``
+and each item of ``open_blobs`` (the mirror reads through these).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, TypeVar, overload
 
-from .errors import InvalidInput
-
-if TYPE_CHECKING:
-    from .catalog import Catalog
+from .errors import AfterHookFailed, InvalidInput
 
 OPERATIONS = (
     "create",
@@ -26,6 +32,7 @@ OPERATIONS = (
     "activate",
     "deactivate",
     "reactivate",
+    "publish",
     "upload",
     "add_location",
     "download",
@@ -35,25 +42,28 @@ OPERATIONS = (
 
 @dataclass(frozen=True)
 class HookEvent:
-    """What a hook is told: the operation, the catalog view it runs on, the arguments,
-    and (for after hooks) the result."""
+    """What a hook is told: the operation, the catalog view it runs on, the arguments
+    as given (``args``, ``kwargs``) and bound to their names (``arguments``: only those
+    given), and (for after hooks) the result."""
 
     operation: str
-    catalog: Catalog
+    catalog: Any  # the Catalog view the operation ran on (typed loosely: no import cycle)
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     result: Any = None
+    arguments: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def artifact_id(self) -> str | None:
         """The artifact operated on (None for create, whose id does not exist yet)."""
-        return None if self.operation == "create" else self.args[0]
+        value = self.arguments.get("artifact_id")
+        return value if isinstance(value, str) else None
 
     @property
     def slot(self) -> str | None:
         """``field`` or ``field/key`` for blob operations."""
-        blob_ops = ("upload", "add_location", "download")
-        return self.args[1] if self.operation in blob_ops and len(self.args) > 1 else None
+        value = self.arguments.get("slot")
+        return value if isinstance(value, str) else None
 
 
 Hook = Callable[[HookEvent], None]
@@ -115,6 +125,26 @@ class Hooks:
             chunks = wrapper(event, chunks)
         return chunks
 
+    def run_before(self, event: HookEvent) -> None:
+        """Every before hook of the event's operation; the first to raise refuses it."""
+        for hook in list(self._before[event.operation]):
+            hook(event)
+
+    def run_after(self, event: HookEvent) -> None:
+        """Every after hook, even when one fails; a failure is reported as
+        AfterHookFailed, which says the operation committed."""
+        failure: BaseException | None = None
+        for hook in list(self._after[event.operation]):
+            try:
+                hook(event)
+            except Exception as exc:  # the change stands; report the first failure
+                failure = failure or exc
+        if failure is not None:
+            raise AfterHookFailed(
+                f"{event.operation} committed, but an after hook failed: {failure}",
+                event.result,
+            ) from failure
+
     def _busy(self, operation: str) -> bool:
         return bool(
             self._before[operation]
@@ -136,25 +166,36 @@ def hooked(operation: str) -> Callable[[F], F]:
     """Decorate a Catalog method so its before/after hooks run around it."""
 
     def decorate(method: F) -> F:
+        signature = inspect.signature(method)
+
         @functools.wraps(method)
-        def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             hooks: Hooks = self.hooks
             if not hooks._busy(operation):
                 return method(self, *args, **kwargs)
-            event = HookEvent(operation, self, args, kwargs)
-            for hook in list(hooks._before[operation]):
-                hook(event)
-            if operation == "upload" and hooks._wrappers and len(args) > 2:
-                args = (*args[:2], hooks._wrap(event, _chunks(args[2])), *args[3:])
-            result = method(self, *args, **kwargs)
-            done = HookEvent(operation, self, args, kwargs, result)
-            for hook in list(hooks._after[operation]):
-                hook(done)
+            bound = signature.bind(self, *args, **kwargs)  # a bad call: TypeError, as unhooked
+            event = make_event(operation, self, args, kwargs, bound.arguments)
+            hooks.run_before(event)
+            if operation == "upload" and hooks._wrappers and "source" in bound.arguments:
+                bound.arguments["source"] = hooks._wrap(event, _chunks(bound.arguments["source"]))
+            result = method(*bound.args, **bound.kwargs)
+            hooks.run_after(replace(event, result=result))
             return result
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def make_event(
+    operation: str,
+    catalog: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    arguments: Mapping[str, Any],
+) -> HookEvent:
+    named = {k: v for k, v in arguments.items() if k != "self"}
+    return HookEvent(operation, catalog, args, dict(kwargs), arguments=MappingProxyType(named))
 
 
 def _chunks(source: Any) -> Iterable[bytes]:

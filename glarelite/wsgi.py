@@ -37,10 +37,11 @@ from urllib.parse import urlencode
 from . import _wsgi_glare as glare
 from . import _wsgi_http as http
 from ._names import check_key, decode_key, split_slot
-from .catalog import Catalog, Scope
+from .catalog import Catalog
 from .errors import GlareliteError, InvalidInput, NotFound, ReadOnly
 from .mirror_reader import MirrorCatalog
 from .models import Artifact
+from .policy import Scope
 from .types import ArtifactType
 
 __all__ = [

@@ -90,7 +90,7 @@ def test_same_bytes_are_stored_once(cat: glarelite.Catalog) -> None:
     a, b = cat.create("images", "a"), cat.create("images", "b")
     cat.upload(a.id, "file", [b"same"])
     cat.upload(b.id, "regions/eu", [b"same"])
-    store = _slots.store_of(cat)
+    store = cat._core.store
     assert [d for d, _ in store.iter_objects()] == ["sha256:" + sha(b"same")]
     cat.delete(a.id)  # still referenced by b
     assert read_all(cat, b.id, "regions/eu") == b"same"
@@ -131,7 +131,7 @@ def test_expected_checksum_and_size(cat: glarelite.Catalog) -> None:
     assert read_all(cat, a.id, "file") == b"old"  # the slot is as it was
     cat.upload(a.id, "file", [b"new"], sha256="sha256:" + sha(b"new"), size=3)
     assert read_all(cat, a.id, "file") == b"new"
-    store = _slots.store_of(cat)
+    store = cat._core.store
     assert [d for d, _ in store.iter_objects()] == ["sha256:" + sha(b"new")]  # old released
     assert list(store.iter_temporaries()) == []
 
@@ -147,7 +147,7 @@ def test_caps_per_blob_and_per_dict(cat: glarelite.Catalog) -> None:
         cat.upload(a.id, "regions/us", [b"y" * (600 << 10)])  # dict sum over the cap
     got = cat.get(a.id)
     assert got.blob("file") is None and set(got.blobs["regions"]) == {"eu"}
-    assert list(_slots.store_of(cat).iter_temporaries()) == []
+    assert list(cat._core.store.iter_temporaries()) == []
 
 
 def test_failure_mid_stream_leaves_previous(cat: glarelite.Catalog) -> None:
@@ -207,14 +207,14 @@ def test_remove_blob_from_drafted(cat: glarelite.Catalog) -> None:
     assert cat.get(a.id).blobs["regions"] == {}
     with pytest.raises(NotFound):
         cat.remove_blob(a.id, "regions/eu")
-    assert list(_slots.store_of(cat).iter_objects()) == []
+    assert list(cat._core.store.iter_objects()) == []
 
 
 def test_corruption_behind_the_catalogs_back_is_detected(cat: glarelite.Catalog) -> None:
     a = cat.create("images", "a")
     data = os.urandom(300_000)
     cat.upload(a.id, "file", [data])
-    store = _slots.store_of(cat)
+    store = cat._core.store
     path = store.object_path("sha256:" + sha(data))
     for corrupt in (bytes([data[0] ^ 1]) + data[1:], data[:-10]):
         with store.fs.open(path, "wb") as f:
@@ -254,9 +254,9 @@ def test_ranged_reads_say_they_are_unverified(cat: glarelite.Catalog) -> None:
 def test_gc_restores_an_upload_whose_process_died(cat: glarelite.Catalog) -> None:
     a = cat.create("images", "a")
     cat.upload(a.id, "file", [b"keep me"])
-    slot = _slots._reserve(cat, a.id, "file", None, internal=True)
+    slot = _slots._reserve(cat._core, cat.scope, a.id, "file", None, internal=True)
     # pretend the reserving process died: a token of a pid that cannot exist
-    with cat._database.write() as conn:
+    with cat._core.database.write() as conn:
         conn.execute(
             "UPDATE blobs SET upload_token = ? WHERE artifact_id = ?",
             (f"{_slots._HOST}:999999999:{uuid.uuid4().hex}", a.id),
@@ -300,7 +300,7 @@ def test_sigkill_mid_upload_then_gc_and_retry(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with glarelite.open(path) as cat:
-        store = _slots.store_of(cat)
+        store = cat._core.store
         assert list(store.iter_objects()) == []  # nothing partial at a final path
         assert len(list(store.iter_temporaries())) == 1
         with pytest.raises(Conflict):
@@ -315,7 +315,7 @@ def test_sigkill_mid_upload_then_gc_and_retry(tmp_path: Path) -> None:
 def test_gc_removes_orphans_and_keeps_referenced(cat: glarelite.Catalog) -> None:
     a = cat.create("images", "a")
     cat.upload(a.id, "file", [b"referenced"])
-    store = _slots.store_of(cat)
+    store = cat._core.store
     orphan = store.write([b"orphan"])
     store.commit(orphan)
     report = cat.gc()

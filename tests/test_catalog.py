@@ -37,7 +37,7 @@ def test_open_creates_schema_and_wal(tmp_path: Path) -> None:
 
 def test_default_storage_is_a_folder_beside_the_catalog(tmp_path: Path) -> None:
     with glarelite.open(tmp_path / "glarelite.db") as cat:
-        assert cat._get_setting("storage") == str(tmp_path / "glarelite-blobs")
+        assert cat._core.get_setting("storage") == str(tmp_path / "glarelite-blobs")
 
 
 def test_storage_is_fixed_at_creation(tmp_path: Path) -> None:
@@ -304,7 +304,7 @@ def test_scopes_see_own_plus_public(catalog: glarelite.Catalog) -> None:
     with pytest.raises(NotFound):
         alice.update(b.id, description="x")
     alice.activate(a.id)
-    alice.publish(a.id)
+    catalog.publish(a.id)  # publishing is an admin's action (Glare's artifact:publish)
     assert bob.get(a.id).id == a.id
     with pytest.raises(Forbidden):
         bob.update(a.id, description="x")
@@ -315,3 +315,21 @@ def test_scopes_see_own_plus_public(catalog: glarelite.Catalog) -> None:
     assert {x.id for x in catalog.list("images").items} == {a.id, b.id}  # admin sees all
     with pytest.raises(Forbidden):
         alice.define_type("other")
+
+
+def test_closing_a_scoped_view_leaves_the_parent_open(tmp_path: Path) -> None:
+    """Issue 15 item 7: the catalog returned by open() owns its core; a scoped view (one
+    per request, as docs/embedding.md recommends) does not, and closing it is harmless."""
+    with glarelite.open(tmp_path / "c.db") as cat:
+        cat.define_type("images", blobs=["file"])
+        with cat.scoped("alice") as alice:
+            a = alice.create("images", "a")
+        alice.close()  # twice: still nothing closed
+        assert cat.get(a.id).owner == "alice"
+        assert cat.scoped("alice").get(a.id).id == a.id
+        with cat.scoped(admin=True) as admin:
+            admin.upload(a.id, "file", [b"bytes"])
+        with cat.open_blob(a.id, "file") as f:
+            assert f.read() == b"bytes"
+    with pytest.raises(sqlite3.ProgrammingError):
+        cat.get(a.id)  # the owner's close did close it

@@ -43,7 +43,7 @@ from typing import Any
 import pytest
 
 import glarelite
-from glarelite import _blobops, _slots
+from glarelite import _blobops
 from tests.faults import scenarios
 from tests.fixtures.origin import Origin, PatternBody
 
@@ -263,7 +263,7 @@ class Scenario:
         with glarelite.open(path, storage_options=options) as cat:
             self.after = scenarios.slots(cat)
             check_records(cat, self.externals)
-            objects, temporaries = stored(_slots.store_of(cat))
+            objects, temporaries = stored(cat._core.store)
         assert temporaries == [] and objects == referenced(self.after)
         assert self.after != self.before
         self.after_objects = objects
@@ -272,7 +272,7 @@ class Scenario:
     def check(self, path: Path, options: dict[str, Any], what: str) -> None:
         _, op = scenarios.SCENARIOS[self.name]
         with glarelite.open(path, storage_options=options) as cat:  # 1. it opens
-            store = _slots.store_of(cat)
+            store = cat._core.store
             stored(store)  # 2. no partial object at a final path
             check_records(cat, self.externals)  # 1. records keep their promise
             saving = sum(v[0] == "saving" for v in scenarios.slots(cat).values())

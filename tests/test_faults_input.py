@@ -81,7 +81,7 @@ class Checked:
         return self.home / "store"
 
     def rows(self) -> dict[str, list[tuple[Any, ...]]]:
-        with self.cat._database.read() as conn:
+        with self.cat._core.database.read() as conn:
             return {
                 t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES
             }
@@ -104,7 +104,7 @@ class Checked:
         return result
 
     def check_files(self) -> None:
-        with self.cat._database.read() as conn:
+        with self.cat._core.database.read() as conn:
             saving = conn.execute("SELECT COUNT(*) FROM blobs WHERE status = 'saving'")
             assert saving.fetchone()[0] == 0, "a blob was left saving"
         for dirpath, dirnames, filenames in os.walk(self.tmp):

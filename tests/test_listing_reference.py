@@ -359,7 +359,12 @@ def reference(
         return (
             a.status != "deleted"
             and (not typed or a.type_name == "thing")
-            and (owner is None or a.owner == owner or a.visibility == "public")
+            # a non-admin reads its own and public artifacts, never deactivated ones
+            # (Glare's download_deactivated, applied to every read: issue 15)
+            and (
+                owner is None
+                or ((a.owner == owner or a.visibility == "public") and a.status != "deactivated")
+            )
         )
 
     active = [f for f in flts if f.constrains]

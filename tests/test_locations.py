@@ -59,16 +59,15 @@ def test_register_records_size_sha_validators_and_final_url(cat, origin) -> None
     assert blob.external_url == origin.url("/start")
     assert blob.etag and blob.last_modified and blob.verified_at
     assert blob.url == f"/artifacts/images/{a.id}/regions/eu"
-    with cat._database.read() as conn:
+    with cat._core.database.read() as conn:
         (final,) = conn.execute("SELECT final_url FROM blobs").fetchone()
     assert final == origin.url("/final.bin")
     assert cat.blob_url(a.id, "regions/eu") == origin.url("/start")
     with cat.open_blob(a.id, "regions/eu") as f:
         assert f.read() == data
     # nothing was stored: an external blob is a record only
-    from glarelite import _slots
 
-    assert list(_slots.store_of(cat).iter_objects()) == []
+    assert list(cat._core.store.iter_objects()) == []
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def test_a_definition_stored_before_rules_existed_still_loads(
     }
     text = json.dumps(old, sort_keys=True, separators=(",", ":"))
     with glarelite.open(tmp_path / "c.db", storage=memory_store) as c:
-        with c._database.write() as conn:
+        with c._core.database.write() as conn:
             conn.execute(
                 "INSERT INTO artifact_types(name, definition, created_at) VALUES (?, ?, ?)",
                 ("legacy", text, "2026-01-01T00:00:00.000000Z"),

@@ -53,12 +53,12 @@ def create(
     owner: Annotated[
         str | None, typer.Option(metavar="O", help="The owner (admin only; default: you).")
     ] = None,
-    public: Annotated[bool, typer.Option("--public", help="Create it public.")] = False,
     tag: TagOpt = None,
     set_: SetOpt = None,
     description: Annotated[str | None, typer.Option(metavar="TEXT", help="A description.")] = None,
 ) -> None:
-    """Create a drafted artifact and print its id alone on stdout."""
+    """Create a drafted, private artifact and print its id alone on stdout (public
+    implies active: activate it, then publish it as admin)."""
     art = (
         state()
         .open()
@@ -67,7 +67,6 @@ def create(
             name,
             version=version,
             owner=owner,
-            visibility="public" if public else "private",
             description=description,
             tags=tag or [],
             properties=parse_key_values(set_ or [], "--set"),

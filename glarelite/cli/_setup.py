@@ -293,16 +293,30 @@ def quota_set(
     scope: ScopeArg = "global",
     target: TargetArg = "",
     max_artifacts: Annotated[
-        int | None, typer.Option("--max-artifacts", help="At most this many artifacts.")
+        int | None,
+        typer.Option("--max-artifacts", help="At most this many artifacts (-1: unlimited)."),
     ] = None,
     max_bytes: Annotated[
-        int | None, typer.Option("--max-bytes", help="At most this many stored bytes.")
+        int | None,
+        typer.Option("--max-bytes", help="At most this many stored bytes (-1: unlimited)."),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            "--owner",
+            metavar="OWNER",
+            help="With a type quota: OWNER's own limit for that type, instead of each owner's.",
+        ),
     ] = None,
 ) -> None:
-    """Set a quota (both limits omitted: remove it). External blobs count toward the
-    artifact count, not the stored bytes."""
+    """Set a quota (both limits omitted: remove it). Counted per owner, as Glare does:
+    `owner NAME` is that owner's total, `type NAME` each owner's of that type (`--owner`:
+    one owner's); `global` is the whole catalog. -1 is unlimited. External blobs count
+    toward the artifact count, not the stored bytes."""
     quota = (
-        state().open().set_quota(scope, target, max_artifacts=max_artifacts, max_bytes=max_bytes)
+        state()
+        .open()
+        .set_quota(scope, target, max_artifacts=max_artifacts, max_bytes=max_bytes, owner=owner)
     )
     typer.echo(_describe_quota(quota))
 
@@ -316,7 +330,7 @@ def quota_show(
     cat = state().open()
     rows = []
     for quota in cat.quotas():
-        artifacts, stored = cat.usage(quota.scope, quota.target)
+        artifacts, stored = cat.usage(quota.scope, quota.target, owner=quota.owner)
         rows.append((quota, artifacts, stored))
     if as_json:
         echo_json([{**q.__dict__, "artifacts": n, "stored_bytes": b} for q, n, b in rows])
@@ -327,8 +341,10 @@ def quota_show(
 
 def _describe_quota(quota: glarelite.Quota) -> str:
     who = "global" if quota.scope == "global" else f"{quota.scope} {quota.target}"
+    if quota.owner is not None:
+        who += f" for owner {quota.owner}"
     limits = [
-        f"{name} {value}"
+        f"{name} {'unlimited' if value == -1 else value}"
         for name, value in (("max artifacts", quota.max_artifacts), ("max bytes", quota.max_bytes))
         if value is not None
     ]

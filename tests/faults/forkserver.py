@@ -99,7 +99,7 @@ def around(steps: Steps, name: str, func: Callable[..., Any]) -> Callable[..., A
 
 
 def instrument(cat: glarelite.Catalog, steps: Steps) -> None:
-    database = cat._database
+    database = cat._core.database
     database.conn = StepConnection(database.conn, steps)  # type: ignore[assignment]
     for name in ("write_direct", "commit", "discard", "delete", "remove_temporary"):
         method = getattr(_store.BlobStore, name, None)
