@@ -509,8 +509,8 @@ def test_documented_signature_matches_the_code(doc: DocSig) -> None:
 PLANTED_DRIFT = [
     ("glarelite.open(\n    path: str | Path,\n", "glarelite.open(\n    path: str,\n", "path: str"),
     (
-        "    create: bool = True,\n) -> Catalog",
-        "    create: bool = False,\n) -> Catalog",
+        "    create: bool = True,\n",
+        "    create: bool = False,\n",
         "create=False",
     ),
     (
