@@ -27,6 +27,7 @@ from .errors import (
     QuotaExceeded,
     ReadOnly,
     RefusedLocation,
+    SignatureError,
     StorageFull,
     TooLarge,
     UpstreamChanged,
@@ -41,12 +42,13 @@ from .types import ArtifactType, Property
 from .urls import internal_url
 
 if TYPE_CHECKING:
-    from . import tree
+    from . import signing, tree
     from .mirror_reader import MirrorCatalog, open_mirror
 
 # Loaded on first use: a catalog needs neither the tree format nor the tree reader.
 _LAZY = {"tree": (".tree", None), "MirrorCatalog": (".mirror_reader", "MirrorCatalog"),
-         "open_mirror": (".mirror_reader", "open_mirror")}  # fmt: skip
+         "open_mirror": (".mirror_reader", "open_mirror"),
+         "signing": (".signing", None)}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -96,6 +98,7 @@ __all__ = [
     "RefusedLocation",
     "RetryPolicy",
     "Scope",
+    "SignatureError",
     "StorageFull",
     "TooLarge",
     "UpstreamChanged",
@@ -104,5 +107,6 @@ __all__ = [
     "internal_url",
     "open",
     "open_mirror",
+    "signing",
     "tree",
 ]

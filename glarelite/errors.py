@@ -87,3 +87,8 @@ class StorageFull(GlareliteError, OSError):
 
 class ReadOnly(Forbidden):
     """A write was attempted on a read-only catalog (a mirror tree)."""
+
+
+class SignatureError(VerificationError):
+    """A mirror tree is not signed by a trusted key, its signature does not verify, or
+    it is older than a generation already seen at the site (a rollback)."""

@@ -24,6 +24,7 @@ from typing import IO, Any, BinaryIO, NoReturn, cast
 from . import _listing, _semver, tree
 from ._blobread import save_atomically
 from ._db import Database
+from ._trust import Trust
 from ._values import prop_rows
 from .errors import InvalidInput, NetworkError, NotFound, ReadOnly, VerificationError
 from .models import Artifact, Blob, Page
@@ -174,8 +175,9 @@ class MirrorCatalog:
     ``glarelite.Catalog`` (same filters, sort, ``latest`` and paging) and reads blobs
     verified; every write raises glarelite.ReadOnly."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(self, source: _Source, trust: Trust | None = None) -> None:
         self._source = source
+        self._trust = trust
         self._db: Database | None = None
         self._artifacts: dict[str, Artifact] = {}
         self._types: dict[str, ArtifactType] = {}
@@ -235,7 +237,7 @@ class MirrorCatalog:
         problem = ""
         for attempt in range(_LOAD_ATTEMPTS):
             try:
-                raw = self._source.read(tree.ROOT_INDEX)
+                raw = self._read_root()
             except NotFound:
                 raise NotFound(
                     f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
@@ -259,6 +261,12 @@ class MirrorCatalog:
             f"mirror tree {self._source.where}: {problem} (read {_LOAD_ATTEMPTS} times); a sync "
             "may still be publishing, or the tree is damaged (check it)"
         )
+
+    def _read_root(self) -> bytes:
+        """The root index bytes: from index.signed.json, verified, when keys are trusted."""
+        if self._trust is None:
+            return self._source.read(tree.ROOT_INDEX)
+        return self._trust.load_root(lambda p: self._source.open(p, 0, None), self.location)
 
     def _conn(self) -> Database:
         if self._db is None:
@@ -489,14 +497,24 @@ def open_mirror(
     ca_certs: str | None = None,
     timeout: float = 30.0,
     retries: int = 3,
+    trusted_keys: Iterable[Any] | None = None,
+    seen_file: str | os.PathLike[str] | None = None,
 ) -> MirrorCatalog:
     """A read-only catalog over the mirror tree at ``location``: a folder, a ``file://``
-    URL or an http(s) URL where a static web server serves the tree."""
+    URL or an http(s) URL where a static web server serves the tree.
+
+    With ``trusted_keys`` (public keys, ``.pub`` files or base64 text; see
+    ``glarelite.signing``) only a tree whose ``index.signed.json`` is signed by one of
+    them is read, and its root is taken from that file; ``seen_file`` records the
+    highest generation seen per tree so that an older one is refused (SignatureError)."""
     text = os.fspath(location)
+    trust = Trust.build(trusted_keys, seen_file)
     if text.startswith(("http://", "https://")):
-        return MirrorCatalog(_HttpSource(text, ca_certs=ca_certs, timeout=timeout, retries=retries))
+        return MirrorCatalog(
+            _HttpSource(text, ca_certs=ca_certs, timeout=timeout, retries=retries), trust
+        )
     if text.startswith("file://"):
         text = text[len("file://") :]
     elif "://" in text:
         raise InvalidInput(f"a mirror tree is a folder or an http(s) URL, not {text!r}")
-    return MirrorCatalog(_LocalSource(text))
+    return MirrorCatalog(_LocalSource(text), trust)
