@@ -77,6 +77,7 @@ class PublicKey:
     raw: bytes
 
     def __post_init__(self) -> None:
+        _crypto()  # fail early, with the install hint, not at the first verification
         if not isinstance(self.raw, bytes) or len(self.raw) != 32:
             raise InvalidInput("an Ed25519 public key is 32 bytes")
 
