@@ -76,7 +76,7 @@ def test_public_keys_load_from_every_documented_form(keys: dict[str, Path]) -> N
         assert signing.load_public_key(form) == want, form
     for bad in ("not base64!", base64.b64encode(b"short").decode(), keys["hub"], 42, "a\x00b"):
         with pytest.raises(glarelite.InvalidInput):
-            signing.load_public_key(bad)  # type: ignore[arg-type]
+            signing.load_public_key(bad)
     # a private key file is not a trusted key, and a public one cannot sign
     with pytest.raises(glarelite.InvalidInput):
         signing.load_signing_key(pub(keys["hub"]))
@@ -201,7 +201,7 @@ def world(tmp_path: Path, origin: Origin) -> World:
     w.catalog.close()
 
 
-def sync(world: World, dest: Path, *sign: Path, **options: Any) -> mirror.SyncReport:
+def sync(world: World, dest: Path | str, *sign: Path, **options: Any) -> mirror.SyncReport:
     report = mirror.sync(
         world.catalog, str(dest), sign_key=[str(k) for k in sign] or None, **QUICK, **options
     )
@@ -481,3 +481,21 @@ def test_cli_key_generate_mirror_sign_and_check(tmp_path: Path, world: World) ->
     assert wrong.exit_code == 2 and "--check" in wrong.stderr
     bad = run("mirror", str(dest), "--sign-key", str(tmp_path / "missing.key"))
     assert bad.exit_code == 2 and bad.stderr.startswith("glarelite: error: ")
+
+
+@pytest.mark.s3
+def test_a_signed_tree_on_s3(
+    world: World, keys: dict[str, Path], seaweedfs: Any, s3_store_url: str
+) -> None:
+    options = seaweedfs.storage_options
+    sync(world, s3_store_url, keys["hub"], storage_options=options)
+    fs, prefix = seaweedfs.other_fs, s3_store_url[len("s3://") :]
+    signed = fs.cat_file(f"{prefix}/{signing.SIGNED_INDEX}")
+    trusted = [signing.load_public_key(pub(keys["hub"]))]
+    assert signing.verify_root(signed, trusted) == fs.cat_file(f"{prefix}/{tree.ROOT_INDEX}")
+    assert mirror.check_tree(s3_store_url, storage_options=options, trusted_keys=trusted).ok
+    again = sync(world, s3_store_url, keys["hub"], storage_options=options)
+    assert again.nothing_to_do
+    assert fs.cat_file(f"{prefix}/{signing.SIGNED_INDEX}") == signed
+    with pytest.raises(glarelite.InvalidInput, match="is signed"):
+        mirror.sync(world.catalog, s3_store_url, storage_options=options, **QUICK)
