@@ -29,6 +29,7 @@ from .errors import (
     QuotaExceeded,
     ReadOnly,
     RefusedLocation,
+    SignatureError,
     StorageFull,
     TooLarge,
     UpstreamChanged,
@@ -44,13 +45,14 @@ from .types import ArtifactType, BlobField, Property
 from .urls import decode_key, encode_key, internal_url, join_base
 
 if TYPE_CHECKING:
-    from . import tree
+    from . import signing, tree
     from .mirror_reader import MirrorCatalog, MirrorSettings, open_mirror
 
 # Loaded on first use: a catalog needs neither the tree format nor the tree reader.
 _LAZY = {"tree": (".tree", None), "MirrorCatalog": (".mirror_reader", "MirrorCatalog"),
          "MirrorSettings": (".mirror_reader", "MirrorSettings"),
-         "open_mirror": (".mirror_reader", "open_mirror")}  # fmt: skip
+         "open_mirror": (".mirror_reader", "open_mirror"),
+         "signing": (".signing", None)}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -104,6 +106,7 @@ __all__ = [
     "RefusedLocation",
     "RetryPolicy",
     "Scope",
+    "SignatureError",
     "StorageFull",
     "TooLarge",
     "UpstreamChanged",
@@ -116,5 +119,6 @@ __all__ = [
     "open",
     "open_mirror",
     "policy",
+    "signing",
     "tree",
 ]

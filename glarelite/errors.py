@@ -97,3 +97,8 @@ class AfterHookFailed(GlareliteError, RuntimeError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class SignatureError(VerificationError):
+    """A mirror tree is not signed by a trusted key, its signature does not verify, or
+    it is older than a generation already seen at the site (a rollback)."""

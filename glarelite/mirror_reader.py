@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from urllib.parse import unquote, urljoin
 from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
+from ._trust import Trust
 from ._values import prop_rows
 from .errors import (
     Forbidden,
@@ -436,9 +438,12 @@ class MirrorCatalog:
     ``glarelite.Catalog`` (same filters, sort, ``latest`` and paging) and reads blobs
     verified; every write raises glarelite.ReadOnly."""
 
-    def __init__(self, source: _Source, settings: MirrorSettings | None = None) -> None:
+    def __init__(
+        self, source: _Source, settings: MirrorSettings | None = None, trust: Trust | None = None
+    ) -> None:
         self._source = source
         self._settings = settings or MirrorSettings()
+        self._trust = trust
         self._db: Database | None = None
         self._artifacts: dict[str, Artifact] = {}
         self._types: dict[str, ArtifactType] = {}
@@ -525,7 +530,7 @@ class MirrorCatalog:
         problem = ""
         for attempt in range(_LOAD_ATTEMPTS):
             try:
-                raw = self._source.read(tree.ROOT_INDEX, settings.max_root_index_bytes, deadline)
+                raw = self._read_root(deadline)
             except NotFound:
                 raise NotFound(
                     f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
@@ -569,6 +574,18 @@ class MirrorCatalog:
         raise VerificationError(
             f"mirror tree {self._source.where}: {problem} (read {_LOAD_ATTEMPTS} times); a sync "
             "may still be publishing, or the tree is damaged (check it)"
+        )
+
+    def _read_root(self, deadline: float) -> bytes:
+        """The root index bytes: from index.signed.json, verified, when keys are trusted
+        (read under the same bounds: the signed file holds the root, escaped, and its
+        signatures)."""
+        limit = self._settings.max_root_index_bytes
+        if self._trust is None:
+            return self._source.read(tree.ROOT_INDEX, limit, deadline)
+        return self._trust.load_root(
+            lambda p: io.BytesIO(self._source.read(p, 2 * limit + (1 << 16), deadline)),
+            self.location,
         )
 
     def _conn(self) -> Database:
@@ -802,12 +819,19 @@ def open_mirror(
     timeout: float | None = None,
     retries: int | None = None,
     settings: MirrorSettings | None = None,
+    trusted_keys: Iterable[Any] | None = None,
+    seen_file: str | os.PathLike[str] | None = None,
 ) -> MirrorCatalog:
     """A read-only catalog over the mirror tree at ``location``: a folder, a ``file://``
     URL or an http(s) URL where a static web server serves the tree.
 
     ``settings`` bounds everything (see :class:`MirrorSettings`); ``ca_certs``,
-    ``timeout`` and ``retries`` (retries of a request), when given, replace its values."""
+    ``timeout`` and ``retries`` (retries of a request), when given, replace its values.
+
+    With ``trusted_keys`` (public keys, ``.pub`` files or base64 text; see
+    ``glarelite.signing``) only a tree whose ``index.signed.json`` is signed by one of
+    them is read, and its root is taken from that file; ``seen_file`` records the
+    highest generation seen per tree so that an older one is refused (SignatureError)."""
     settings = settings if settings is not None else MirrorSettings()
     if not isinstance(settings, MirrorSettings):
         raise InvalidInput("settings must be a glarelite.MirrorSettings")
@@ -818,10 +842,11 @@ def open_mirror(
     if retries is not None:
         settings = replace(settings, retry=replace(settings.retry, total=retries))
     text = os.fspath(location)
+    trust = Trust.build(trusted_keys, seen_file)
     if text.startswith(("http://", "https://")):
-        return MirrorCatalog(_HttpSource(text, settings), settings)
+        return MirrorCatalog(_HttpSource(text, settings), settings, trust)
     if text.startswith("file://"):
         text = text[len("file://") :]
     elif "://" in text:
         raise InvalidInput(f"a mirror tree is a folder or an http(s) URL, not {text!r}")
-    return MirrorCatalog(_LocalSource(text), settings)
+    return MirrorCatalog(_LocalSource(text), settings, trust)

@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from glarelite import InvalidInput, Progress, tree
+from glarelite import InvalidInput, Progress, SignatureError, signing, tree
 from glarelite.tree import check_identifier, check_key
 
 from ._paths import check_artifact_id, check_type_name, is_inside
@@ -32,17 +32,43 @@ def check_tree(
     storage_options: Mapping[str, Any] | None = None,
     workers: int = 4,
     progress: Progress | None = None,
+    trusted_keys: Iterable[Any] | None = None,
 ) -> CheckReport:
-    """Check the tree at ``dest`` (a folder or fsspec URL); ``report.ok`` when clean."""
+    """Check the tree at ``dest`` (a folder or fsspec URL); ``report.ok`` when clean.
+    With ``trusted_keys``, ``index.signed.json`` must be signed by one of them and hold
+    the exact bytes of ``index.json`` (a "signature" fault otherwise)."""
     started = time.monotonic()
+    keys = None
+    if trusted_keys is not None:
+        keys = [signing.load_public_key(k) for k in trusted_keys]
+        if not keys:
+            raise InvalidInput("trusted_keys is empty: give at least one key, or None")
     target = open_dest(dest, storage_options, create=False)
     report = CheckReport(dest=target.url)
     try:
+        if keys is not None:
+            _check_signature(target, report, keys)
         _check(target, report, SafeProgress(progress), max(1, workers))
     finally:
         target.close()
         report.seconds = time.monotonic() - started
     return report
+
+
+def _check_signature(dest: Dest, report: CheckReport, keys: list[signing.PublicKey]) -> None:
+    signed = dest.read_bytes(signing.SIGNED_INDEX)
+    if signed is None:
+        report.fault(signing.SIGNED_INDEX, "signature", "the tree is not signed")
+        return
+    try:
+        root = signing.verify_root(signed, keys)
+    except SignatureError as exc:
+        report.fault(signing.SIGNED_INDEX, "signature", str(exc))
+        return
+    if root != dest.read_bytes(tree.ROOT_INDEX):
+        report.fault(
+            tree.ROOT_INDEX, "signature", f"differs from the root signed in {signing.SIGNED_INDEX}"
+        )
 
 
 def _read(dest: Dest, path: str, report: CheckReport) -> bytes | None:

@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from glarelite import InvalidInput
+
+from .signroot import as_paths
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SyncOptions:
     max_segments: int = 4
     checkpoint_every: int = 2000
     fsync: bool = True
+    sign_key: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
 
     def __post_init__(self) -> None:
         # Iterables become tuples: a generator would be consumed by the first run, and a
@@ -47,6 +51,8 @@ class SyncOptions:
                 raise InvalidInput(f"{name} must be strings, not {value!r}") from None
         if self.storage_options is not None:
             object.__setattr__(self, "storage_options", dict(self.storage_options))
+        # One path or several (a key rotation signs with two): always a tuple of paths.
+        object.__setattr__(self, "sign_key", as_paths(self.sign_key))
         if self.workers < 1:
             raise InvalidInput(f"workers must be >= 1, not {self.workers}")
 

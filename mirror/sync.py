@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, cast
 
 from glarelite import (
     DestinationError,
@@ -30,7 +30,7 @@ from glarelite import (
     tree,
 )
 
-from . import partial
+from . import partial, signroot
 from . import plan as planning
 from . import prune as pruning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
@@ -73,9 +73,12 @@ def sync(
     ``mirror.prune``). When the catalog knows none of the artifacts the tree publishes
     (a different catalog?), nothing is changed unless ``force``.
     ``dry_run`` reports what would change and writes nothing (it takes no lock).
-    ``workers`` blobs are copied at once; a blob of at least twice ``segment_size`` is
-    read as up to ``max_segments`` parallel ranges. ``fsync=False`` (local trees) skips
-    flushing each file before its rename: safe against a killed run, not power loss.
+    ``sign_key`` (one private key file or several) signs the tree's root after every
+    run (``index.signed.json``, see ``glarelite.signing``); a signed tree refuses a run
+    without it (InvalidInput). ``workers`` blobs are copied at once; a blob of at least
+    twice ``segment_size`` is read as up to ``max_segments`` parallel ranges.
+    ``fsync=False`` (local trees) skips flushing each file before its rename: safe
+    against a killed run, not power loss.
     Raises glarelite.LockedError when another sync of ``dest`` is running, and
     glarelite.DestinationError when ``dest`` cannot be written at all (read-only, no
     permission); failures of single blobs are in the report instead.
@@ -83,6 +86,7 @@ def sync(
     started = time.monotonic()
     opts = SyncOptions.build(options, overrides)
     dry_run = opts.dry_run
+    sign_keys = signroot.load_keys(cast("tuple[str, ...]", opts.sign_key))
     selection = Selection.build(
         catalog,
         types=opts.types,
@@ -123,7 +127,13 @@ def sync(
                 "max_segments": opts.max_segments,
             },
         )
+        if not dry_run and not sign_keys:
+            signroot.refuse_unsigned_publish(target)
         run.execute(crashed=lock is not None and lock.previous is not None)
+        if not dry_run and sign_keys:
+            # Every run, a no-op one too: a tree signed for the first time, a new key
+            # during a rotation, or a run killed before it signed are all caught up here.
+            signroot.sign(target, sign_keys)
         report.not_selected = selection.not_selected(catalog)
     finally:
         if lock is not None:

@@ -54,6 +54,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.VerificationError: EXIT_VERIFICATION,
     errors.ChecksumMismatch: EXIT_VERIFICATION,
     errors.UpstreamChanged: EXIT_VERIFICATION,
+    errors.SignatureError: EXIT_VERIFICATION,
     errors.NetworkError: EXIT_NETWORK,
     errors.RefusedLocation: EXIT_REFUSED,
     errors.TooLarge: EXIT_TOO_LARGE,
@@ -72,6 +73,9 @@ _HINTS: dict[type[BaseException], str] = {
     errors.Conflict: "see the current state with glarelite show ID",
     errors.ChecksumMismatch: "the bytes are not the ones expected; check the source or --sha256",
     errors.UpstreamChanged: "run glarelite check to re-validate external blobs",
+    errors.SignatureError: (
+        "check the trusted keys (--trusted-key), and that the tree is the hub's latest"
+    ),
     errors.VerificationError: "the bytes are not the ones recorded",
     errors.NetworkError: "check the URL and the network, or retry (--retries, --timeout)",
     errors.RefusedLocation: (

@@ -210,6 +210,22 @@ def mirror_cmd(
             help=f"An fsspec option for DEST (like --storage-option); also ${DEST_OPTIONS_ENV}.",
         ),
     ] = None,
+    sign_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--sign-key",
+            metavar="PRIVATE_KEY",
+            help="Sign the tree's root with this key (repeatable: several during a rotation).",
+        ),
+    ] = None,
+    trusted_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-key",
+            metavar="KEY",
+            help="With --check: the tree must be signed by this key (a .pub file or base64).",
+        ),
+    ] = None,
     report_file: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Write the run's report as JSON."),
@@ -223,7 +239,12 @@ def mirror_cmd(
     Damaged files are repaired; artifacts the catalog withdrew leave the tree. Exit 5
     when a blob failed verification, 6 when one could not be fetched, 10 when refused."""
     import mirror
+    from glarelite import InvalidInput
 
+    if trusted_key and not check_only:
+        raise InvalidInput("--trusted-key goes with --check (sites pass it to open_mirror)")
+    if sign_key and check_only:
+        raise InvalidInput("--sign-key signs a sync; --check only reads the tree")
     st = state()
     if report_file is not None:
         _writable(report_file)
@@ -237,7 +258,11 @@ def mirror_cmd(
     with _resume_hint(), st.progress_reporter() as progress:
         if check_only:
             report = mirror.check_tree(
-                dest, storage_options=options, workers=workers, progress=progress
+                dest,
+                storage_options=options,
+                workers=workers,
+                progress=progress,
+                trusted_keys=trusted_key or None,
             )
         else:
             sync_options = mirror.SyncOptions(
@@ -254,6 +279,7 @@ def mirror_cmd(
                 repair=repair,
                 storage_options=options,
                 retries=st.retries if st.retries is not None else 3,
+                sign_key=sign_key or None,
             )
             report = mirror.sync(st.open(), dest, options=sync_options, progress=progress)
     data = report.to_dict()
