@@ -17,6 +17,7 @@ from .errors import (
     GlareliteError,
     IllegalTransition,
     InvalidInput,
+    JournalTrimmed,
     LockedError,
     NetworkError,
     NotFound,
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .hooks import HookEvent, Hooks
 from .mirror_reader import MirrorCatalog, open_mirror
-from .models import Artifact, Blob, Page
+from .models import Artifact, Blob, Change, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
@@ -44,6 +45,7 @@ __all__ = [
     "Blob",
     "Catalog",
     "CatalogSettings",
+    "Change",
     "CheckResult",
     "ChecksumMismatch",
     "Conflict",
@@ -56,6 +58,7 @@ __all__ = [
     "HttpSettings",
     "IllegalTransition",
     "InvalidInput",
+    "JournalTrimmed",
     "LockedError",
     "MirrorCatalog",
     "NetworkError",

@@ -21,13 +21,19 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ._journal import add_journal
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-# Forward migrations: MIGRATIONS[n] turns a version-n catalog into version n+1. The first
-# release has none; the mechanism is exercised by the tests with a synthetic step.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {}
+
+def _add_journal(db: sqlite_utils.Database) -> None:
+    add_journal(db, _statements(schema_text()), utcnow)
+
+
+# Forward migrations: MIGRATIONS[n] turns a version-n catalog into version n+1.
+# 1 -> 2: the change journal (see _journal.add_journal).
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _add_journal}
 
 
 def schema_text() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _blobread, _links, _listing, _maintenance, _semver, quotas
+from . import _blobops, _blobread, _journal, _links, _listing, _maintenance, _semver, quotas
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -29,7 +29,7 @@ from ._values import (
 )
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from .hooks import Hooks, hooked
-from .models import Artifact, Blob, Page
+from .models import Artifact, Blob, Change, Page
 from .progress import Progress
 from .quotas import Quota
 from .settings import HttpSettings
@@ -612,6 +612,27 @@ class Catalog:
         quota = Quota(scope, target)
         with self._database.read() as conn:
             return quotas.artifact_count(conn, quota), quotas.stored_bytes(conn, quota)
+
+    # -- change journal ------------------------------------------------------------
+    def serial(self) -> int:
+        """The journal's newest serial (0 for a catalog never written to). Every write that
+        changes what a mirror could publish raises it; remember it, then ask ``changes``."""
+        return _journal.serial(self._database)
+
+    def changes(self, since: int, *, limit: int = 1000) -> _List[Change]:
+        """The artifacts changed after journal serial ``since``, oldest first, each once at
+        its newest serial within the page. Page on with ``since=result[-1].serial``; an
+        empty list means caught up. Raises JournalTrimmed when the journal no longer holds
+        every change after ``since`` (then walk the whole catalog). Admin only."""
+        self._require_admin("read the change journal")
+        return _journal.changes(self._database, since, limit)
+
+    def trim_journal(self, *, before: int | None = None, keep: int | None = None) -> int:
+        """Drop journal entries with a serial below ``before``, or all but the newest
+        ``keep`` serials; returns how many went. A reader asking from an older serial gets
+        JournalTrimmed. Admin only."""
+        self._require_admin("trim the change journal")
+        return _journal.trim(self._database, before, keep)
 
     # -- helpers ---------------------------------------------------------------
     def _require_admin(self, what: str) -> None:

@@ -87,3 +87,9 @@ class StorageFull(GlareliteError, OSError):
 
 class ReadOnly(Forbidden):
     """A write was attempted on a read-only catalog (a mirror tree)."""
+
+
+class JournalTrimmed(GlareliteError, LookupError):
+    """The change journal cannot answer "what changed since serial N": its entries after N
+    were trimmed (or N is beyond the catalog's serial: another or a restored catalog).
+    A reader falls back to a full walk and then follows the journal from ``serial()``."""

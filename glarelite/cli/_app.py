@@ -59,6 +59,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.QuotaExceeded: EXIT_TOO_LARGE,
     errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
     errors.StorageFull: EXIT_STORAGE,
+    errors.JournalTrimmed: EXIT_ERROR,  # no command reads the journal yet
 }
 
 # What to do next, per error kind: appended to the one-line message.
