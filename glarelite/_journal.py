@@ -1,10 +1,10 @@
 """The change journal: reading it, trimming it, and the schema 1 -> 2 migration that adds it.
 
 The journal itself is written by triggers in schema.sql (table ``changes``): no write path
-in Python takes part, so none can forget it. Serials are SQLite AUTOINCREMENT values
-allocated inside the write transaction; SQLite admits one writer at a time, so a reader's
-snapshot holding serial N+1 also holds N: paging on by the last serial seen never skips a
-change that commits later.
+in Python takes part, so none can forget it. A serial is the rowid, max + 1, allocated
+inside the write transaction; SQLite admits one writer at a time, so a reader's snapshot
+holding serial N+1 also holds N: paging on by the last serial seen never skips a change
+that commits later. Trimming never deletes the newest row, so max + 1 never goes back.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def _missing_journal(database: Database, exc: sqlite3.OperationalError) -> Excep
 
 
 def _serial(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
-    return int(row[0]) if row else 0
+    row = conn.execute("SELECT max(serial) FROM changes").fetchone()
+    return int(row[0]) if row[0] is not None else 0
 
 
 def _since(conn: sqlite3.Connection) -> int:
@@ -85,7 +85,6 @@ def _since(conn: sqlite3.Connection) -> int:
 def serial(database: Database) -> int:
     try:
         with database.read() as conn:
-            conn.execute("SELECT 1 FROM changes LIMIT 0")
             return _serial(conn)
     except sqlite3.OperationalError as exc:
         raise _missing_journal(database, exc) from exc
@@ -134,7 +133,8 @@ def trim(database: Database, before: object, keep: object) -> int:
         with database.write() as conn:
             current = _serial(conn)
             target = before_n if before_n is not None else current - keep_n + 1
-            target = min(target, current + 1)  # nothing newer than the newest serial
+            # the newest row stays: it carries the serial (see schema.sql)
+            target = min(target, current)
             floor = _since(conn)
             if target - 1 <= floor:
                 return removed

@@ -226,15 +226,19 @@ def test_trim_signals_readers_behind_it_and_serials_are_never_reused(catalog) ->
     with pytest.raises(JournalTrimmed):
         catalog.changes(7)
     assert [c.serial for c in catalog.changes(8)] == [9, 10]
-    assert catalog.trim_journal(keep=0) == 2
+    assert catalog.trim_journal(keep=0) == 1  # the newest entry stays: it holds the serial
     assert catalog.changes(10) == [] and catalog.serial() == 10
+    assert [c.serial for c in catalog.changes(9)] == [10]
+    with pytest.raises(JournalTrimmed):
+        catalog.changes(8)
     # a serial beyond the catalog's: another catalog, or one restored from a backup
     with pytest.raises(JournalTrimmed, match="beyond"):
         catalog.changes(11)
     with pytest.raises(LookupError):  # the builtin it also is
         catalog.changes(5)
     assert catalog.trim_journal(before=10**9) == 0  # clamped to the newest serial
-    # AUTOINCREMENT: the next write continues after 10 though the table is empty
+    assert journal_rows(Path(catalog.path)) == [(10, ids[9])]
+    # the next write continues after 10
     catalog.update(ids[0], description="after the trim")
     assert [(c.serial, c.artifact_id) for c in catalog.changes(10)] == [(11, ids[0])]
 
