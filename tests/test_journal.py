@@ -113,7 +113,7 @@ def each_write_kind(cat: glarelite.Catalog, origin: Any) -> None:
         page = cat.changes(before)
         assert [(c.artifact_id, c.type_name) for c in page] == [(art["a"].id, "images")], what
         assert page[-1].serial == cat.serial(), what
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", page[-1].at), what
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", page[-1].at), what
     assert bystander.id in changed_since(cat, 0)
     assert bystander.id not in changed_since(cat, 1)
     with pytest.raises(NotFound):  # the journal names it; the catalog says it is gone
