@@ -6,8 +6,12 @@ The public API is exactly ``__all__``; everything in ``_modules`` is private.
 
 from __future__ import annotations
 
-from . import tree
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import fsutil
 from ._maintenance import CheckResult, GcReport
+from ._readable import ReadableCatalog
 from .catalog import Catalog, CatalogSettings, Scope, open
 from .errors import (
     ChecksumMismatch,
@@ -30,13 +34,35 @@ from .errors import (
     VerificationError,
 )
 from .hooks import HookEvent, Hooks
-from .mirror_reader import MirrorCatalog, open_mirror
 from .models import Artifact, Blob, Change, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
 from .types import ArtifactType, Property
 from .urls import internal_url
+
+if TYPE_CHECKING:
+    from . import tree
+    from .mirror_reader import MirrorCatalog, open_mirror
+
+# Loaded on first use: a catalog needs neither the tree format nor the tree reader.
+_LAZY = {"tree": (".tree", None), "MirrorCatalog": (".mirror_reader", "MirrorCatalog"),
+         "open_mirror": (".mirror_reader", "open_mirror")}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'glarelite' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "NULL_PROGRESS",
@@ -69,6 +95,7 @@ __all__ = [
     "Quota",
     "QuotaExceeded",
     "ReadOnly",
+    "ReadableCatalog",
     "RefusedLocation",
     "RetryPolicy",
     "Scope",
@@ -76,6 +103,7 @@ __all__ = [
     "TooLarge",
     "UpstreamChanged",
     "VerificationError",
+    "fsutil",
     "internal_url",
     "open",
     "open_mirror",

@@ -3,9 +3,7 @@ ranged reads, atomic downloads and URL resolution."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -14,6 +12,7 @@ from ._names import split_slot
 from ._rows import BLOB_COLUMNS, blob_from_row
 from ._slots import _check_slot, fetcher_of, store_of
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, UpstreamChanged
+from .fsutil import atomic_file
 from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 from .urls import join_base
@@ -261,23 +260,15 @@ def save_atomically(
     size: int | None,
     progress: Progress | None,
 ) -> None:
-    """Copy a (verifying) stream to ``dest`` through a temporary beside it, fsynced and
-    renamed only after the stream reached its verified end."""
+    """Copy a (verifying) stream to ``dest`` through a temporary beside it, renamed only
+    after the stream reached its verified end (durably: the fsync rule of fsutil)."""
     progress = progress or NULL_PROGRESS
-    target = os.fspath(dest)
-    folder = os.path.dirname(os.path.abspath(target))
-    tmp = os.path.join(folder, f".{os.path.basename(target)}.glarelite-{uuid.uuid4().hex}.part")
     progress.begin(task, description, size)
     try:
-        with open_stream() as src, open(tmp, "wb") as out:
+        with open_stream() as src, atomic_file(dest) as out:
             copy_stream(src, out, lambda n: progress.advance(task, n))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
     except BaseException:
         progress.end(task, ok=False)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         raise
     progress.end(task)
 

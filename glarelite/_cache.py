@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._hashing import split_digest
+from .fsutil import replace
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -98,7 +99,7 @@ class _Tee(io.RawIOBase):
         elif self._out is not None:  # verified end of stream
             self._out.close()
             self._out = None
-            os.replace(self._tmp, self._path)
+            replace(self._tmp, self._path, durable=False)  # a cache: fetched again if lost
             self._cache.evict(keep=self._path)
         return n
 

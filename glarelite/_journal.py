@@ -15,12 +15,12 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 from .errors import InvalidInput, JournalTrimmed, NotFound
 from .models import Change
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from ._db import Database
 
 # settings key: every change after this serial is still in the journal (0: all of them)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ._db import utcnow
 from ._names import split_slot
 from ._rows import BLOB_COLUMNS, blob_from_row
 from .errors import Conflict, IllegalTransition, InvalidInput, NotFound, TooLarge
+from .fsutil import HOST, pid_alive
 from .models import Blob
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .types import ArtifactType
 
 MAX_DICT_KEYS = 255
-_HOST = socket.gethostname()
+_HOST = HOST
 
 
 # -- shared resources --------------------------------------------------------------
@@ -95,13 +95,7 @@ def token_is_dead(token: str | None) -> bool:
     pid_text = rest.partition(":")[0]
     if host != _HOST or not pid_text.isdigit():
         return False  # another machine's upload: only its age can tell
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(int(pid_text))
 
 
 def _reserve(

@@ -48,6 +48,7 @@ from ._localwrite import copy_and_hash, same_file_system, write_behind
 from ._objectwrite import FsspecWriter, ObjectWriter, S3Upload
 from ._verify import BufferReader, VerifyingReader, check_range
 from .errors import ChecksumMismatch, InvalidInput, NotFound, TooLarge
+from .fsutil import fsync_dir
 
 __all__ = ["BlobStore", "Temporary", "VerifyingReader", "Written"]
 
@@ -356,9 +357,9 @@ class BlobStore:
         created = not os.path.isdir(parent)
         os.makedirs(parent, exist_ok=True)
         os.replace(temp, final)  # atomic: readers see no object or the whole object
-        _fsync_dir(parent)
+        fsync_dir(parent)  # the data was fsynced as it was written (_localwrite)
         if created:
-            _fsync_dir(os.path.dirname(parent))
+            fsync_dir(os.path.dirname(parent))
 
     def discard(self, written: Written) -> None:
         """Remove an uncommitted temporary (missing is fine)."""
@@ -593,17 +594,3 @@ def _modified(info: Mapping[str, Any]) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
-
-
-def _fsync_dir(path: str) -> None:
-    # Makes a rename durable; not every platform can open a directory.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,7 +10,6 @@ it is never widened by a variable it does not know about. The command line reads
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 
 from .errors import InvalidInput
 
@@ -19,6 +18,8 @@ MIB = 1024 * 1024
 
 
 def _version() -> str:
+    from importlib import metadata  # lazily: ~10 ms of `import glarelite` otherwise
+
     try:
         return metadata.version("glarelite")
     except metadata.PackageNotFoundError:  # running from a bare checkout

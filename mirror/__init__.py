@@ -8,6 +8,7 @@ with ``glarelite.open_mirror``. Exit codes of a report: see ``mirror.report``.
 from __future__ import annotations
 
 from .check import check_tree
+from .options import SyncOptions
 from .report import (
     EXIT_FAILED,
     EXIT_NETWORK,
@@ -26,6 +27,7 @@ __all__ = [
     "EXIT_PRUNE_REFUSED",
     "EXIT_VERIFICATION",
     "CheckReport",
+    "SyncOptions",
     "SyncReport",
     "check_tree",
     "sync",

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glarelite import (
-    Catalog,
     ChecksumMismatch,
     Conflict,
     Forbidden,
     InvalidInput,
     NetworkError,
     NotFound,
+    ReadableCatalog,
     UpstreamChanged,
     VerificationError,
 )
@@ -136,7 +136,7 @@ def describe(exc: BaseException) -> str:
 class Copier:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: ReadableCatalog,
         dest: Dest,
         *,
         progress: SafeProgress,

@@ -20,7 +20,6 @@ import itertools
 import mmap
 import os
 import posixpath
-import socket
 import stat
 import threading
 import uuid
@@ -28,8 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, cast
 
 from glarelite import InvalidInput, tree
+from glarelite.fsutil import HOST, fsync_dir, fsync_file, pid_alive
 
-HOST = socket.gethostname()
 _CHUNK = 1 << 20
 
 
@@ -446,7 +445,7 @@ class LocalDest(Dest):
             try:
                 if self.fsync and not syncfs(self.root):
                     for tmp in batch.values():
-                        _fsync_path(tmp)
+                        fsync_file(tmp)
                 with self._lock:
                     for path, tmp in batch.items():
                         final = self.abspath(path)
@@ -467,16 +466,7 @@ class LocalDest(Dest):
         if len(dirty) > 16 and syncfs(self.root):
             return
         for folder in sorted(dirty, key=len, reverse=True):
-            try:
-                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            fsync_dir(folder)
 
 
 # -- any other fsspec file system ----------------------------------------------------------
@@ -630,18 +620,8 @@ def sync_file_range(fd: int, offset: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def temporary_is_abandoned(host: str, pid: int) -> bool:
     """A temporary written by a process of this host that no longer runs."""
-    from .lock import pid_alive
-
     return host == tree.host_label(HOST) and not pid_alive(pid)
 
 

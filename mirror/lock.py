@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import uuid
 from typing import Any
 
 from glarelite import LockedError, tree
+from glarelite.fsutil import HOST, pid_alive, utcnow
 
-from .dest import HOST, Dest, FsspecDest, LocalDest
+from .dest import Dest, FsspecDest, LocalDest
 
 LOCK = f"{tree.STATE_DIR}/lock"
 
@@ -28,7 +28,7 @@ def _holder() -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "host": HOST,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": utcnow("seconds"),
         "token": uuid.uuid4().hex,
     }
 
@@ -40,16 +40,6 @@ def _describe(info: dict[str, Any] | None, where: str) -> str:
         f"another mirror of {where} is already running "
         f"(pid {info.get('pid')} on {info.get('host')}, since {info.get('started')})"
     )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class TreeLock:

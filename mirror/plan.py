@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO
 
-from glarelite import Artifact, Catalog, NotFound, tree
+from glarelite import Artifact, NotFound, ReadableCatalog, tree
 
 from .copy import Source
 from .dest import Dest
@@ -92,7 +92,7 @@ class Plan:
 
 
 def build(
-    catalog: Catalog, selection: Selection, dest: Dest, state: State, *, verify: bool
+    catalog: ReadableCatalog, selection: Selection, dest: Dest, state: State, *, verify: bool
 ) -> Plan:
     plan = Plan()
     seen: set[str] = set()

@@ -8,12 +8,12 @@ progress.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from glarelite import tree
+from glarelite.fsutil import utcnow
 
 from .dest import Dest
 from .plan import Item, Plan
@@ -29,10 +29,6 @@ class Outcome:
     blobs: int = 0
     published: dict[str, list[Item]] = field(default_factory=dict)
     written_indexes: list[str] = field(default_factory=list)
-
-
-def utcnow() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
@@ -182,7 +178,7 @@ def publish(
     # 4. the root index, last
     root = tree.RootIndex(
         generation=generation,
-        generated_at=utcnow(),
+        generated_at=utcnow("seconds"),
         types={n: tree.TypeEntry.from_dict(n, t) for n, t in types.items()},
         sums_sha256=sums_sha,
         sums_size=sums_size,

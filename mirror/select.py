@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from glarelite import Artifact, ArtifactType, Catalog, InvalidInput, NotFound
+from glarelite import Artifact, ArtifactType, InvalidInput, NotFound, ReadableCatalog
 
 _LIST_PAGE = 1000
 
@@ -45,7 +45,7 @@ class Selection:
     @classmethod
     def build(
         cls,
-        catalog: Catalog,
+        catalog: ReadableCatalog,
         *,
         types: Iterable[str] | None,
         tags: Iterable[str] | None,
@@ -94,14 +94,16 @@ class Selection:
             )
         return out
 
-    def iter_type(self, catalog: Catalog, type_name: str) -> Iterator[Artifact]:
+    def iter_type(self, catalog: ReadableCatalog, type_name: str) -> Iterator[Artifact]:
         for filters in self.queries():
             yield from catalog.iter_all(type_name, filters=filters, limit=_LIST_PAGE)
 
-    def count(self, catalog: Catalog, type_name: str) -> int:
+    def count(self, catalog: ReadableCatalog, type_name: str) -> int:
         return sum(catalog.list(type_name, filters=f, limit=0).total for f in self.queries())
 
-    def changed_since(self, catalog: Catalog, type_name: str, watermark: str) -> Iterator[Artifact]:
+    def changed_since(
+        self, catalog: ReadableCatalog, type_name: str, watermark: str
+    ) -> Iterator[Artifact]:
         """Selected artifacts updated after ``watermark`` less a margin: the margin covers
         writers whose clocks ran a little behind the one that set the watermark."""
         since = _minus(watermark, MARGIN)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from glarelite import Catalog, DestinationError, GlareliteError, Progress, tree
+from glarelite import DestinationError, GlareliteError, Progress, ReadableCatalog, tree
 
 from . import partial
 from . import plan as planning
@@ -21,6 +21,7 @@ from . import prune as pruning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
 from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
+from .options import SyncOptions
 from .progress import SafeProgress
 from .publish import publish
 from .report import SyncReport
@@ -31,30 +32,18 @@ BATCH_MAX = 256  # small blobs per task (one pipeline per task)
 
 
 def sync(
-    catalog: Catalog,
+    catalog: ReadableCatalog,
     dest: str,
+    options: SyncOptions | None = None,
     *,
-    types: Iterable[str] | None = None,
-    tags: Iterable[str] | None = None,
-    names: Iterable[str] | None = None,
-    include_private: Iterable[str] | None = (),
-    workers: int = 8,
-    delete: bool = False,
-    force: bool = False,
-    max_delete: int | None = None,
-    dry_run: bool = False,
-    verify: bool = False,
-    repair: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    retries: int = 3,
-    backoff: float = 0.5,
-    segment_size: int = 64 << 20,
-    max_segments: int = 4,
-    checkpoint_every: int = 2000,
-    fsync: bool = True,
     progress: Progress | None = None,
+    **overrides: Any,
 ) -> SyncReport:
-    """Mirror the selected blobs of ``catalog`` into ``dest`` (a folder or fsspec URL).
+    """Mirror the selected blobs of ``catalog`` (a ``glarelite.Catalog`` or, to mirror a
+    tree onwards, a ``MirrorCatalog``) into ``dest`` (a folder or fsspec URL), as
+    ``options`` (a :class:`SyncOptions`) say. Keyword arguments named like its fields
+    (``workers=2``) are a convenience: they override ``options`` for this call; an
+    unknown one raises glarelite.InvalidInput.
 
     Selection: active artifacts that are public, narrowed by ``types``, ``tags`` (an
     artifact must carry all of them) and ``names``; private ones only when their name is
@@ -70,15 +59,17 @@ def sync(
     permission); failures of single blobs are in the report instead.
     """
     started = time.monotonic()
-    if workers < 1:
-        from glarelite import InvalidInput
-
-        raise InvalidInput(f"workers must be >= 1, not {workers}")
+    opts = SyncOptions.build(options, overrides)
+    dry_run = opts.dry_run
     selection = Selection.build(
-        catalog, types=types, tags=tags, names=names, include_private=include_private
+        catalog,
+        types=opts.types,
+        tags=opts.tags,
+        names=opts.names,
+        include_private=opts.include_private,
     )
     try:
-        target = open_dest(dest, storage_options, create=not dry_run, fsync=fsync)
+        target = open_dest(dest, opts.storage_options, create=not dry_run, fsync=opts.fsync)
         lock = None if dry_run else TreeLock(target).acquire()
     except OSError as exc:
         if isinstance(exc, GlareliteError):
@@ -95,19 +86,19 @@ def sync(
             selection,
             report,
             SafeProgress(progress),
-            workers=workers,
-            delete=delete,
-            force=force,
-            max_delete=max_delete,
+            workers=opts.workers,
+            delete=opts.delete,
+            force=opts.force,
+            max_delete=opts.max_delete,
             dry_run=dry_run,
-            verify=verify,
-            repair=repair,
-            checkpoint_every=checkpoint_every,
+            verify=opts.verify,
+            repair=opts.repair,
+            checkpoint_every=opts.checkpoint_every,
             copier_options={
-                "retries": retries,
-                "backoff": backoff,
-                "segment_size": segment_size,
-                "max_segments": max_segments,
+                "retries": opts.retries,
+                "backoff": opts.backoff,
+                "segment_size": opts.segment_size,
+                "max_segments": opts.max_segments,
             },
         )
         run.execute(crashed=lock is not None and lock.previous is not None)
@@ -121,7 +112,7 @@ def sync(
 class _Run:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: ReadableCatalog,
         dest: Dest,
         selection: Selection,
         report: SyncReport,

@@ -153,9 +153,7 @@ def mirror_cmd(
                 dest, storage_options=options, workers=workers, progress=progress
             )
         else:
-            report = mirror.sync(
-                st.open(),
-                dest,
+            sync_options = mirror.SyncOptions(
                 types=type_ or None,
                 tags=tag or None,
                 names=name or None,
@@ -169,8 +167,8 @@ def mirror_cmd(
                 repair=repair,
                 storage_options=options,
                 retries=st.retries if st.retries is not None else 3,
-                progress=progress,
             )
+            report = mirror.sync(st.open(), dest, options=sync_options, progress=progress)
     data = report.to_dict()
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if report_file is not None:

@@ -28,6 +28,8 @@ from rich.progress import (
 from rich.progress import Progress as _RichProgress
 from rich.text import Text
 
+from ._app import human_size as _human  # one definition for every size the CLI prints
+
 
 def counts_items(key: str, item_keys: Collection[str]) -> bool:
     """Whether the task ``key`` counts items (artifacts, blobs) rather than bytes. The
@@ -149,12 +151,3 @@ class RichProgress:
 def _short(text: str, width: int = 48) -> str:
     """Long descriptions (tree paths, URLs) keep their informative end."""
     return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover

@@ -105,13 +105,13 @@ def instrument(cat: glarelite.Catalog, steps: Steps) -> None:
         method = getattr(_store.BlobStore, name, None)
         if method is not None:
             setattr(_store.BlobStore, name, around(steps, f"store.{name}", method))
-    fsync_dir = _store._fsync_dir
+    fsync_dir = _store.fsync_dir  # glarelite.fsutil.fsync_dir, as _store calls it
 
     def fsync_after_rename(path: str) -> None:
         steps.hit("after rename, before the directory fsync")
         fsync_dir(path)
 
-    _store._fsync_dir = fsync_after_rename
+    _store.fsync_dir = fsync_after_rename
 
 
 def child(request: dict[str, Any]) -> None:

@@ -1,0 +1,67 @@
+"""``SyncOptions``: what a ``sync`` run does, as one frozen value (like the library's
+``CatalogSettings``), so a caller builds it once, derives variations with
+``dataclasses.replace`` and passes it on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from glarelite import InvalidInput
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """Options of :func:`mirror.sync`; see its docstring and docs/api.md for each."""
+
+    types: Iterable[str] | None = None
+    tags: Iterable[str] | None = None
+    names: Iterable[str] | None = None
+    include_private: Iterable[str] | None = ()
+    workers: int = 8
+    delete: bool = False
+    force: bool = False
+    max_delete: int | None = None
+    dry_run: bool = False
+    verify: bool = False
+    repair: bool = False
+    storage_options: Mapping[str, Any] | None = None
+    retries: int = 3
+    backoff: float = 0.5
+    segment_size: int = 64 << 20
+    max_segments: int = 4
+    checkpoint_every: int = 2000
+    fsync: bool = True
+
+    def __post_init__(self) -> None:
+        # Iterables become tuples: a generator would be consumed by the first run, and a
+        # frozen value must not change under its holder. A lone string stays one name.
+        for name in ("types", "tags", "names", "include_private"):
+            value = getattr(self, name)
+            if value is None or isinstance(value, str):
+                continue
+            try:
+                object.__setattr__(self, name, tuple(value))
+            except TypeError:
+                raise InvalidInput(f"{name} must be strings, not {value!r}") from None
+        if self.storage_options is not None:
+            object.__setattr__(self, "storage_options", dict(self.storage_options))
+        if self.workers < 1:
+            raise InvalidInput(f"workers must be >= 1, not {self.workers}")
+
+    @classmethod
+    def build(cls, options: SyncOptions | None, overrides: Mapping[str, Any]) -> SyncOptions:
+        """``options`` (default: the defaults) with keyword ``overrides`` applied."""
+        base = options if options is not None else cls()
+        if not isinstance(base, SyncOptions):
+            raise InvalidInput(f"options must be a mirror.SyncOptions, not {options!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InvalidInput(f"unknown sync option(s): {', '.join(unknown)}")
+        if not overrides:
+            return base
+        values = {f.name: getattr(base, f.name) for f in fields(cls)}
+        values.update(overrides)
+        return cls(**values)
