@@ -129,12 +129,14 @@ def trim(database: Database, before: object, keep: object) -> int:
     before_n = None if before is None else _check_serial(before, "before")
     keep_n = 0 if keep is None else _check_serial(keep, "keep")
     removed = 0
+    target: int | None = None  # fixed by the first transaction: writers cannot prolong it
     while True:
         with database.write() as conn:
-            current = _serial(conn)
-            target = before_n if before_n is not None else current - keep_n + 1
-            # the newest row stays: it carries the serial (see schema.sql)
-            target = min(target, current)
+            if target is None:
+                current = _serial(conn)
+                target = before_n if before_n is not None else current - keep_n + 1
+                # the newest row stays: it carries the serial (see schema.sql)
+                target = min(target, current)
             floor = _since(conn)
             if target - 1 <= floor:
                 return removed

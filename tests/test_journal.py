@@ -260,6 +260,30 @@ def test_trim_goes_in_bounded_transactions(catalog, monkeypatch: pytest.MonkeyPa
     assert [c.serial for c in catalog.changes(9)] == [10]
 
 
+def test_trim_keeps_what_was_newest_when_it_began_while_writers_go_on(
+    catalog,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_journal, "TRIM_CHUNK", 2)
+    for i in range(6):
+        catalog.create("images", f"a{i}", properties={"os": "x"})
+    real_write = catalog._database.write
+    with glarelite.open(catalog.path) as other:  # another connection writes between chunks
+        made = []
+
+        def write_between():  # type: ignore[no-untyped-def]
+            made.append(other.create("images", f"b{len(made)}", properties={"os": "x"}).id)
+            return real_write()
+
+        monkeypatch.setattr(catalog._database, "write", write_between)
+        # b0 (serial 7) commits before the first transaction, which fixes the target:
+        # keep 6 and 7, drop 1..5, in 3 transactions (2, 2, 1) and one that finds it done
+        assert catalog.trim_journal(keep=2) == 5  # not chasing b1.. as they commit
+    monkeypatch.undo()
+    assert len(made) == 4
+    assert [c.serial for c in catalog.changes(5)] == [6, 7, 8, 9, 10]
+
+
 def test_blob_trigger_watches_every_column_but_verified_at(tmp_path: Path) -> None:
     """A column added to blobs later must be journaled too (or excluded on purpose)."""
     glarelite.open(tmp_path / "c.db").close()
