@@ -38,8 +38,8 @@ from .models import Artifact, Blob, Change, Page
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
 from .settings import HttpSettings, RetryPolicy
-from .types import ArtifactType, Property
-from .urls import internal_url
+from .types import ArtifactType, BlobField, Property
+from .urls import decode_key, encode_key, internal_url, join_base
 
 if TYPE_CHECKING:
     from . import tree
@@ -69,6 +69,7 @@ __all__ = [
     "Artifact",
     "ArtifactType",
     "Blob",
+    "BlobField",
     "Catalog",
     "CatalogSettings",
     "Change",
@@ -103,8 +104,11 @@ __all__ = [
     "TooLarge",
     "UpstreamChanged",
     "VerificationError",
+    "decode_key",
+    "encode_key",
     "fsutil",
     "internal_url",
+    "join_base",
     "open",
     "open_mirror",
     "tree",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import quotas
+from ._blobrules import check_writable
 from ._db import utcnow
-from ._hashing import Hasher, iter_source, make_digest
+from ._hashing import Hasher, iter_source, make_digest, split_digest
 from ._names import split_slot
 from ._slots import (
     _abort,
@@ -22,7 +23,7 @@ from ._slots import (
     release,
     store_of,
 )
-from .errors import ChecksumMismatch, Conflict, IllegalTransition, InvalidInput, NotFound, TooLarge
+from .errors import ChecksumMismatch, Conflict, InvalidInput, NotFound, TooLarge
 from .models import Blob
 from .progress import NULL_PROGRESS, Progress
 
@@ -42,13 +43,20 @@ def upload(
     size: int | None = None,
     algorithms: Iterable[str] = (),
     progress: Progress | None = None,
+    md5: str | None = None,
+    sha1: str | None = None,
 ) -> Blob:
     progress = progress or NULL_PROGRESS
     expected = _check_sha256(sha256)
     algorithms = _check_algorithms(algorithms)
+    expected_extra = _check_extra(md5=md5, sha1=sha1)
     _check_content_type(content_type)
     chunks = iter_source(source)  # validates the source before anything is reserved
     slot = _reserve(cat, artifact_id, slot_name, size, internal=True)
+    # the digests the type asks for, beside those asked for by this call
+    algorithms = tuple(
+        dict.fromkeys((*algorithms, *cat.get_type(slot.type_name).checksums, *expected_extra))
+    )
     st = store_of(cat)
     task = f"upload {artifact_id}/{slot_name}"
     progress.begin(task, f"upload {slot_name}", size)
@@ -80,6 +88,7 @@ def upload(
                 raise ChecksumMismatch(
                     f"blob {slot_name}: declared {size} bytes but {written.size} arrived"
                 )
+            _verify_extra(slot_name, expected_extra, written.checksums)
             if not written.direct:
                 _record_digest(cat, slot, written.digest)
                 st.commit(written)
@@ -147,6 +156,25 @@ def _check_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
+def _check_extra(*, md5: str | None, sha1: str | None) -> dict[str, str]:
+    """The md5/sha1 a caller expects, as lower-case hex by algorithm (validated now,
+    before anything is reserved)."""
+    out: dict[str, str] = {}
+    for algorithm, value in (("md5", md5), ("sha1", sha1)):
+        if value is not None:
+            if isinstance(value, str) and value.lower().startswith(algorithm + ":"):
+                value = value[len(algorithm) + 1 :]
+            out[algorithm] = split_digest(make_digest(value, algorithm))[1]
+    return out
+
+
+def _verify_extra(slot_name: str, expected: dict[str, str], computed: Mapping[str, str]) -> None:
+    for algorithm, want in expected.items():
+        got = computed.get(algorithm)
+        if got != want:
+            raise ChecksumMismatch(f"blob {slot_name}: {algorithm} is {got}, expected {want}")
+
+
 def _check_content_type(content_type: str | None) -> None:
     # it is served as a header (mirrors, downloads): text, one line, of a sane length
     if content_type is not None and (
@@ -183,24 +211,31 @@ def add_location(
     sha256: str | None = None,
     content_type: str | None = None,
     progress: Progress | None = None,
+    replace: bool = False,
+    md5: str | None = None,
+    sha1: str | None = None,
 ) -> Blob:
     from ._guard import check_url
 
     progress = progress or NULL_PROGRESS
     expected = _check_sha256(sha256)
+    expected_extra = _check_extra(md5=md5, sha1=sha1)
     _check_content_type(content_type)
     fetcher = fetcher_of(cat)
     check_url(url, fetcher.settings)  # refuse before reserving anything
-    slot = _reserve(cat, artifact_id, slot_name, None, internal=False)
+    slot = _reserve(cat, artifact_id, slot_name, None, internal=False, replace=replace)
     task = f"register {artifact_id}/{slot_name}"
     progress.begin(task, f"register {slot_name}", None)
+    extra = tuple(dict.fromkeys((*cat.get_type(slot.type_name).checksums, *expected_extra)))
     try:
         reg = fetcher.register(
             url,
             expected_sha256=expected,
             max_size=slot.cap,
             progress=lambda n: progress.advance(task, n),
+            extra_algorithms=extra,
         )
+        _verify_extra(slot_name, expected_extra, reg.checksums)
         blob = _activate(
             cat,
             slot,
@@ -208,7 +243,7 @@ def add_location(
                 "external": 1,
                 "size": reg.size,
                 "digest": make_digest(reg.sha256),
-                "checksums": "{}",
+                "checksums": json.dumps(dict(reg.checksums), sort_keys=True),
                 "content_type": content_type or reg.content_type or "application/octet-stream",
                 "location": url,
                 "final_url": reg.final_url,
@@ -232,8 +267,7 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
     field_name, key = split_slot(slot_name)
     with cat._database.write() as conn:
         row = cat._owned_row(conn, artifact_id)
-        if row[7] != "drafted":
-            raise IllegalTransition(f"blobs of an artifact that is {row[7]} cannot change")
+        check_writable(cat.get_type(row[1]), row[7], field_name, removing=True)
         _check_slot(cat.get_type(row[1]), field_name, key)
         brow = conn.execute(
             "SELECT status, external, digest FROM blobs WHERE artifact_id = ? AND field = ? "
@@ -248,6 +282,8 @@ def remove_blob(cat: Catalog, artifact_id: str, slot_name: str) -> None:
             "DELETE FROM blobs WHERE artifact_id = ? AND field = ? AND key = ?",
             (artifact_id, field_name, key),
         )
+        # a mutable blob may go from an active artifact: a mirror must see it changed
+        conn.execute("UPDATE artifacts SET updated_at = ? WHERE id = ?", (utcnow(), artifact_id))
     if not brow[1]:
         release(cat, [brow[2]])
 

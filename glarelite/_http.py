@@ -20,7 +20,6 @@ those of the bytes served, which is what a later check or mirror copy will see a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import logging
 import math
@@ -30,7 +29,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -44,7 +43,7 @@ from urllib3.response import HTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from ._guard import ParsedTarget, check_url
-from ._hashing import parse_sha256
+from ._hashing import Hasher, parse_sha256
 from .errors import ChecksumMismatch, InvalidInput, NetworkError, RefusedLocation, TooLarge
 from .settings import HttpSettings, RetryPolicy
 
@@ -79,6 +78,7 @@ class Registration:
     last_modified: str | None
     final_url: str
     content_type: str | None
+    checksums: Mapping[str, str] = field(default_factory=dict)  # extra algorithms asked for
 
 
 @dataclass(frozen=True)
@@ -405,6 +405,7 @@ class Fetcher:
         expected_sha256: str | None = None,
         max_size: int | None = None,
         progress: ProgressCallback | None = None,
+        extra_algorithms: tuple[str, ...] = (),
     ) -> Registration:
         """Download ``url`` once, hashing it on the fly (nothing is written anywhere).
 
@@ -412,7 +413,7 @@ class Fetcher:
         given and differs, TooLarge past ``max_size``, NetworkError, RefusedLocation.
         """
         expected = parse_sha256(expected_sha256) if expected_sha256 is not None else None
-        hasher = _HashThread()
+        hasher = _HashThread(extra_algorithms)
         try:
             with self.stream(url, max_size=max_size, on_restart=hasher.reset, timed=True) as body:
                 reported = 0
@@ -437,6 +438,7 @@ class Fetcher:
             last_modified=body.last_modified,
             final_url=body.final_url,
             content_type=body.content_type,
+            checksums=hasher.checksums(),
         )
 
     def revalidate(self, url: str, *, etag: str | None, last_modified: str | None) -> bool:
@@ -790,9 +792,10 @@ class _HashThread:
     _RESET = object()
     _STOP = object()
 
-    def __init__(self) -> None:
+    def __init__(self, extra_algorithms: tuple[str, ...] = ()) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=_HASH_QUEUE_DEPTH)
-        self._hash = hashlib.sha256()
+        self._extra = extra_algorithms  # md5, sha1 ... in the same pass, when asked
+        self._hash = Hasher(extra_algorithms)
         self._size = 0
         self._thread = threading.Thread(target=self._run, name="glarelite-sha256", daemon=True)
         self._thread.start()
@@ -803,7 +806,7 @@ class _HashThread:
             if item is self._STOP:
                 return
             if item is self._RESET:
-                self._hash = hashlib.sha256()
+                self._hash = Hasher(self._extra)
                 self._size = 0
             elif isinstance(item, bytes):
                 self._hash.update(item)
@@ -820,7 +823,11 @@ class _HashThread:
     def finish(self) -> tuple[int, str]:
         self._queue.put(self._STOP)
         self._thread.join()
-        return self._size, self._hash.hexdigest()
+        return self._size, self._hash.sha256_hex
+
+    def checksums(self) -> dict[str, str]:
+        """Hex digests of the extra algorithms (after :meth:`finish`)."""
+        return self._hash.checksums()
 
     def abort(self) -> None:
         if self._thread.is_alive():

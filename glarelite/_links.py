@@ -1,10 +1,12 @@
 """Link properties: references between artifacts of one catalog, validated against the
-catalog itself (never by fetching a URL)."""
+catalog itself (never by fetching a URL). A link is a ``link`` property, or an element of
+a list or dict property whose items are links (Glare's List/Dict of Dependency); each
+element is checked as a single link is."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _semver
@@ -20,19 +22,47 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 def link_names(atype: ArtifactType) -> list[str]:
-    return [n for n, p in atype.properties.items() if p.kind == "link"]
+    """Properties that hold links: single links, and lists and dicts of links."""
+    return [
+        n
+        for n, p in atype.properties.items()
+        if p.kind == "link" or (p.kind in ("list", "dict") and p.items == "link")
+    ]
+
+
+def iter_links(atype: ArtifactType, props: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(what, reference) of every link held by ``props``, lists and dicts element-wise."""
+    for name in link_names(atype):
+        value = props.get(name)
+        if isinstance(value, str):
+            yield f"link {name!r}", value
+        elif isinstance(value, list):
+            for i, ref in enumerate(value):
+                yield f"link {name}[{i}]", ref
+        elif isinstance(value, dict):
+            for key, ref in value.items():
+                yield f"link {name}[{key!r}]", ref
 
 
 def resolve(cat: Catalog, conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
     """Replace each link reference in ``props`` by the target's internal URL."""
     for name in link_names(atype):
-        ref = props.get(name)
-        if ref is not None:
-            props[name] = _resolve_one(cat, conn, name, ref)
+        value = props.get(name)
+        if isinstance(value, str):
+            props[name] = _resolve_one(cat, conn, f"link {name!r}", value)
+        elif isinstance(value, list):
+            props[name] = [
+                _resolve_one(cat, conn, f"link {name}[{i}]", ref) for i, ref in enumerate(value)
+            ]
+            if atype.properties[name].unique and len(set(props[name])) != len(props[name]):
+                raise InvalidInput(f"property {name!r}: links must be unique (rule unique)")
+        elif isinstance(value, dict):
+            props[name] = {
+                k: _resolve_one(cat, conn, f"link {name}[{k!r}]", ref) for k, ref in value.items()
+            }
 
 
-def _resolve_one(cat: Catalog, conn: Any, name: str, ref: str) -> str:
-    what = f"link {name!r}"
+def _resolve_one(cat: Catalog, conn: Any, what: str, ref: str) -> str:
     m = _URL.match(ref)
     artifact_id = m.group(2) if m else ref if _UUID.match(ref) else None
     if artifact_id is not None:
@@ -69,10 +99,7 @@ def _resolve_one(cat: Catalog, conn: Any, name: str, ref: str) -> str:
 
 def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None:
     """An active artifact may only link to active (or deactivated) artifacts."""
-    for name in link_names(atype):
-        url = props.get(name)
-        if url is None:
-            continue
+    for what, url in iter_links(atype, props):
         m = _URL.match(url)
         row = (
             conn.execute("SELECT status FROM artifacts WHERE id = ?", (m.group(2),)).fetchone()
@@ -82,7 +109,7 @@ def check_targets(conn: Any, atype: ArtifactType, props: dict[str, Any]) -> None
         if row is None or row[0] in ("drafted", "deleted"):
             state = "gone" if row is None else row[0]
             raise IllegalTransition(
-                f"link {name!r} points at {url}, which is {state}; an active artifact may "
+                f"{what} points at {url}, which is {state}; an active artifact may "
                 "only link to active artifacts"
             )
 
@@ -101,10 +128,11 @@ def refuse_if_linked(conn: Any, type_name: str, artifact_id: str) -> None:
         )
 
 
-def linked_ids(props: dict[str, Any], names: Iterable[str]) -> list[str]:
+def linked_ids(atype: ArtifactType, props: dict[str, Any]) -> list[str]:
+    """The ids of the artifacts ``props`` links to, lists and dicts included."""
     out = []
-    for name in names:
-        m = _URL.match(props.get(name) or "")
+    for _, url in iter_links(atype, props):
+        m = _URL.match(url or "")
         if m:
             out.append(m.group(2))
     return out

@@ -28,7 +28,7 @@ def page(
     latest: bool,
 ) -> Page:
     """A page of artifacts; ``materialize(conn, rows)`` builds them inside the snapshot."""
-    parsed = _query.parse_filters(filters, atype)
+    parsed, latest = _query.split_latest(_query.parse_filters(filters, atype), latest)
     with database.read() as conn:
         rows, next_marker = _query.select_page(
             conn,

@@ -73,7 +73,7 @@ _SORT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 Row = sqlite3.Row | tuple[Any, ...]
-Target = Literal["column", "version", "tags", "prop", "dict_key"]
+Target = Literal["column", "version", "tags", "prop", "dict_key", "latest"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,10 @@ class Filter:
     ``target`` picks the SQL shape: ``column`` (a text column of ``artifacts``; ``column``
     names it), ``version`` (``version`` for eq/neq/in, ``version_key`` for ordering),
     ``tags`` (op ``all`` or ``any``), ``prop`` (an ``artifact_props`` value; ``column`` is
-    the property name, ``key`` the dict key for ``d.key`` filters) and ``dict_key`` (a bare
-    dict: has any of the keys in ``values``). ``values`` are coerced and bindable as is.
+    the property name, ``key`` the dict key for ``d.key`` filters), ``dict_key`` (a bare
+    dict: has any of the keys in ``values``) and ``latest`` (Glare's ``version=latest``:
+    the listing's ``latest`` option, see :func:`split_latest`). ``values`` are coerced and
+    bindable as is.
     """
 
     field: str
@@ -113,6 +115,13 @@ def parse_filters(filters: Any, atype: ArtifactType | None) -> list[Filter]:
         if parsed is not None:
             out.append(parsed)
     return out
+
+
+def split_latest(filters: list[Filter], latest: bool) -> tuple[list[Filter], bool]:
+    """The filters without ``version=latest``, and whether the listing keeps only the
+    latest version of each name (asked by the option or by that filter)."""
+    rest = [f for f in filters if f.target != "latest"]
+    return rest, latest or len(rest) != len(filters)
 
 
 def _pairs(filters: Any) -> list[tuple[str, str]]:
@@ -200,6 +209,8 @@ def _parse_one(field: str, expr: str, atype: ArtifactType | None) -> Filter | No
 
     if field in _NOT_FILTERABLE:
         raise InvalidInput(f"{what}: field {field!r} is not filterable")
+    if field == "name" and value == "" and op in ("eq", "neq", "like"):
+        raise InvalidInput(f"{what}: an artifact name is never empty")
     if field in _STRING_COLUMNS:
         allowed: tuple[str, ...] = (
             ("eq", "neq", "in", "like") if field == "name" else ("eq", "neq", "in")
@@ -207,6 +218,11 @@ def _parse_one(field: str, expr: str, atype: ArtifactType | None) -> Filter | No
         _check_op(what, field, op, allowed)
         values = tuple(_coerce_base(field, v, what) for v in _values_of(op, value, what))
         return Filter(field, combiner, op, values, "column", field)
+    if field == "version" and value == "latest":
+        # Glare's spelling of the latest option: only as a plain 'and' equality
+        if op != "eq" or combiner != "and":
+            raise InvalidInput(f"{what}: 'latest' is a version only as version=latest")
+        return Filter(field, combiner, op, (), "latest", "version")
     if field == "version":
         _check_op(what, field, op, ("eq", "neq", "in", *_ORDERING))
         versions = [_version(v, what) for v in _values_of(op, value, what)]

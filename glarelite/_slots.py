@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import quotas
+from ._blobrules import check_writable
 from ._db import utcnow
 from ._names import split_slot
 from ._rows import BLOB_COLUMNS, blob_from_row
-from .errors import Conflict, IllegalTransition, InvalidInput, NotFound, TooLarge
+from .errors import Conflict, InvalidInput, NotFound, TooLarge
 from .fsutil import HOST, pid_alive
 from .models import Blob
 
@@ -99,7 +100,13 @@ def token_is_dead(token: str | None) -> bool:
 
 
 def _reserve(
-    cat: Catalog, artifact_id: str, slot: str, declared_size: int | None, *, internal: bool
+    cat: Catalog,
+    artifact_id: str,
+    slot: str,
+    declared_size: int | None,
+    *,
+    internal: bool,
+    replace: bool = True,
 ) -> _Slot:
     field_name, key = split_slot(slot)
     if declared_size is not None and (not isinstance(declared_size, int) or declared_size < 0):
@@ -107,11 +114,7 @@ def _reserve(
     with cat._database.write() as conn:
         row = cat._owned_row(conn, artifact_id)
         atype = cat.get_type(row[1])
-        if row[7] != "drafted":
-            raise IllegalTransition(
-                f"blobs of an artifact that is {row[7]} cannot change; only drafted artifacts "
-                "accept blobs"
-            )
+        check_writable(atype, row[7], field_name)
         _check_slot(atype, field_name, key)
         existing = conn.execute(
             f"SELECT {BLOB_COLUMNS}, upload_token FROM blobs "
@@ -120,7 +123,11 @@ def _reserve(
         ).fetchone()
         if existing is not None and existing[3] == "saving":
             raise Conflict(f"blob {slot} of {artifact_id} is being written by another upload")
-        cap = _cap(cat, atype)
+        if existing is not None and not replace:
+            raise Conflict(
+                f"blob {slot} of {artifact_id} is already set; remove it first (or replace it)"
+            )
+        cap = _cap(cat, atype, field_name)
         if key:
             used, count = conn.execute(
                 "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blobs "
@@ -188,8 +195,8 @@ def _check_slot(atype: ArtifactType, field_name: str, key: str) -> None:
         raise InvalidInput(f"type {atype.name!r} has no blob field {field_name!r}")
 
 
-def _cap(cat: Catalog, atype: ArtifactType) -> int | None:
-    caps = [c for c in (atype.max_blob_size, cat.settings.max_blob_size) if c is not None]
+def _cap(cat: Catalog, atype: ArtifactType, field_name: str) -> int | None:
+    caps = [c for c in (atype.blob_cap(field_name), cat.settings.max_blob_size) if c is not None]
     return min(caps) if caps else None
 
 

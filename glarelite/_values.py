@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,7 +71,9 @@ def coerce_property(atype: ArtifactType, name: str, value: Any) -> Any:
             raise InvalidInput(f"{what}: expected a list")
         if len(value) > MAX_ITEMS:
             raise InvalidInput(f"{what}: more than {MAX_ITEMS} items")
-        return [coerce_scalar(prop.items, v, f"{what} item") for v in value]
+        items = [coerce_scalar(prop.items, v, f"{what} item") for v in value]
+        check_rules(prop, items, what)
+        return items
     if prop.kind == "dict":
         if isinstance(value, str):
             value = _json_text(value, dict, what)
@@ -83,8 +86,49 @@ def coerce_property(atype: ArtifactType, name: str, value: Any) -> Any:
             if not isinstance(k, str) or not 0 < len(k) <= MAX_STRING:
                 raise InvalidInput(f"{what}: keys must be strings of 1-{MAX_STRING} characters")
             out[k] = coerce_scalar(prop.items, v, f"{what}[{k!r}]")
+        check_rules(prop, out, what)
         return out
-    return coerce_scalar(prop.kind, value, what)
+    scalar = coerce_scalar(prop.kind, value, what)
+    check_rules(prop, scalar, what)
+    return scalar
+
+
+def check_rules(prop: Property, value: Any, what: str) -> None:
+    """Glare's validators: InvalidInput naming the property (``what``) and the rule."""
+    if prop.kind in ("list", "dict"):
+        if prop.max_items is not None and len(value) > prop.max_items:
+            raise InvalidInput(
+                f"{what}: {len(value)} items, more than {prop.max_items} (rule max_items)"
+            )
+        if prop.unique and len(set(value)) != len(value):
+            raise InvalidInput(f"{what}: items must be unique (rule unique)")
+        elements = list(value.values()) if isinstance(value, Mapping) else list(value)
+        for element in elements:
+            _check_element(prop, element, f"{what} item")
+    else:
+        _check_element(prop, value, what)
+
+
+def _check_element(prop: Property, value: Any, what: str) -> None:
+    if prop.allowed is not None and value not in prop.allowed:
+        shown = ", ".join(str(v) for v in prop.allowed)
+        raise InvalidInput(f"{what}: {value!r} is not one of {shown} (rule allowed)")
+    if isinstance(value, str):
+        if prop.min_length is not None and len(value) < prop.min_length:
+            raise InvalidInput(
+                f"{what}: {len(value)} characters, fewer than {prop.min_length} (rule min_length)"
+            )
+        if prop.max_length is not None and len(value) > prop.max_length:
+            raise InvalidInput(
+                f"{what}: {len(value)} characters, more than {prop.max_length} (rule max_length)"
+            )
+        if prop.pattern is not None and re.fullmatch(prop.pattern, value) is None:
+            raise InvalidInput(f"{what}: {value!r} does not match {prop.pattern!r} (rule pattern)")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if prop.min_value is not None and value < prop.min_value:
+            raise InvalidInput(f"{what}: {value} is below {prop.min_value} (rule min_value)")
+        if prop.max_value is not None and value > prop.max_value:
+            raise InvalidInput(f"{what}: {value} is above {prop.max_value} (rule max_value)")
 
 
 def empty_value(prop: Property) -> Any:

@@ -130,9 +130,21 @@ def path_segments(environ: Environ) -> list[str]:
     parts = parts[1:]
     if parts and parts[-1] == "":
         parts.pop()  # one trailing slash is tolerated
-    for part in parts:
+    # /artifacts/{type}/{id}/{field}/{key}: everything after the field is a blob-dict key,
+    # free text as Glare allows it (python-glareclient sends it unquoted, so a key with a
+    # '/' arrives as several segments); it is checked as a key by the caller, not here.
+    fixed = parts[:4] if parts[:1] == ["artifacts"] else parts
+    for part in fixed:
         if not _SEGMENT.match(part):
             raise HttpError(404, f"no route {path!r}")
+    if len(parts) > 4 and parts[:1] == ["artifacts"]:
+        if any(part in ("", ".", "..") for part in parts[4:]):
+            # HTTP clients remove dot segments; one that arrives was put there on purpose
+            raise HttpError(404, f"no route {path!r}")
+        key = "/".join(parts[4:])
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in key):
+            raise HttpError(404, f"no route {path!r}")
+        return [*parts[:4], key]
     return parts
 
 

@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _blobread, _journal, _links, _listing, _maintenance, _semver, quotas
+from . import (
+    _blobops,
+    _blobread,
+    _blobrules,
+    _journal,
+    _links,
+    _listing,
+    _maintenance,
+    _semver,
+    quotas,
+)
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
 from ._rows import ARTIFACT_COLUMNS, BLOB_COLUMNS, artifact_from_row, blob_rows_for
@@ -450,8 +460,9 @@ class Catalog:
                     raise IllegalTransition(
                         f"cannot activate: required properties not set: {', '.join(missing)}"
                     )
-                activated_at = now
+                _blobrules.refuse_if_missing(conn, atype, artifact_id)
             if target == "active":
+                activated_at = now  # Glare sets it on each activation
                 _links.check_targets(conn, self.get_type(row[1]), json.loads(row[10]))
             conn.execute(
                 "UPDATE artifacts SET status = ?, updated_at = ?, activated_at = ? WHERE id = ?",
@@ -480,13 +491,16 @@ class Catalog:
         size: int | None = None,
         algorithms: Iterable[str] = (),
         progress: Progress | None = None,
+        md5: str | None = None,
+        sha1: str | None = None,
     ) -> Blob:
         """Upload bytes into ``"field"`` or ``"field/key"`` of a drafted artifact.
 
         ``source``: a path, a binary file object or an iterable of bytes; streamed, hashed
         in the same pass, stored content-addressed. ``sha256``/``size``, when given, must
-        match. ``algorithms``: extra checksums to record (e.g. ``("md5",)``). On any
-        failure the slot is left as it was."""
+        match. ``algorithms``: extra checksums to record (e.g. ``("md5",)``; the type's
+        ``checksums`` always are). ``md5``/``sha1``, when given, are recorded and must
+        match. On any failure the slot is left as it was."""
         return _blobops.upload(
             self,
             artifact_id,
@@ -497,6 +511,8 @@ class Catalog:
             size=size,
             algorithms=algorithms,
             progress=progress,
+            md5=md5,
+            sha1=sha1,
         )
 
     @hooked("add_location")
@@ -509,9 +525,15 @@ class Catalog:
         sha256: str | None = None,
         content_type: str | None = None,
         progress: Progress | None = None,
+        replace: bool = False,
+        md5: str | None = None,
+        sha1: str | None = None,
     ) -> Blob:
         """Register an external blob: download ``url`` once, record size, sha256, ETag,
-        Last-Modified and the final URL. A given ``sha256`` must match."""
+        Last-Modified and the final URL. A given ``sha256``, ``md5`` or ``sha1`` must
+        match (md5/sha1, and the type's ``checksums``, are computed in the same pass and
+        recorded). A slot that already holds a blob is a Conflict (as in Glare) unless
+        ``replace``."""
         return _blobops.add_location(
             self,
             artifact_id,
@@ -520,6 +542,9 @@ class Catalog:
             sha256=sha256,
             content_type=content_type,
             progress=progress,
+            replace=replace,
+            md5=md5,
+            sha1=sha1,
         )
 
     def remove_blob(self, artifact_id: str, slot: str) -> None:

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 from . import _wsgi_glare as glare
 from . import _wsgi_http as http
-from ._names import split_slot
+from ._names import check_key, decode_key, split_slot
 from .catalog import Catalog, Scope
 from .errors import GlareliteError, InvalidInput, NotFound, ReadOnly
 from .mirror_reader import MirrorCatalog
@@ -259,7 +259,7 @@ class _GlareApp:
             return http.respond_json(
                 start_response, glare.artifact_view(artifact, atype), head=head
             )
-        slot = "/".join(parts[3:])
+        slot = parts[3] if len(parts) == 4 else f"{parts[3]}/{_request_key(parts[4])}"
         field, _key = split_slot(slot)
         if not atype.is_blob_slot(field):
             raise NotFound(f"type {atype.name!r} has no blob field {field!r}")
@@ -482,6 +482,17 @@ class _Body:
         if close is not None:
             close()
         self._reader.close()
+
+
+def _request_key(text: str) -> str:
+    """A blob-dict key as a request names it: its canonical encoding (what internal URLs
+    carry, :func:`glarelite.encode_key`) when it is one, else the key itself, as
+    python-glareclient sends it. Only a key holding ``%`` and hex digits can be read both
+    ways; such a key is reached by its encoding."""
+    try:
+        return decode_key(text)
+    except InvalidInput:
+        return check_key(text)
 
 
 def _artifact(cat: Readable, atype: ArtifactType, artifact_id: str) -> Artifact:

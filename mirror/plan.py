@@ -146,6 +146,14 @@ def _add(
             # in the tree a link points at the linked artifact's index file
             view["properties"][name] = url + "/index.json"
             linked.append(url.rstrip("/").rsplit("/", 1)[-1])
+        elif prop.items == "link" and prop.kind in ("list", "dict"):
+            value = view["properties"].get(name)  # lists and dicts of links: each element
+            pairs = list(enumerate(value)) if isinstance(value, list) else []
+            pairs += list(value.items()) if isinstance(value, dict) else []
+            for where, element in pairs:
+                if isinstance(element, str) and element:
+                    value[where] = element + "/index.json"
+                    linked.append(element.rstrip("/").rsplit("/", 1)[-1])
     offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
     paths: list[tuple[str, str, int]] = []
     problem = ""
@@ -191,5 +199,10 @@ def _decide(
     if known and not verify and record is not None and st == (size, record[2]):
         plan.skip[path] = want
         plan.have.setdefault(sha256, path)
+        return
+    if record is not None and not known and st == (record[1], record[2]):
+        # The file is as this mirror wrote it and the catalog now records other bytes: a
+        # mutable blob replaced while active (issue 17). Replace it, as a new blob.
+        plan.fetch[path] = want
         return
     plan.check[path] = want

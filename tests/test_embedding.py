@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 import glarelite
 from demo.embed_app import make_app, serve_in_thread
@@ -220,3 +222,38 @@ def test_serves_a_mirror_too(
             assert [a["id"] for a in page["artifacts"]] == [built.id]
             status, _, body = served.get(base, method="DELETE")  # a tree is read-only
             assert status == 403 and json.loads(body)["error"]["type"] == "ReadOnly"
+
+
+def test_glare_keys_have_one_url_for_the_app_and_a_mirror(
+    allowed: None, catalog: glarelite.Catalog, tmp_path: Path, http_server: Any
+) -> None:
+    """Issue 17: a free-text key is reached at ``join_base(base, blob.url)`` both from the
+    example app (Glare's API mounted at /glare) and from a static server of the mirror
+    tree; the app also takes the key as python-glareclient sends it, unquoted."""
+    import mirror
+
+    keys = {"RegionOne": b"r1", "a b": b"ab", "a/b": b"slash", "..": b"dots", "ü": b"u"}
+    art = catalog.create("images", "keys", properties={"os": "linux"})
+    for key, data in keys.items():
+        catalog.upload(art.id, f"regions/{key}", data)
+    catalog.activate(art.id)
+    catalog.publish(art.id)
+    assert mirror.sync(catalog, str(tmp_path / "tree")).exit_code == 0
+    static = http_server(tmp_path / "tree")
+    for port in _start(catalog):
+        app = f"http://127.0.0.1:{port}/glare"
+        for key, data in keys.items():
+            url = catalog.get(art.id).blobs["regions"][key].url
+            for base in (app, static):
+                reply = urllib3.request("GET", glarelite.join_base(base, url), retries=False)
+                assert reply.status == 200 and reply.data == data, (base, key)
+            if "/" not in key and key.strip(".") != "":  # Glare's own spelling, quoted once
+                raw = f"{app}/artifacts/images/{art.id}/regions/{urllib.parse.quote(key)}"
+                reply = urllib3.request("GET", raw, retries=False)
+                assert reply.status == 200 and reply.data == data, key
+        # A key has one name in a URL: '..' spelled as a dot segment names no key, neither
+        # in the app (no route) nor in the tree (the static server leaves the folder).
+        bad = urllib3.request("GET", f"{app}/artifacts/images/{art.id}/regions/%2e%2e")
+        assert bad.status == 404
+        bad = urllib3.request("GET", f"{static}/artifacts/images/{art.id}/regions/%2e%2e")
+        assert bad.data != b"dots"

@@ -11,8 +11,10 @@ For every call (``Checked.call``):
   is whole (re-hashed against its name);
 * no file appears outside the catalog file (and its -wal/-shm) and the storage root: not
   beside them, not in the working directory, not anywhere else under ``tmp_path``;
-* what was accepted is path-safe: type, field and key names and the internal URLs built
-  from them are segments of ``[a-z0-9._-]``, never ``.`` or ``..``.
+* what was accepted is path-safe: type and field names and the internal URLs built
+  from them are segments of ``[a-z0-9._-]``, never ``.`` or ``..``; a blob-dict key
+  (free text since issue 17) is one segment of its percent-encoding, never ``.`` or
+  ``..``, that decodes back to that key only.
 
 Host names are answered by a fake resolver and connections to anything but loopback
 fail at once, so generated URLs never reach a real network.
@@ -39,12 +41,16 @@ from hypothesis import strategies as st
 
 import glarelite
 from glarelite import GlareliteError
+from glarelite._names import decode_key, encode_key
 from tests.fixtures.origin import Origin
 
 TABLES = ("settings", "artifact_types", "artifacts", "artifact_tags", "artifact_props")
 TABLES += ("blobs", "quotas")
 CATALOG_FILES = {"c.db", "c.db-wal", "c.db-shm"}
 SAFE_SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+# A blob-dict key segment (issue 17: keys are free text, percent-encoded): lower-case
+# letters, digits, '_', '-', '.' (never first) and %XX escapes with upper-case hex.
+SAFE_KEY_SEGMENT = re.compile(r"(?:[a-z0-9_-]|%[0-9A-F]{2})(?:[a-z0-9._-]|%[0-9A-F]{2})*\Z")
 FAST = glarelite.HttpSettings(
     retry=glarelite.RetryPolicy(total=0, backoff_factor=0.0, jitter=0.0),
     connect_timeout=2.0,
@@ -129,8 +135,12 @@ class Checked:
 def assert_safe_url(url: str) -> None:
     parts = url.split("/")
     assert parts[:2] == ["", "artifacts"], url
-    for segment in parts[2:]:
+    assert len(parts) <= 6, url  # type, id, field and at most one key segment
+    for segment in parts[2:5]:
         assert SAFE_SEGMENT.match(segment) and segment not in (".", ".."), url
+    for segment in parts[5:]:
+        assert SAFE_KEY_SEGMENT.match(segment) and segment not in (".", ".."), url
+        assert encode_key(decode_key(segment)) == segment, url  # one key, one name
 
 
 # -- the network stays on loopback ---------------------------------------------------------

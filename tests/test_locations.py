@@ -13,6 +13,7 @@ import pytest
 import glarelite
 from glarelite.errors import (
     ChecksumMismatch,
+    Conflict,
     IllegalTransition,
     NetworkError,
     RefusedLocation,
@@ -106,14 +107,17 @@ def test_failures_leave_the_slot_as_it_was(cat, origin) -> None:  # type: ignore
     origin.add("/short", data=b"0123456789" * 100, short_after=10, times=None)
     a = cat.create("images", "a")
     cat.add_location(a.id, "file", origin.url("/good"))
+    # replacing the blob (Glare: a Conflict unless asked for) fails: the old one stays
     with pytest.raises(ChecksumMismatch):
-        cat.add_location(a.id, "file", origin.url("/other"), sha256=sha(b"nope"))
+        cat.add_location(a.id, "file", origin.url("/other"), sha256=sha(b"nope"), replace=True)
     with pytest.raises(TooLarge):
-        cat.add_location(a.id, "file", origin.url("/big"))
+        cat.add_location(a.id, "file", origin.url("/big"), replace=True)
     with pytest.raises(NetworkError):
-        cat.add_location(a.id, "file", origin.url("/short"))
+        cat.add_location(a.id, "file", origin.url("/short"), replace=True)
     with pytest.raises(NetworkError):
-        cat.add_location(a.id, "file", "http://127.0.0.1:9/closed")
+        cat.add_location(a.id, "file", "http://127.0.0.1:9/closed", replace=True)
+    with pytest.raises(Conflict, match="already set"):
+        cat.add_location(a.id, "file", origin.url("/other"))
     blob = cat.get(a.id).blob("file")
     assert blob is not None and blob.sha256 == sha(b"good") and blob.status == "active"
 

@@ -33,6 +33,14 @@ def _blob_line(blob: glarelite.Blob) -> str:
     return f"{blob.slot}: {human_size(blob.size)} sha256:{blob.sha256} {blob.url} [{kind}]"
 
 
+Md5Opt = Annotated[
+    str | None, typer.Option(metavar="HEX", help="Refuse unless the bytes have this md5.")
+]
+Sha1Opt = Annotated[
+    str | None, typer.Option(metavar="HEX", help="Refuse unless the bytes have this sha1.")
+]
+
+
 @app.command()
 @handled
 def upload(
@@ -46,6 +54,8 @@ def upload(
         str | None,
         typer.Option(metavar="MIME", help="Default: guessed from the file name, else binary."),
     ] = None,
+    md5: Md5Opt = None,
+    sha1: Sha1Opt = None,
 ) -> None:
     """Upload bytes into a blob of a drafted artifact (verified, stored once)."""
     st = state()
@@ -73,6 +83,8 @@ def upload(
                     size=size,
                     content_type=content_type,
                     progress=progress,
+                    md5=md5,
+                    sha1=sha1,
                 )
         else:
             blob = cat.upload(
@@ -82,6 +94,8 @@ def upload(
                 sha256=sha256,
                 content_type=content_type,
                 progress=progress,
+                md5=md5,
+                sha1=sha1,
             )
     typer.echo(_blob_line(blob))
 
@@ -98,13 +112,26 @@ def add_location(
     content_type: Annotated[
         str | None, typer.Option(metavar="MIME", help="Default: what the server says.")
     ] = None,
+    md5: Md5Opt = None,
+    sha1: Sha1Opt = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the blob the slot holds (else: exit 4).")
+    ] = False,
 ) -> None:
     """Register an external blob: fetch the URL once, record size and sha256."""
     st = state()
     cat = st.open()
     with st.progress_reporter() as progress:
         blob = cat.add_location(
-            artifact_id, slot, url, sha256=sha256, content_type=content_type, progress=progress
+            artifact_id,
+            slot,
+            url,
+            sha256=sha256,
+            content_type=content_type,
+            progress=progress,
+            replace=replace,
+            md5=md5,
+            sha1=sha1,
         )
     typer.echo(_blob_line(blob))
 

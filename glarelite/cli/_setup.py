@@ -71,9 +71,18 @@ def init(
 _KINDS = ("string", "integer", "number", "boolean", "list", "dict", "link")
 
 
+_RULE_INTS = ("min_length", "max_length", "max_items")
+_RULE_NUMBERS = ("min_value", "max_value")
+
+
 def parse_property(spec: str) -> tuple[str, glarelite.Property]:
-    """``NAME:KIND[:required][:mutable][:items=KIND][:default=JSON]``."""
+    """``NAME:KIND[:required][:mutable][:items=KIND][:default=JSON][:RULE=VALUE]...``;
+    ``pattern=REGEX`` comes last and takes the rest of the spec (a regex may hold ':')."""
     name, sep, rest = spec.partition(":")
+    pattern = None
+    if ":pattern=" in f":{rest}":
+        head, _, pattern = f":{rest}".partition(":pattern=")
+        rest = head[1:]
     parts = rest.split(":") if sep else ["string"]
     kind, flags = parts[0] or "string", parts[1:]
     if kind not in _KINDS:
@@ -82,37 +91,85 @@ def parse_property(spec: str) -> tuple[str, glarelite.Property]:
             param_hint="--property",
         )
     options: dict[str, Any] = {"kind": kind}
+    if pattern is not None:
+        options["pattern"] = pattern
     for flag in flags:
-        if flag in ("required", "mutable"):
+        rule, eq, value = flag.partition("=")
+        if flag in ("required", "mutable", "unique"):
             options[flag] = True
-        elif flag.startswith("items="):
-            options["items"] = flag[len("items=") :]
-        elif flag.startswith("default="):
-            options["default"] = json_or_text(flag[len("default=") :])
+        elif rule == "items" and eq:
+            options["items"] = value
+        elif rule == "default" and eq:
+            options["default"] = json_or_text(value)
+        elif rule == "allowed" and eq:
+            allowed = json_or_text(value)
+            options["allowed"] = (
+                tuple(allowed) if isinstance(allowed, list) else tuple(value.split(","))
+            )
+        elif rule in _RULE_INTS + _RULE_NUMBERS and eq:
+            number = json_or_text(value)
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise typer.BadParameter(
+                    f"{spec!r}: {rule} takes a number, not {value!r}", param_hint="--property"
+                )
+            options[rule] = number
         else:
             raise typer.BadParameter(
-                f"{spec!r}: unknown flag {flag!r} (required, mutable, items=KIND, default=VALUE)",
+                f"{spec!r}: unknown flag {flag!r} (required, mutable, unique, items=KIND, "
+                "default=VALUE, allowed=A,B, min_length=N, max_length=N, min_value=X, "
+                "max_value=X, max_items=N, pattern=REGEX)",
                 param_hint="--property",
             )
     return name, glarelite.Property(**options)
 
 
+def parse_blob(spec: str, option: str) -> tuple[str, glarelite.BlobField]:
+    """``FIELD[:required][:mutable][:max_size=BYTES]``."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for flag in rest.split(":") if rest else []:
+        rule, eq, value = flag.partition("=")
+        if flag in ("required", "mutable"):
+            options[flag] = True
+        elif rule == "max_size" and eq and value.isdigit():
+            options["max_size"] = int(value)
+        else:
+            raise typer.BadParameter(
+                f"{spec!r}: unknown flag {flag!r} (required, mutable, max_size=BYTES)",
+                param_hint=option,
+            )
+    return name, glarelite.BlobField(**options)
+
+
 def _describe_type(atype: glarelite.ArtifactType) -> str:
     parts = []
+
+    def blob_spec(field: str) -> str:
+        options = atype.blob_field(field).to_json()
+        return field + "".join(
+            f":{k}" if v is True else f":{k}={v}" for k, v in sorted(options.items())
+        )
+
     if atype.blobs:
-        parts.append("blobs: " + ", ".join(atype.blobs))
+        parts.append("blobs: " + ", ".join(blob_spec(f) for f in atype.blobs))
     if atype.blob_dicts:
-        parts.append("blob dicts: " + ", ".join(atype.blob_dicts))
+        parts.append("blob dicts: " + ", ".join(blob_spec(f) for f in atype.blob_dicts))
     if atype.properties:
         props = []
         for pname, prop in sorted(atype.properties.items()):
             flags = "".join(f":{f}" for f in ("required", "mutable") if getattr(prop, f)) + (
                 f":items={prop.items}" if prop.kind in ("list", "dict") else ""
             )
+            for rule, value in prop.rules().items():
+                if rule == "allowed":
+                    value = ",".join(str(v) for v in value)
+                flags += f":{rule}" if value is True else f":{rule}={value}"
             props.append(f"{pname}:{prop.kind}{flags}")
         parts.append("properties: " + ", ".join(props))
     if atype.max_blob_size is not None:
         parts.append(f"max blob size: {atype.max_blob_size}")
+    if atype.checksums:
+        parts.append("checksums: " + ", ".join(atype.checksums))
     return "; ".join(parts) or "(no fields)"
 
 
@@ -121,11 +178,18 @@ def _describe_type(atype: glarelite.ArtifactType) -> str:
 def type_define(
     name: Annotated[str, typer.Argument(help="The type name (a URL path segment).")],
     blob: Annotated[
-        list[str] | None, typer.Option(metavar="FIELD", help="A blob field (one blob).")
+        list[str] | None,
+        typer.Option(
+            metavar="FIELD[:FLAG]...",
+            help="A blob field (one blob); FLAGs: required, mutable, max_size=BYTES.",
+        ),
     ] = None,
     blob_dict: Annotated[
         list[str] | None,
-        typer.Option(metavar="FIELD", help="A blob-dict field (named blobs FIELD/KEY)."),
+        typer.Option(
+            metavar="FIELD[:FLAG]...",
+            help="A blob-dict field (named blobs FIELD/KEY); FLAGs as for --blob.",
+        ),
     ] = None,
     property: Annotated[
         list[str] | None,
@@ -135,26 +199,40 @@ def type_define(
             metavar="NAME:KIND[:FLAG]...",
             help=(
                 "A property: KIND is string, integer, number, boolean, list, dict or link; "
-                "FLAGs: required, mutable, items=KIND (list/dict), default=VALUE."
+                "FLAGs: required, mutable, items=KIND (list/dict), default=VALUE, and the "
+                "rules allowed=A,B, min_length=N, max_length=N, min_value=X, max_value=X, "
+                "max_items=N, unique, pattern=REGEX (last)."
             ),
         ),
     ] = None,
     max_blob_size: Annotated[
         int | None, typer.Option(min=0, metavar="BYTES", help="Cap per blob and per blob dict.")
     ] = None,
+    checksum: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ALGO", help="Record this digest (md5, sha1) for every blob, beside sha256."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Define an artifact type (again with the same definition: a no-op)."""
     properties = dict(parse_property(p) for p in property or [])
+    blobs = [parse_blob(b, "--blob") for b in blob or []]
+    blob_dicts = [parse_blob(b, "--blob-dict") for b in blob_dict or []]
     atype = (
         state()
         .open()
         .define_type(
-            name,
-            blobs=blob or [],
-            blob_dicts=blob_dict or [],
-            properties=properties,
-            max_blob_size=max_blob_size,
+            glarelite.ArtifactType(
+                name,
+                blobs=tuple(n for n, _ in blobs),  # a repeated name stays an error
+                blob_dicts=tuple(n for n, _ in blob_dicts),
+                properties=properties,
+                max_blob_size=max_blob_size,
+                blob_options=dict(blobs + blob_dicts),
+                checksums=tuple(checksum or ()),
+            )
         )
     )
     if as_json:

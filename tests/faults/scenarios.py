@@ -131,9 +131,10 @@ def setup_add_location(cat: glarelite.Catalog, ctx: dict[str, Any]) -> None:
 def op_add_location(cat: glarelite.Catalog, ctx: dict[str, Any], step: Step = no_step) -> None:
     a = must_find(cat, "a")
     # 16 MiB: killed while it streams (kill points every 4 MiB); it replaces OLD_A (released)
-    cat.add_location(a.id, "file", ctx["big_url"], progress=StepProgress(step))
-    cat.add_location(a.id, "regions/us", ctx["small_url"])
-    cat.add_location(a.id, "regions/eu", ctx["small_url"])  # SHARED stays: b holds it
+    # (replace=True: an occupied slot is a Conflict otherwise, and a rerun finds them set)
+    cat.add_location(a.id, "file", ctx["big_url"], progress=StepProgress(step), replace=True)
+    cat.add_location(a.id, "regions/us", ctx["small_url"], replace=True)
+    cat.add_location(a.id, "regions/eu", ctx["small_url"], replace=True)  # SHARED stays: b holds it
 
 
 # -- delete: an artifact with many internal blobs, some shared with another ----------------
