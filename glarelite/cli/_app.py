@@ -62,6 +62,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
     errors.StorageFull: EXIT_STORAGE,
     errors.AfterHookFailed: EXIT_ERROR,  # the change committed; an embedding's hook failed
+    errors.JournalTrimmed: EXIT_ERROR,  # no command reads the journal yet
 }
 
 # What to do next, per error kind: appended to the one-line message.
