@@ -17,7 +17,7 @@ reference in the same run, as a ratio, with peak RSS. nginx on loopback is the o
       The kernel here has no netem: the proxy delays chunks, not requests, so a client
       that pipelines gains what it would gain on a real link.
 
-Every timed run is a child process under GNU time (peak RSS of that process), timed
+Every timed run is a child process under GNU time (its peak RSS and CPU time), timed
 from spawn to exit, except the ``mirror.sync`` variants, which are timed around the call
 (interpreter start-up excluded). Each figure is the best of ``--rounds``; the page cache
 is warm for every contender alike (the origin files are read before timing).
@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,25 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": seconds, "report": summary}))
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, str]:
-    """(seconds spawn to exit, peak RSS MiB, stdout, stderr) of a command, measured by
+@dataclass(frozen=True)
+class Timed:
+    seconds: float  # spawn to exit
+    rss_mib: float  # peak
+    cpu_s: float  # user + system
+    stdout: str
+
+    def figures(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "rss_mib": self.rss_mib, "cpu_s": self.cpu_s}
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Timed:
+    """Wall time, peak RSS, CPU time and stdout of a command, measured by
     GNU time: the RSS of a process forked from this (large) one would count our pages.
     For ``sh -c``, the peak of the largest process the shell waited for."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
         started = time.perf_counter()
         out = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", stats.name, *cmd],
+            ["/usr/bin/time", "-f", "%U %S %M", "-o", stats.name, *cmd],
             capture_output=True,
             text=True,
             check=False,
@@ -96,15 +108,16 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
         seconds = time.perf_counter() - started
         if out.returncode != 0:
             raise SystemExit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-        rss_kib = float(stats.read().strip().splitlines()[-1])
-    return seconds, rss_kib / 1024, out.stdout, out.stderr
+        user, system, rss_kib = map(float, stats.read().strip().splitlines()[-1].split())
+    return Timed(seconds, rss_kib / 1024, user + system, out.stdout)
 
 
 def run_mirror(catalog: Path, dest: Path, **options: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--catalog", str(catalog), "--dest", str(dest)]
-    _, rss, stdout, _ = timed([*cmd, "--options", json.dumps(options)])
-    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    result["rss_mib"] = rss
+    t = timed([*cmd, "--options", json.dumps(options)])
+    result: dict[str, Any] = json.loads(t.stdout.strip().splitlines()[-1])
+    result["rss_mib"] = t.rss_mib
+    result["cpu_s"] = t.cpu_s  # the whole process's, start-up included
     if result["report"]["exit_code"] != 0:
         raise SystemExit(f"mirror run failed: {result['report']}")
     return result
@@ -123,13 +136,11 @@ def run_cli(catalog: Path, dest: Path, *options: str) -> dict[str, Any]:
     env = dict(os.environ, GLARELITE_ALLOW_HOSTS="127.0.0.1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [*glarelite_cmd(), "--catalog", str(catalog), "mirror", str(dest), *options]
-    seconds, rss, _, _ = timed(cmd, env)
-    return {"seconds": seconds, "rss_mib": rss}
+    return timed(cmd, env).figures()
 
 
 def run_tool(cmd: list[str]) -> dict[str, Any]:
-    seconds, rss, _, _ = timed(cmd)
-    return {"seconds": seconds, "rss_mib": rss}
+    return timed(cmd).figures()
 
 
 def rclone_copy(url: str, dest: Path, config: Path) -> dict[str, Any]:
@@ -427,7 +438,7 @@ def main() -> None:
 
 
 def fig(run: dict[str, Any]) -> str:
-    return f"{run['seconds']:.2f} s ({run['rss_mib']:.0f} MiB)"
+    return f"{run['seconds']:.2f} s ({run['rss_mib']:.0f} MiB, {run['cpu_s']:.2f} s CPU)"
 
 
 def verdict(ratio: float, target: float) -> str:
