@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ class Server:
     def __init__(self, echo: bool) -> None:
         self.echo = echo
         self.received = bytearray()
+        self.ended = threading.Event()  # a connection saw its end (EOF or error)
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.sock.settimeout(0.2)
@@ -55,6 +57,7 @@ class Server:
                 if self.echo:
                     conn.sendall(data)
             conn.shutdown(socket.SHUT_WR)
+        self.ended.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -162,6 +165,19 @@ def test_a_target_that_refuses_closes_the_client_connection() -> None:
             c.sendall(b"hello")
             with contextlib.suppress(ConnectionResetError):
                 assert c.recv(10) == b""
+
+
+def test_a_client_reset_ends_the_connection_to_the_server(sink: Server) -> None:
+    with LatencyProxy("127.0.0.1", sink.port, delay=0.01) as proxy:
+        c = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+        c.sendall(b"x")
+        deadline = time.monotonic() + TIMEOUT
+        while not sink.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.received == b"x"
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # linger 0: an RST, not a FIN
+        assert sink.ended.wait(TIMEOUT)
 
 
 def test_stop_closes_the_listener_and_every_open_connection(echo: Server) -> None:
