@@ -23,7 +23,7 @@ from spawn to exit, except the ``mirror.sync`` variants, which are timed around 
 is warm for every contender alike (the origin files are read before timing).
 
     python bench/mirror.py                 # full size (needs ~3 GiB of disk, minutes)
-    python bench/mirror.py --scale 0.01    # a smoke run (< 1 min)
+    python bench/mirror.py --scale 0.01    # a smoke run, one round (< 1 min)
     python bench/mirror.py --only a,d
 
 Mirror runs use ``fsync=True`` (the default: data flushed before each rename) unless
@@ -375,7 +375,9 @@ def bench_noop(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="size/count multiplier")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="best of N (default: 3; 1 with --scale < 1)"
+    )
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--only", default="a,b,c,d", help="which benchmarks, e.g. a,d")
     parser.add_argument("--tmp", default=None, help="work folder (default: a new temp dir)")
@@ -393,6 +395,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.rounds is None:
+        args.rounds = 3 if args.scale >= 1 else 1
     only = set(args.only.split(","))
     if only - set(TARGETS):
         raise SystemExit(f"--only: unknown benchmark(s) {sorted(only - set(TARGETS))}")
