@@ -26,6 +26,10 @@ is warm for every contender alike (the origin files are read before timing).
     python bench/mirror.py --scale 0.01    # a smoke run, one round (< 1 min)
     python bench/mirror.py --only a,d
 
+The first line printed is the load average: on a shared machine a CPU-bound contender
+(the mirror hashes every byte) loses more wall time than a latency-bound one (rclone in
+(d) mostly waits), so each figure also carries its CPU time (user + system).
+
 Mirror runs use ``fsync=True`` (the default: data flushed before each rename) unless
 reported as "nofsync"; curl and rclone do not fsync. rclone is needed for (b) and (d)
 (Debian: ``apt-get install -y rclone``); the tests do not depend on it.
