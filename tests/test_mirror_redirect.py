@@ -142,17 +142,21 @@ def test_tampered_redirect_fails_at_the_reader(world: World, tmp_path: Path) -> 
     include.write_text(rules.replace(original, f'"{a2_url}" "{chart_origin}";'))
     with start_nginx(root, redirects=include) as server:
         assert _location(server.url, a2_url) == (302, chart_origin)
-        with glarelite.open_mirror(server.url) as reader:
-            with pytest.raises(glarelite.RefusedLocation, match="recorded origin"):
-                reader.open_blob(world.ids["a2"], "file").read()
+        with (
+            glarelite.open_mirror(server.url) as reader,
+            pytest.raises(glarelite.RefusedLocation, match="recorded origin"),
+        ):
+            reader.open_blob(world.ids["a2"], "file").read()
     # 2. to another file under the tree's base: followed, and the bytes fail verification
     include.write_text(rules.replace(original, f'"{a2_url}" "{b1_url}";'))
-    with start_nginx(root, redirects=include) as server:
-        with glarelite.open_mirror(server.url) as reader:
-            with pytest.raises(glarelite.ChecksumMismatch):
-                with reader.open_blob(world.ids["a2"], "file") as f:
-                    while f.read(65536):
-                        pass
+    with (
+        start_nginx(root, redirects=include) as server,
+        glarelite.open_mirror(server.url) as reader,
+        pytest.raises(glarelite.ChecksumMismatch),
+        reader.open_blob(world.ids["a2"], "file") as f,
+    ):
+        while f.read(65536):
+            pass
 
 
 def test_internal_blob_redirected_off_base_is_still_refused(
@@ -164,23 +168,28 @@ def test_internal_blob_redirected_off_base_is_still_refused(
     b1_url = f"/artifacts/images/{world.ids['b1']}/file"
     include = tmp_path / "evil.conf"
     include.write_text(
-        "map $uri $glarelite_redirect {\n    default \"\";\n"
+        "map_hash_bucket_size 128;\n"
+        'map $uri $glarelite_redirect {\n    default "";\n'
         f'    "{b1_url}" "{origin.url("/a2.img")}";\n}}\n'
     )
     if not nginx_available():
         pytest.skip("nginx is not installed")
-    with start_nginx(root, redirects=include) as server:
-        with glarelite.open_mirror(server.url) as reader:
-            with pytest.raises(glarelite.RefusedLocation, match="outside the mirror"):
-                reader.open_blob(world.ids["b1"], "file").read()
+    with (
+        start_nginx(root, redirects=include) as server,
+        glarelite.open_mirror(server.url) as reader,
+        pytest.raises(glarelite.RefusedLocation, match="outside the mirror"),
+    ):
+        reader.open_blob(world.ids["b1"], "file").read()
 
 
 def test_a_redirected_blob_in_a_local_tree_is_named_missing(world: World, tmp_path: Path) -> None:
     root = tmp_path / "tree"
     mirror.sync(world.catalog, str(root), externals="redirect", **QUICK)
-    with glarelite.open_mirror(root) as reader:
-        with pytest.raises(glarelite.NotFound, match="redirect"):
-            reader.open_blob(world.ids["a2"], "file")
+    with (
+        glarelite.open_mirror(root) as reader,
+        pytest.raises(glarelite.NotFound, match="redirect"),
+    ):
+        reader.open_blob(world.ids["a2"], "file")
 
 
 def test_switching_modes_rewrites_the_tree(world: World, tmp_path: Path) -> None:
