@@ -41,6 +41,7 @@ class Item:
     # whether the artifact must be left out (no redirect to bytes that may not match)
     redirects: list[tuple[str, str]] = field(default_factory=list)
     withheld: bool = False
+    error: str = "InvalidInput"  # the report's error name for ``problem``
 
 
 class Spool:
@@ -171,6 +172,7 @@ def _add(
     paths: list[tuple[str, str, int]] = []
     redirects: list[tuple[str, str]] = []
     problem = ""
+    error = "InvalidInput"
     withheld = False
     for blob in artifact.iter_blobs():
         if blob.status != "active" or blob.sha256 is None or blob.size is None:
@@ -182,6 +184,7 @@ def _add(
             why = redirecting.refusal(path, blob.external_url)
             if blob.upstream == "changed":
                 why = f"it changed upstream at {blob.external_url} (catalog check)"
+                error = "ChecksumMismatch"  # as a copy of it would fail: exit 5
             if why:
                 problem = f"blob {blob.slot} of {artifact.id} is not redirected to: {why}"
                 withheld = True
@@ -208,7 +211,7 @@ def _add(
         length,
         problem,
     )
-    item.redirects, item.withheld = redirects, withheld
+    item.redirects, item.withheld, item.error = redirects, withheld, error
     plan.items[type_name].append(item)
 
 

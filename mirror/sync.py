@@ -462,7 +462,7 @@ class _Run:
             for item in items:
                 if item.problem:
                     path = tree.artifact_index_path(item.type, item.id)
-                    self._fail(path, "InvalidInput", item.problem)
+                    self._fail(path, item.error, item.problem)
 
     def _checkpoint(self, force: bool = False) -> None:
         """Save the blobs verified so far, so a killed run's successor skips them. The

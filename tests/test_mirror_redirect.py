@@ -17,7 +17,18 @@ import mirror
 from glarelite import tree
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import nginx_available, start_nginx
+from tests.test_cli import (  # the CLI fixtures: env, run, ready
+    Run,
+    env_fixture,
+    new_id,
+    ok,
+    one_line_error,
+    ready_fixture,
+    run_fixture,
+)
 from tests.test_mirror_support import QUICK, World, build_world
+
+__all__ = ["env_fixture", "ready_fixture", "run_fixture"]
 
 INCLUDE = "redirects.nginx.conf"
 
@@ -212,3 +223,23 @@ def test_externals_option_is_validated() -> None:
     with pytest.raises(glarelite.InvalidInput, match="externals"):
         mirror.SyncOptions(externals="link")
     assert mirror.SyncOptions().externals == "copy"
+
+
+def test_cli_externals_redirect_and_check(ready: Run, tmp_path: Path) -> None:
+    artifact_id = new_id(ready, "remote", "--set", "os=linux")
+    with Origin() as server:
+        server.add("/r", data=b"remote bytes")
+        ok(ready("add-location", artifact_id, "file", server.url("/r")))
+        ok(ready("activate", artifact_id))
+        ok(ready("publish", artifact_id))
+        root = tmp_path / "t"
+        ok(ready("mirror", str(root), "--externals=redirect"))
+        assert not (root / f"artifacts/images/{artifact_id}/file").exists()
+        rules = (root / INCLUDE).read_text()
+        assert f'"/artifacts/images/{artifact_id}/file" "{server.url("/r")}";' in rules
+        # the tree checks clean: a redirected blob is no missing file, no SHA256SUMS line
+        ok(ready("mirror", str(root), "--check"))
+    err = one_line_error(ready("mirror", str(tmp_path / "u"), "--externals=link"), 2)
+    assert "externals must be one of copy, redirect" in err
+    err = one_line_error(ready("mirror", str(root), "--check", "--externals=redirect"), 2)
+    assert "--externals" in err
