@@ -79,7 +79,9 @@ def sync(
     without it (InvalidInput). ``workers`` blobs are copied at once; a blob of at least
     twice ``segment_size`` is read as up to ``max_segments`` parallel ranges.
     ``fsync=False`` (local trees) skips flushing each file before its rename: safe
-    against a killed run, not power loss.
+    against a killed run, not power loss. ``externals="redirect"`` leaves external blobs
+    at their origin: indexes mark them, ``redirects.nginx.conf`` maps their internal URLs
+    to the origin, and one changed upstream is left out (see ``mirror.redirects``).
     Raises glarelite.LockedError when another sync of ``dest`` is running, and
     glarelite.DestinationError when ``dest`` cannot be written at all (read-only, no
     permission); failures of single blobs are in the report instead.
