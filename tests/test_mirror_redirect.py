@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,11 @@ def test_redirect_tree_lists_externals_without_copying_them(world: World, tmp_pa
         assert url.lstrip("/") not in sums  # only what the tree holds
     for url in set(world.published_urls()) - set(externals):
         assert url.lstrip("/") in sums
+    # sha256sum -c checks what the tree holds, and passes
+    checked = subprocess.run(
+        ["sha256sum", "--strict", "-c", tree.SUMS], cwd=root, capture_output=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = (root / INCLUDE).read_text()
     assert "map $uri $glarelite_redirect" in rules
     for url, origin_url in externals.items():
