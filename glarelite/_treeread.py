@@ -213,6 +213,10 @@ def _blob(data: object, type_name: str, artifact_id: str, field: str, key: str) 
     external = data.get("external", False)
     if not isinstance(external, bool):
         raise InvalidInput(f"blob {slot}: external is not true or false")
+    redirect = _text_or_none(data.get("redirect"), "redirect")
+    if redirect is not None and (not external or redirect != data.get("external_url")):
+        # Only an external blob may be left at its origin, and only at the one recorded.
+        raise InvalidInput(f"blob {slot}: redirect is not its recorded external URL")
     checksums = data.get("checksums") or {}
     if not isinstance(checksums, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) and len(v) <= _MAX_TEXT
@@ -235,6 +239,7 @@ def _blob(data: object, type_name: str, artifact_id: str, field: str, key: str) 
         last_modified=_text_or_none(data.get("last_modified"), "last_modified"),
         verified_at=_text_or_none(data.get("verified_at"), "verified_at"),
         upstream=upstream,
+        redirect=redirect,
     )
 
 

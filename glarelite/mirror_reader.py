@@ -73,7 +73,9 @@ class MirrorSettings:
     bounds, in total, the reading of a tree's indexes by ``open_mirror`` or ``refresh``
     (http; a read under way ends at most ``timeout`` later). ``retry`` is how failed
     requests are retried (``Retry-After`` capped at ``retry.max_retry_after``).
-    ``max_redirects`` redirects are followed, and only to URLs under the tree's base URL.
+    ``max_redirects`` redirects are followed, and only to URLs under the tree's base URL
+    — but for an external blob the tree marks as left at its origin (``redirect``), which
+    may also be redirected to exactly that recorded origin URL (issue 20).
     ``max_root_index_bytes`` / ``max_index_bytes`` cap the root index and each type index.
     """
 
@@ -315,7 +317,11 @@ class _HttpSource(_Source):
             and "\x00" not in plain
         )
 
-    def _get(self, path: str, headers: Mapping[str, str], deadline: float) -> Any:
+    def _get(
+        self, path: str, headers: Mapping[str, str], deadline: float, redirect: str | None = None
+    ) -> Any:
+        """GET a tree file, following redirects under the base; ``redirect``: the origin
+        URL the index records for a blob left there, the one URL off the base allowed."""
         import urllib3
 
         url = self.url(path)
@@ -346,6 +352,14 @@ class _HttpSource(_Source):
             location = resp.headers.get("Location")
             resp.close()
             target = urljoin(url, location) if location else ""
+            if target and redirect is not None and target == redirect:
+                url = target  # exactly the recorded origin: the bytes are still verified
+                continue
+            if target and redirect is not None and not self._under_base(target):
+                raise RefusedLocation(
+                    f"GET {url}: redirected to {str(location)[:200]!r}, which is not the "
+                    f"recorded origin {redirect[:200]!r} of this external blob; refused"
+                )
             if not target or not self._under_base(target):
                 raise RefusedLocation(
                     f"GET {url}: redirected to {str(location)[:200]!r}, outside the mirror "
@@ -402,13 +416,15 @@ class _HttpSource(_Source):
         resp.release_conn()
         return b"".join(chunks)
 
-    def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
+    def open(
+        self, path: str, offset: int, length: int | None, redirect: str | None = None
+    ) -> IO[bytes]:
         headers: dict[str, str] = {}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             if length != 0:
                 headers["Range"] = f"bytes={offset}-{end}"
-        resp = self._get(path, headers, math.inf)
+        resp = self._get(path, headers, math.inf, redirect)
         skip = offset if resp.status == 200 else 0
         if resp.status == 206 and not _range_starts_at(resp.headers.get("Content-Range"), offset):
             resp.close()
@@ -670,7 +686,17 @@ class MirrorCatalog:
         size = blob.size or 0
         start, count = _range(offset, length, size)
         path = blob.url.lstrip("/")
-        raw = self._source.open(path, start, count)
+        if blob.redirect is not None and not isinstance(self._source, _HttpSource):
+            # Only a web server with the tree's redirect rules answers for this blob.
+            raise NotFound(
+                f"blob {slot} of {artifact_id} is not in the mirror tree {self.location}: it "
+                f"was left at its origin {blob.redirect[:200]!r} (mirror --externals=redirect); "
+                "read the tree through its web server, which redirects there"
+            )
+        if isinstance(self._source, _HttpSource):
+            raw = self._source.open(path, start, count, blob.redirect)
+        else:
+            raw = self._source.open(path, start, count)
         reader = VerifyingReader(
             raw,
             size=size,

@@ -36,6 +36,9 @@ class Blob:
     upstream: str = "ok"  # external: 'ok' | 'changed' | 'unreachable'
     created_at: str | None = None
     updated_at: str | None = None
+    # Mirror trees only (``externals="redirect"``): the tree holds no bytes for this
+    # external blob; its internal URL redirects to this origin URL.
+    redirect: str | None = None
 
     @property
     def slot(self) -> str:
@@ -63,6 +66,8 @@ class Blob:
             out["last_modified"] = self.last_modified
             out["verified_at"] = self.verified_at
             out["upstream"] = self.upstream
+            if self.redirect is not None:
+                out["redirect"] = self.redirect
         return out
 
     @classmethod
@@ -85,6 +90,7 @@ class Blob:
             last_modified=data.get("last_modified"),
             verified_at=data.get("verified_at"),
             upstream=data.get("upstream", "ok"),
+            redirect=data.get("redirect"),
         )
 
 

@@ -241,9 +241,11 @@ def _check_type(
         for field_name, key, blob in entries:
             bpath = tree.blob_path(type_name, artifact_id, field_name, key)
             sha, size = str(blob.get("sha256")), int(blob["size"])
-            referenced[bpath] = (sha, size)
             if blob.get("url") != "/" + bpath:
                 report.fault(bpath, "bad-url", f"the index gives url {blob.get('url')!r}")
+            if blob.get("external") is True and isinstance(blob.get("redirect"), str):
+                continue  # left at its origin (--externals=redirect): no file, no sums line
+            referenced[bpath] = (sha, size)
             listed = sums.get(bpath)
             if listed is None:
                 report.fault(bpath, "not-in-sums", f"named by {path} but absent from {tree.SUMS}")

@@ -13,6 +13,8 @@ from glarelite import InvalidInput
 
 from .signroot import as_paths
 
+EXTERNALS = ("copy", "redirect")
+
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -37,6 +39,7 @@ class SyncOptions:
     checkpoint_every: int = 2000
     fsync: bool = True
     sign_key: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
+    externals: str = "copy"  # "redirect": leave external blobs at their origin (issue 20)
 
     def __post_init__(self) -> None:
         # Iterables become tuples: a generator would be consumed by the first run, and a
@@ -53,6 +56,10 @@ class SyncOptions:
             object.__setattr__(self, "storage_options", dict(self.storage_options))
         # One path or several (a key rotation signs with two): always a tuple of paths.
         object.__setattr__(self, "sign_key", as_paths(self.sign_key))
+        if self.externals not in EXTERNALS:
+            raise InvalidInput(
+                f"externals must be one of {', '.join(EXTERNALS)}, not {self.externals!r}"
+            )
         if self.workers < 1:
             raise InvalidInput(f"workers must be >= 1, not {self.workers}")
 

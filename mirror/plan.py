@@ -16,6 +16,7 @@ from typing import IO
 
 from glarelite import Artifact, NotFound, ReadableCatalog, tree
 
+from . import redirects as redirecting
 from .copy import Source
 from .dest import Dest
 from .select import Selection, fingerprint
@@ -36,6 +37,11 @@ class Item:
     offset: int  # its show view in the type's spool
     length: int
     problem: str = ""  # a reason it cannot be published at all
+    # externals="redirect": (tree path, origin URL) of blobs left at their origin, and
+    # whether the artifact must be left out (no redirect to bytes that may not match)
+    redirects: list[tuple[str, str]] = field(default_factory=list)
+    withheld: bool = False
+    error: str = "InvalidInput"  # the report's error name for ``problem``
 
 
 class Spool:
@@ -83,6 +89,7 @@ class Plan:
     watermark: str = ""
     selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
     labels: dict[str, str] = field(default_factory=dict)  # tree path -> label for people
+    redirect: bool = False  # externals="redirect"
 
     @property
     def artifact_count(self) -> int:
@@ -94,9 +101,15 @@ class Plan:
 
 
 def build(
-    catalog: ReadableCatalog, selection: Selection, dest: Dest, state: State, *, verify: bool
+    catalog: ReadableCatalog,
+    selection: Selection,
+    dest: Dest,
+    state: State,
+    *,
+    verify: bool,
+    redirect: bool = False,
 ) -> Plan:
-    plan = Plan()
+    plan = Plan(redirect=redirect)
     seen: set[str] = set()
     linked: list[str] = []
     for type_name in selection.types:
@@ -156,14 +169,31 @@ def _add(
                 if isinstance(element, str) and element:
                     value[where] = element + "/index.json"
                     linked.append(element.rstrip("/").rsplit("/", 1)[-1])
-    offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
     paths: list[tuple[str, str, int]] = []
+    redirects: list[tuple[str, str]] = []
     problem = ""
+    error = "InvalidInput"
+    withheld = False
     for blob in artifact.iter_blobs():
         if blob.status != "active" or blob.sha256 is None or blob.size is None:
             problem = f"blob {blob.slot} of {artifact.id} is not active"
             continue
         path = tree.blob_path(type_name, artifact.id, blob.field, blob.key)
+        if plan.redirect and blob.external:
+            # Left at its origin: the index marks it, nginx redirects to it, nothing is copied.
+            why = redirecting.refusal(path, blob.external_url)
+            if blob.upstream == "changed":
+                why = f"it changed upstream at {blob.external_url} (catalog check)"
+                error = "ChecksumMismatch"  # as a copy of it would fail: exit 5
+            if why:
+                problem = f"blob {blob.slot} of {artifact.id} is not redirected to: {why}"
+                withheld = True
+                continue
+            url = str(blob.external_url)
+            redirects.append((path, url))
+            entry = view["blobs"][blob.field]
+            (entry[blob.key] if blob.key else entry)["redirect"] = url
+            continue
         paths.append((path, blob.sha256, blob.size))
         if blob.size >= _LABELLED:  # only large blobs get a bar of their own
             plan.labels[path] = f"{type_name}/{artifact.name} {artifact.version} {blob.slot}"
@@ -171,9 +201,27 @@ def _add(
         if len(sources) < MAX_SOURCES:
             sources.append(Source(artifact.id, blob.slot, blob.external))
         _decide(plan, dest, state.blobs.get(path), path, blob.sha256, blob.size, verify)
-    plan.items[type_name].append(
-        Item(artifact.id, type_name, fingerprint(artifact), paths, offset, length, problem)
+    offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
+    item = Item(
+        artifact.id,
+        type_name,
+        item_fingerprint(artifact, plan.redirect),
+        paths,
+        offset,
+        length,
+        problem,
     )
+    item.redirects, item.withheld, item.error = redirects, withheld, error
+    plan.items[type_name].append(item)
+
+
+def item_fingerprint(artifact: Artifact, redirect: bool) -> str:
+    """The artifact's fingerprint, marked when its show view in the tree carries redirect
+    marks: switching ``externals`` rewrites exactly the artifacts with external blobs."""
+    base = fingerprint(artifact)
+    if redirect and any(b.external for b in artifact.iter_blobs()):
+        return base + "|redirect"
+    return base
 
 
 def _decide(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from glarelite import GlareliteError, tree
 from glarelite.fsutil import utcnow
 
+from . import redirects as redirecting
 from .dest import Dest
 from .plan import Item, Plan
 from .select import Selection
@@ -82,6 +83,10 @@ def publish(
     for type_name in selection.types:
         items = []
         for i in plan.items.get(type_name, []):
+            if i.withheld:
+                # A redirect to bytes that may not match is never published, not even the
+                # previous generation's: the artifact is left out (reported failed).
+                continue
             if not i.problem and all(p in good for p, _, _ in i.paths):
                 items.append(i)
                 continue
@@ -93,6 +98,12 @@ def publish(
                 kept.append(i.id)
         items.sort(key=lambda i: i.id)
         published[type_name] = items
+
+    # Redirect rules before any index names the blobs they answer for.
+    if plan.redirect:
+        redirecting.write(dest, [r for v in published.values() for i in v for r in i.redirects])
+    else:
+        redirecting.remove(dest)
 
     # Which artifact and type indexes differ from what the tree publishes now.
     new_artifacts = {i.id: [i.type, i.fingerprint] for v in published.values() for i in v}
@@ -271,12 +282,21 @@ def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> It
     if not isinstance(show, dict) or show.get("id") != item.id:
         return None
     show.pop(tree.MIRROR_KEY, None)
+    paths: list[tuple[str, str, int]] = []
+    rules: list[tuple[str, str]] = []
     try:
-        paths = [
-            (tree.blob_path(item.type, item.id, f, k), str(b["sha256"]), int(b["size"]))
-            for f, k, b in tree.iter_blob_entries(show)
-        ]
+        for f, k, b in tree.iter_blob_entries(show):
+            path = tree.blob_path(item.type, item.id, f, k)
+            url = b.get("redirect")
+            if url is not None:
+                if not plan.redirect or not isinstance(url, str) or redirecting.refusal(path, url):
+                    return None  # published as a redirect, and now none can be written
+                rules.append((path, url))
+                continue
+            paths.append((path, str(b["sha256"]), int(b["size"])))
     except (KeyError, TypeError, ValueError, GlareliteError):
         return None
     offset, length = plan.spools[item.type].add(json.dumps(show, separators=(",", ":")).encode())
-    return Item(item.id, item.type, entry[1], paths, offset, length)
+    kept = Item(item.id, item.type, entry[1], paths, offset, length)
+    kept.redirects = rules
+    return kept

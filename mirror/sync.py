@@ -33,6 +33,7 @@ from glarelite import (
 from . import partial, signroot
 from . import plan as planning
 from . import prune as pruning
+from . import redirects as redirecting
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
 from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
@@ -40,7 +41,7 @@ from .options import SyncOptions
 from .progress import SafeProgress
 from .publish import publish
 from .report import SyncReport
-from .select import Selection, fingerprint
+from .select import Selection
 from .state import State, load, save
 
 BATCH_MAX = 256  # small blobs per task (one pipeline per task)
@@ -78,7 +79,9 @@ def sync(
     without it (InvalidInput). ``workers`` blobs are copied at once; a blob of at least
     twice ``segment_size`` is read as up to ``max_segments`` parallel ranges.
     ``fsync=False`` (local trees) skips flushing each file before its rename: safe
-    against a killed run, not power loss.
+    against a killed run, not power loss. ``externals="redirect"`` leaves external blobs
+    at their origin: indexes mark them, ``redirects.nginx.conf`` maps their internal URLs
+    to the origin, and one changed upstream is left out (see ``mirror.redirects``).
     Raises glarelite.LockedError when another sync of ``dest`` is running, and
     glarelite.DestinationError when ``dest`` cannot be written at all (read-only, no
     permission); failures of single blobs are in the report instead.
@@ -120,6 +123,7 @@ def sync(
             verify=opts.verify,
             repair=opts.repair,
             checkpoint_every=opts.checkpoint_every,
+            redirect=opts.externals == "redirect",
             copier_options={
                 "retries": opts.retries,
                 "backoff": opts.backoff,
@@ -160,6 +164,7 @@ class _Run:
         repair: bool,
         checkpoint_every: int,
         copier_options: dict[str, Any],
+        redirect: bool = False,
     ) -> None:
         self.catalog = catalog
         self.dest = dest
@@ -174,6 +179,9 @@ class _Run:
         self.verify = verify
         self.repair = repair
         self.checkpoint_every = max(1, checkpoint_every)
+        self.redirect = redirect
+        # The mode is part of what the tree publishes: switching it is never a no-op.
+        self.signature = selection.signature + ("|externals=redirect" if redirect else "")
         self.stop = threading.Event()
         self.copier = Copier(catalog, dest, progress=progress, stop=self.stop, **copier_options)
         self.state = State()
@@ -201,7 +209,12 @@ class _Run:
             self.report.retained = p.retained
             return
         plan = planning.build(
-            self.catalog, self.selection, self.dest, self.state, verify=self.verify
+            self.catalog,
+            self.selection,
+            self.dest,
+            self.state,
+            verify=self.verify,
+            redirect=self.redirect,
         )
         try:
             self._execute_plan(plan)
@@ -258,7 +271,7 @@ class _Run:
         self._withdraw()
         p = self.state.published
         p.catalog = _catalog_id(self.catalog)
-        p.selection = self.selection.signature
+        p.selection = self.signature
         p.watermark = plan.watermark
         p.complete = not report.failed
         p.selected = dict(plan.selected)
@@ -300,17 +313,20 @@ class _Run:
         p = state.published
         if not (p.complete and p.generation and p.watermark):
             return False
-        if p.catalog != _catalog_id(self.catalog) or p.selection != sel.signature:
+        if p.catalog != _catalog_id(self.catalog) or p.selection != self.signature:
             return False
         if set(p.types) != set(sel.types) or (self.delete and p.retained):
             return False
         if self.dest.stat(tree.ROOT_INDEX) is None:
             return False
+        if (self.dest.stat(redirecting.INCLUDE) is None) == self.redirect:
+            return False  # the redirect rules are missing, or left from a redirect run
         for type_name in sel.types:
             if sel.count(self.catalog, type_name) != p.selected.get(type_name):
                 return False
             for artifact in sel.changed_since(self.catalog, type_name, p.watermark):
-                if p.artifacts.get(artifact.id) != [type_name, fingerprint(artifact)]:
+                published = [type_name, planning.item_fingerprint(artifact, self.redirect)]
+                if p.artifacts.get(artifact.id) != published:
                     return False
         if self.dest.local:
             stat = self.dest.stat
@@ -448,7 +464,7 @@ class _Run:
             for item in items:
                 if item.problem:
                     path = tree.artifact_index_path(item.type, item.id)
-                    self._fail(path, "InvalidInput", item.problem)
+                    self._fail(path, item.error, item.problem)
 
     def _checkpoint(self, force: bool = False) -> None:
         """Save the blobs verified so far, so a killed run's successor skips them. The

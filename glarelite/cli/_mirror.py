@@ -226,6 +226,15 @@ def mirror_cmd(
             help="With --check: the tree must be signed by this key (a .pub file or base64).",
         ),
     ] = None,
+    externals: Annotated[
+        str | None,
+        typer.Option(
+            "--externals",
+            metavar="copy|redirect",
+            help="copy (default): external blobs are copied into the tree; redirect: left at "
+            "their origin, the tree carries redirect rules (redirects.nginx.conf).",
+        ),
+    ] = None,
     report_file: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Write the run's report as JSON."),
@@ -245,6 +254,8 @@ def mirror_cmd(
         raise InvalidInput("--trusted-key goes with --check (sites pass it to open_mirror)")
     if sign_key and check_only:
         raise InvalidInput("--sign-key signs a sync; --check only reads the tree")
+    if externals is not None and check_only:
+        raise InvalidInput("--externals is how a sync writes the tree; --check only reads it")
     st = state()
     if report_file is not None:
         _writable(report_file)
@@ -280,6 +291,7 @@ def mirror_cmd(
                 storage_options=options,
                 retries=st.retries if st.retries is not None else 3,
                 sign_key=sign_key or None,
+                externals=externals or "copy",
             )
             report = mirror.sync(st.open(), dest, options=sync_options, progress=progress)
     data = report.to_dict()
