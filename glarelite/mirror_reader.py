@@ -327,7 +327,9 @@ class _HttpSource(_Source):
         url = self.url(path)
         for _hop in range(self.settings.max_redirects + 1):
             wait = min(self.settings.timeout, _remaining(deadline, url))
-            _HEAD.at = deadline
+            # a blob's body has no total deadline (its reader sets the pace), its head does
+            head_by = min(deadline, time.monotonic() + self.settings.read_deadline)
+            _HEAD.at = head_by
             try:
                 resp = self._pool.request(
                     "GET",
@@ -339,7 +341,7 @@ class _HttpSource(_Source):
                     timeout=urllib3.Timeout(connect=wait, read=wait),
                 )
             except urllib3.exceptions.HTTPError as exc:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= head_by:
                     raise NetworkError(
                         f"GET {url}: the response head did not arrive before the deadline "
                         f"({self.settings.read_deadline:g} s)"
