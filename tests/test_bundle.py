@@ -38,9 +38,7 @@ def world(tmp_path: Path, origin: Origin) -> Iterator[World]:
 
 
 def sync(world: World, dest: Path, *sign: Path) -> mirror.SyncReport:
-    report = mirror.sync(
-        world.catalog, str(dest), sign_key=[str(k) for k in sign] or None, **QUICK
-    )
+    report = mirror.sync(world.catalog, str(dest), sign_key=[str(k) for k in sign] or None, **QUICK)
     assert report.exit_code == 0, report.to_dict()
     return report
 
@@ -117,12 +115,11 @@ def test_full_bundle_round_trip_served_checked_and_read(world: World, tmp_path: 
     assert not (site / bundle_mod.STAGING).exists()
     subprocess.run(["sha256sum", "--quiet", "-c", tree.SUMS], cwd=site, check=True)
     expected = listing(world.catalog, None, SELECTED, None, False)
-    with start_http_server(site) as server:
-        with glarelite.open_mirror(server.url) as m:
-            assert listing(m, None, [], None, False) == expected
-            a1 = world.ids["a1"]
-            with m.open_blob(a1, "file") as f:
-                assert f.read() == world.catalog.open_blob(a1, "file").read()
+    with start_http_server(site) as server, glarelite.open_mirror(server.url) as m:
+        assert listing(m, None, [], None, False) == expected
+        a1 = world.ids["a1"]
+        with m.open_blob(a1, "file") as f:
+            assert f.read() == world.catalog.open_blob(a1, "file").read()
     # the same bundle again: a no-op success, nothing rewritten
     before = snapshot(site)
     again = mirror.import_bundle(bundle, site)
@@ -165,9 +162,7 @@ def _three_generations(
     return hub, tmp_path / "site", bundles, new, withdrawn
 
 
-def test_incremental_bundle_carries_the_change_and_withdraws(
-    world: World, tmp_path: Path
-) -> None:
+def test_incremental_bundle_carries_the_change_and_withdraws(world: World, tmp_path: Path) -> None:
     hub, site, bundles, new, withdrawn = _three_generations(world, tmp_path)
     m2 = bundle_mod.bundle_manifest(bundles[2])
     assert m2["base"]["generation"] == 1 and m2["generation"] == 2
@@ -276,8 +271,11 @@ def test_a_corrupt_bundle_is_refused_and_the_site_is_unchanged(
         assert "corrupt or truncated" in str(caught.value)
     after = snapshot(site)
     if kind == "full-into-empty":  # only the state folder (lock) may have been made
-        assert not any(p.startswith("artifacts") or p.endswith(".json") for p in after
-                       if not p.startswith(".glarelite-mirror"))
+        assert not any(
+            p.startswith("artifacts") or p.endswith(".json")
+            for p in after
+            if not p.startswith(".glarelite-mirror")
+        )
         assert not (site / tree.ROOT_INDEX).exists()
     else:
         assert after == before
@@ -287,7 +285,9 @@ def test_a_corrupt_bundle_is_refused_and_the_site_is_unchanged(
         assert mirror.import_bundle(bundles[2], site).generation == 2
 
 
-def test_an_export_refuses_a_damaged_tree_and_leaves_no_bundle(world: World, tmp_path: Path) -> None:
+def test_an_export_refuses_a_damaged_tree_and_leaves_no_bundle(
+    world: World, tmp_path: Path
+) -> None:
     hub = tmp_path / "hub"
     sync(world, hub)
     blob = hub / "artifacts" / "images" / world.ids["a1"] / "file"  # not a shared one
@@ -310,7 +310,9 @@ def _tar(path: Path, entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> Pat
     return path
 
 
-def _info(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+def _info(
+    name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.type, info.linkname = size, kind, link
     return info
@@ -335,22 +337,22 @@ BLOB = "artifacts/images/00000000-0000-4000-8000-000000000000/file"
 GOOD = {BLOB: b"x" * 10, tree.SUMS: b"sums\n", tree.ROOT_INDEX: b"{}\n"}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "dotdot-in-manifest",
-        "absolute-in-manifest",
-        "symlink-member",
-        "hardlink-member",
-        "device-member",
-        "member-not-in-manifest",
-        "member-renamed",
-        "size-larger-than-manifest",
-        "manifest-not-first",
-        "manifest-duplicate-keys",
-        "huge-pax-header",
-    ],
-)
+HOSTILE = {
+    "dotdot-in-manifest": "not a path a tree holds",
+    "absolute-in-manifest": "not a path a tree holds",
+    "symlink-member": "not a regular file",
+    "hardlink-member": "not a regular file",
+    "device-member": "not a regular file",
+    "member-not-in-manifest": "is not in the manifest",
+    "member-renamed": "is not the file the manifest lists next",
+    "size-larger-than-manifest": "is 1048576 bytes, not 10",
+    "manifest-not-first": "not a glarelite bundle",
+    "manifest-duplicate-keys": "not JSON .*repeated",
+    "huge-pax-header": "corrupt or truncated: a header of",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_tar_input_is_refused_and_nothing_lands(tmp_path: Path, case: str) -> None:
     files = dict(GOOD)
     entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
@@ -387,7 +389,7 @@ def test_hostile_tar_input_is_refused_and_nothing_lands(tmp_path: Path, case: st
     if case == "member-not-in-manifest":
         entries.append((_info("artifacts/evil", 3), b"bad"))
     bundle = _tar(tmp_path / "hostile.tar", entries)
-    with pytest.raises(glarelite.VerificationError):
+    with pytest.raises(glarelite.VerificationError, match=HOSTILE[case]):
         mirror.import_bundle(bundle, site)
     assert not (tmp_path / "escape").exists()
     assert not (site / tree.ROOT_INDEX).exists() and not (site / "artifacts").exists()
@@ -397,7 +399,7 @@ def test_hostile_tar_input_is_refused_and_nothing_lands(tmp_path: Path, case: st
 def test_a_file_that_is_not_a_bundle_is_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(os.urandom(4096))
-    with pytest.raises(glarelite.VerificationError, match="corrupt|not a glarelite bundle"):
+    with pytest.raises(glarelite.VerificationError, match=r"corrupt|not a glarelite bundle"):
         mirror.import_bundle(junk, tmp_path / "site")
     with pytest.raises(glarelite.InvalidInput, match="not a bundle file"):
         mirror.import_bundle(tmp_path / "missing.tar", tmp_path / "site")
@@ -437,3 +439,48 @@ def test_a_bundle_copied_to_a_new_name_still_imports(world: World, tmp_path: Pat
     mirror.export_bundle(hub, tmp_path / "g1.tar")
     shutil.copy(tmp_path / "g1.tar", tmp_path / "drive.tar")
     assert mirror.import_bundle(tmp_path / "drive.tar", tmp_path / "site").generation == 1
+
+
+# -- the command line ---------------------------------------------------------------------------
+def test_cli_bundle_export_and_import_with_documented_exit_codes(
+    world: World, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from glarelite import cli
+    from tests.test_cli import one_line_error
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli.app, list(args))
+
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    sync(world, hub)
+    g1, g2 = tmp_path / "g1.tar.gz", tmp_path / "g2.tar"
+    result = run("bundle", "export", str(g1), "--tree", str(hub), "--gzip")
+    assert result.exit_code == 0, result.output
+    assert "exported generation 1 (full)" in result.stderr and result.stdout == ""
+    add_artifact(world, "cli-newer")
+    sync(world, hub)
+    result = run("bundle", "export", str(g2), "--tree", str(hub), "--since", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["base_generation"] == 1
+    # out of order: exit 4, the generation needed named
+    err = one_line_error(run("bundle", "import", str(g2), str(site)), 4)
+    assert "applies to generation 1 only" in err
+    result = run("bundle", "import", str(g1), str(site))
+    assert result.exit_code == 0 and "imported generation 1" in result.stderr
+    # corrupt: exit 5, the site unchanged
+    bad = tmp_path / "bad.tar"
+    shutil.copy(g2, bad)
+    name, offset, size = blob_member_offset(bad)
+    _flip(bad, offset + size - 1)
+    before = snapshot(site)
+    err = one_line_error(run("bundle", "import", str(bad), str(site)), 5)
+    assert name in err
+    assert snapshot(site) == before
+    result = run("bundle", "import", str(g2), str(site), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["generation"] == 2
+    result = run("bundle", "import", str(g2), str(site))
+    assert result.exit_code == 0 and "nothing to do" in result.stderr
+    assert tree_files(site) == tree_files(hub)
+    one_line_error(run("bundle", "export", str(tmp_path / "x.tar"), "--tree", str(site / "no")), 2)
