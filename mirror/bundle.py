@@ -30,7 +30,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeGuard
 
-from glarelite import Conflict, InvalidInput, LockedError, VerificationError, signing, tree
+from glarelite import (
+    Conflict,
+    GlareliteError,
+    InvalidInput,
+    LockedError,
+    VerificationError,
+    signing,
+    tree,
+)
 
 from ._paths import check_artifact_id, check_blob_names, is_blob_path, is_index_path
 from .dest import LocalDest
@@ -555,15 +563,22 @@ def _site_root(site: LocalDest) -> tuple[int | None, str] | None:
 
 
 def _site_listing(site: LocalDest, root_sha: str) -> Listing:
-    """What the last import left at the site, when that is still the site's root."""
+    """What the site's current generation holds: the listing the last import recorded,
+    when that is still the site's root, else read from the site's indexes."""
     raw = site.read_bytes(SITE_RECORD)
-    if raw is None:
-        return {}
+    if raw is not None:
+        try:
+            record = parse_manifest(raw, site.abspath(SITE_RECORD))
+        except VerificationError:
+            pass
+        else:
+            if record.root_sha256 == root_sha:
+                return record.listing
+    # Not imported, or changed since (a mirror run wrote it): what its own indexes name.
     try:
-        record = parse_manifest(raw, site.abspath(SITE_RECORD))
-    except VerificationError:
-        return {}
-    return record.listing if record.root_sha256 == root_sha else {}
+        return read_tree(site)[1]
+    except (GlareliteError, OSError):
+        return {}  # a damaged site tree: the full bundle replaces what it names
 
 
 def _clear_staging(site: LocalDest) -> None:

@@ -208,6 +208,34 @@ def test_a_full_bundle_over_an_imported_site_withdraws_what_left(
     assert snapshot(site) == before
 
 
+def test_a_full_bundle_over_a_tree_the_mirror_wrote_withdraws_too(
+    world: World, tmp_path: Path
+) -> None:
+    hub, _, bundles, _, withdrawn = _three_generations(world, tmp_path)
+    full3 = tmp_path / "full3.tar"
+    mirror.export_bundle(hub, full3)
+    # a site at generation 1 that no import recorded (as if a mirror run wrote it)
+    mirror_site = tmp_path / "site1"
+    mirror.import_bundle(bundles[1], mirror_site)
+    (mirror_site / bundle_mod.SITE_RECORD).unlink()
+    assert withdrawn in ids(mirror_site)
+    report = mirror.import_bundle(full3, mirror_site)
+    assert f"artifacts/images/{withdrawn}/file" in report.removed
+    assert tree_files(mirror_site) == tree_files(hub)
+
+
+def test_what_a_killed_import_staged_is_cleared_by_the_next(world: World, tmp_path: Path) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    sync(world, hub)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    left = site / bundle_mod.STAGING / "0123456789ab"
+    left.mkdir(parents=True)
+    (left / "0").write_bytes(b"half a blob")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    assert not (site / bundle_mod.STAGING).exists()
+    assert tree_files(site) == tree_files(hub)
+
+
 def test_out_of_order_bundles_are_refused_naming_the_generation_needed(
     world: World, tmp_path: Path
 ) -> None:
