@@ -512,3 +512,21 @@ def test_cli_bundle_export_and_import_with_documented_exit_codes(
     assert result.exit_code == 0 and "nothing to do" in result.stderr
     assert tree_files(site) == tree_files(hub)
     one_line_error(run("bundle", "export", str(tmp_path / "x.tar"), "--tree", str(site / "no")), 2)
+
+
+def test_a_corrupt_gz_bundle_is_refused_and_the_site_is_unchanged(
+    world: World, tmp_path: Path
+) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    sync(world, hub)
+    mirror.export_bundle(hub, tmp_path / "g1.tgz", compression="gz")
+    mirror.import_bundle(tmp_path / "g1.tgz", site)
+    add_artifact(world, "gz-newer")
+    sync(world, hub)
+    bad = tmp_path / "g2.tgz"
+    mirror.export_bundle(hub, bad, since=1, compression="gz")
+    _flip(bad, bad.stat().st_size // 2)
+    before = snapshot(site)
+    with pytest.raises(glarelite.VerificationError):
+        mirror.import_bundle(bad, site)
+    assert snapshot(site) == before
