@@ -1,5 +1,6 @@
 """mirror: copy a glarelite catalog's blobs into a static tree that any web server can
-serve at a site with no internet, and check such a tree.
+serve at a site with no internet, check such a tree, and carry it across an air gap
+as a bundle (``export_bundle`` / ``import_bundle``).
 
 The tree's format (paths, indexes, SHA256SUMS) is ``glarelite.tree``; sites read a tree
 with ``glarelite.open_mirror``. Exit codes of a report: see ``mirror.report``.
@@ -7,6 +8,7 @@ with ``glarelite.open_mirror``. Exit codes of a report: see ``mirror.report``.
 
 from __future__ import annotations
 
+from .bundle import ExportReport, ImportReport, export_bundle, import_bundle
 from .check import check_tree
 from .options import SyncOptions
 from .report import (
@@ -27,8 +29,12 @@ __all__ = [
     "EXIT_PRUNE_REFUSED",
     "EXIT_VERIFICATION",
     "CheckReport",
+    "ExportReport",
+    "ImportReport",
     "SyncOptions",
     "SyncReport",
     "check_tree",
+    "export_bundle",
+    "import_bundle",
     "sync",
 ]

@@ -12,7 +12,7 @@ them registers their commands on :data:`app`.
 from __future__ import annotations
 
 # Registers the commands, in the order `glarelite --help` lists them (init first).
-from . import _setup, _artifacts, _blobs, _mirror, _keys, _serve  # noqa: F401  # isort: skip
+from . import _setup, _artifacts, _blobs, _mirror, _bundle, _keys, _serve  # noqa: F401  # isort: skip
 from ._app import (
     CATALOG_ENV,
     DEFAULT_CATALOG,
