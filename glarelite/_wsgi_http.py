@@ -18,6 +18,9 @@ Environ = Mapping[str, Any]
 MAX_PATH = 4096
 MAX_QUERY = 64 * 1024
 MAX_QUERY_FIELDS = 256
+# JSON bodies nest this deep at most: a patch copies values recursively (deepcopy), so a
+# deeper one was a RecursionError, i.e. a 500, instead of the client's 400.
+MAX_JSON_DEPTH = 64
 # A path segment: ids, type and field names and blob-dict keys all fit; the library checks
 # each more strictly, this only keeps control bytes, separators and '..' out early.
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}\Z")
@@ -220,9 +223,39 @@ def read_json(environ: Environ, limit: int) -> Any:
         if len(data) > limit:
             raise HttpError(413, f"a JSON body may have at most {limit} bytes")
     try:
-        return json.loads(bytes(data))
+        value = json.loads(bytes(data))
     except (ValueError, RecursionError):
         raise HttpError(400, "the request body is not valid JSON") from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise HttpError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True when lists/objects in ``value`` nest deeper than ``limit`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend(
+                (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return False
+
+
+def sendable(text: str) -> bool:
+    """Whether a server can send ``text`` as a header value as is (latin-1, no control
+    characters). Stored values need not be: a content type given to the library, or
+    any text of a mirror tree's record (hostile until proven: a CR LF in it would split
+    the response), and one that cannot be sent fails start_response after the answer
+    was chosen."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
