@@ -185,9 +185,14 @@ def content_length(environ: Environ) -> int | None:
         if "chunked" in encoding or environ.get("wsgi.input_terminated"):
             return None
         raise HttpError(411, "Content-Length or a chunked body is required")
-    if not value.isdigit() or len(value) > 19:
+    if not _is_length(value):
         raise HttpError(400, "Content-Length must be a non negative integer.")
     return int(value)
+
+
+def _is_length(value: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' (latin-1), which int() refuses
+    return value.isascii() and value.isdigit() and len(value) <= 19
 
 
 def body_chunks(environ: Environ, length: int | None, chunk_size: int) -> Iterator[bytes]:
@@ -309,7 +314,7 @@ def drain(environ: Environ, limit: int) -> bool:
     value = environ.get("CONTENT_LENGTH") or ""
     if value == "":
         return not str(environ.get("HTTP_TRANSFER_ENCODING", ""))
-    if not value.isdigit() or int(value) > limit:
+    if not _is_length(value) or int(value) > limit:
         return False
     try:
         for _ in body_chunks(environ, int(value), 64 * 1024):

@@ -221,3 +221,16 @@ def test_a_hostile_tree_cannot_split_a_response(tmp_path: Path) -> None:
     assert resp.headers["content-type"] == "application/octet-stream"
     assert "content-md5" not in resp.headers
     assert all("\r" not in v and "\n" not in v for v in resp.headers.values())
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1\u00b9", " 1", "+1", "1_0"])
+@pytest.mark.parametrize("method,path", [("POST", "/artifacts/images"), ("GET", "/nowhere")])
+def test_a_content_length_of_other_digits_is_400(
+    catalog: glarelite.Catalog, length: str, method: str, path: str
+) -> None:
+    """'²' is a latin-1 character str.isdigit() accepts and int() refuses: the ValueError
+    escaped the app, even from the error path that drains a refused body."""
+    app = wsgi.make_app(catalog)
+    resp = call(app, method, path, body=b'{"name": "x"}', headers=JSON, content_length=length)
+    assert resp.code in (400, 404), resp.body
+    assert resp.headers.get("connection") == "close"
