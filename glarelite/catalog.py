@@ -46,7 +46,7 @@ from ._values import (
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from .hooks import HookEvent, Hooks, hooked, make_event
 from .models import Artifact, Blob, Page
-from .policy import Policy, Rule, Scope, Target
+from .policy import DEFAULT_RULES, Policy, Rule, Scope, Target
 from .progress import Progress
 from .quotas import Quota
 from .types import ArtifactType, Property, make_type
@@ -178,7 +178,8 @@ class Catalog:
 
         A non-admin scope is shown what the default policy lets it read: its own and
         public artifacts, none deactivated. A replaced ``get`` rule also applies to
-        each item (a page may then hold fewer than ``limit``)."""
+        each item: the page is filled past what it hides, and its marker and total speak
+        of readable artifacts only."""
         self._core.authorize("list", self.scope)
         atype = self.get_type(type_name) if type_name is not None else None
         policy = self._core.policy
@@ -192,18 +193,23 @@ class Catalog:
                 for r in arows
             ]
 
-        return _listing.page(
-            self._core.database,
-            materialize,
-            type_name=type_name,
-            atype=atype,
-            owner=None if self.scope.admin else self.scope.owner,
-            filters=filters,
-            sort=sort,
-            limit=limit,
-            marker=marker,
-            latest=latest,
-        )
+        def one_page(limit: int | None, marker: str | None) -> Page:
+            return _listing.page(
+                self._core.database,
+                materialize,
+                type_name=type_name,
+                atype=atype,
+                owner=None if self.scope.admin else self.scope.owner,
+                filters=filters,
+                sort=sort,
+                limit=limit,
+                marker=marker,
+                latest=latest,
+            )
+
+        if self.scope.admin or policy.rules["get"] is DEFAULT_RULES["get"]:
+            return one_page(limit, marker)  # the query's scope is the rule: exact
+        return _listing.narrowed_page(one_page, self._readable_marker, limit, marker)
 
     def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterator[Artifact]:
         """Every matching artifact, page by page (the ``list`` keywords apply)."""
@@ -671,6 +677,11 @@ class Catalog:
             return quotas.usage(conn, quota)
 
     # -- helpers ---------------------------------------------------------------
+    def _readable_marker(self, marker: str) -> None:
+        """NotFound unless the ``get`` rule lets this scope read ``marker``."""
+        with self._core.database.read() as conn:
+            self._core.visible_row(conn, self.scope, marker)
+
     def _committed(self, artifact_id: str) -> Artifact:
         """The artifact as a change just left it, read without the ``get`` rule: the
         change committed, and a rule may let a scope change what it cannot read."""

@@ -120,7 +120,9 @@ def requests(draw: st.DrawFn, art_id: str) -> dict[str, Any]:
             ).map(lambda v: json.dumps(v).encode()),
         )
     )
-    content_length = draw(st.one_of(st.none(), st.sampled_from(["", "-1", "abc", "0", "10"])))
+    content_length = draw(
+        st.one_of(st.none(), st.sampled_from(["", "-1", "abc", "0", "10", "\u00b2"]), HEADER_TEXT)
+    )
     return {
         "method": draw(METHODS),
         "path": "/" + "/".join(segments),
