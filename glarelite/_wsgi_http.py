@@ -308,17 +308,48 @@ def held_back(reader: BinaryIO, chunk_size: int) -> Iterator[bytes]:
             pending = nxt
 
 
+class BoundedInput:
+    """``wsgi.input`` that never reads past the declared ``Content-Length`` (PEP 3333:
+    some servers, wsgiref among them, hand over the connection itself, where a read past
+    the body waits for bytes that never come). It counts what is left, so an error
+    answer drains only the unread rest."""
+
+    def __init__(self, stream: BinaryIO, length: int) -> None:
+        self._stream = stream
+        self.remaining = length
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        want = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self._stream.read(want)
+        self.remaining -= len(data)
+        return data
+
+
+def bound_input(environ: dict[str, Any]) -> None:
+    """Put a :class:`BoundedInput` in place of ``wsgi.input`` when a length is declared."""
+    value = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is not None and isinstance(value, str) and _is_length(value):
+        environ["wsgi.input"] = BoundedInput(stream, int(value))
+
+
 def drain(environ: Environ, limit: int) -> bool:
     """Read and drop an unread request body of at most ``limit`` bytes so the connection
     can serve the next request; False when it is larger (the connection must close)."""
     value = environ.get("CONTENT_LENGTH") or ""
     if value == "":
         return not str(environ.get("HTTP_TRANSFER_ENCODING", ""))
-    if not _is_length(value) or int(value) > limit:
+    stream = environ.get("wsgi.input")
+    if not _is_length(value) or not isinstance(stream, BoundedInput):
+        return False
+    if stream.remaining > limit:
         return False
     try:
-        for _ in body_chunks(environ, int(value), 64 * 1024):
-            pass
+        while stream.remaining > 0:
+            if not stream.read(64 * 1024):
+                return False  # the body ended early: the connection is broken
     except (errors.GlareliteError, OSError):
         return False
     return True

@@ -183,6 +183,7 @@ class _GlareApp:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         writing = method in _WRITES
         try:
+            http.bound_input(environ)
             return self._route(environ, start_response, method)
         except http.HttpError as exc:
             return self._error(environ, start_response, exc.code, str(exc), exc.kind, exc.headers)

@@ -236,3 +236,40 @@ def test_a_content_length_of_other_digits_is_400(
     resp = call(app, method, path, body=b'{"name": "x"}', headers=JSON, content_length=length)
     assert resp.code in (400, 404), resp.body
     assert resp.headers.get("connection") == "close"
+
+
+class SocketLikeInput(io.BytesIO):
+    """wsgi.input as wsgiref gives it: the connection itself. Reading past the declared
+    body would wait for bytes the client never sends (PEP 3333: an app must not)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.overread = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= len(self.getvalue()):
+            self.overread = True  # a real socket would block here
+        return super().read(size)
+
+
+@pytest.mark.parametrize(
+    "method,path,body,headers",
+    [
+        ("POST", "/artifacts/images", b'{"os": "linux"}', JSON),  # no name: 400
+        ("POST", "/artifacts/images", b'{"name": "x", "nofield": 1}', JSON),
+        ("PATCH", "/artifacts/images/{id}", b'[{"op": "bad"}]', PATCH),
+        ("PUT", "/artifacts/images/{id}/file", DATA, OCTETS),  # an active artifact: refused
+    ],
+)
+def test_an_error_after_the_body_was_read_reads_no_further(
+    catalog: glarelite.Catalog, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> None:
+    art = catalog.create("images", "done", properties={"os": "linux"})
+    catalog.upload(art.id, "file", DATA)
+    catalog.activate(art.id)
+    app = wsgi.make_app(catalog)
+    stream = SocketLikeInput(body)
+    resp = call(app, method, path.format(id=art.id), body=body, headers=headers, stream=stream)
+    assert 400 <= resp.code < 500, resp.body
+    assert not stream.overread
+    assert resp.headers.get("connection") != "close"  # the connection stays usable
