@@ -13,6 +13,7 @@ import pytest
 import glarelite
 from glarelite.errors import InvalidInput, NotFound
 from glarelite.policy import Scope, Target
+from tests.fixtures.origin import Origin
 
 DATA = b"bytes " * 100
 
@@ -25,7 +26,10 @@ def own_only(scope: Scope, target: Target | None) -> bool:
 @pytest.fixture(name="cat")
 def cat_fixture(tmp_path: Path) -> Iterator[glarelite.Catalog]:
     with glarelite.open(
-        tmp_path / "c.db", storage=str(tmp_path / "blobs"), policy={"get": own_only}
+        tmp_path / "c.db",
+        storage=str(tmp_path / "blobs"),
+        policy={"get": own_only},
+        allow_hosts=["127.0.0.1"],
     ) as cat:
         cat.define_type("images", blobs=["file"])
         cat.define_type("apps", properties={"base": "link"})
@@ -75,3 +79,17 @@ def test_a_link_by_name_cannot_reach_what_get_hides(cat: glarelite.Catalog) -> N
     public(cat, "alice", "base2", "2.0.0")  # the highest version is alice's
     app = bob.create("apps", "y", properties={"base": "images/base2@latest"})
     assert older in app.properties["base"]
+
+
+def test_check_covers_only_what_get_lets_the_scope_read(
+    cat: glarelite.Catalog, origin: Origin
+) -> None:
+    origin.add("/ext", data=DATA)
+    view = cat.scoped("alice")
+    a = view.create("images", "ext")
+    view.add_location(a.id, "file", origin.url("/ext"))
+    view.activate(a.id)
+    cat.publish(a.id)
+    assert [r.artifact_id for r in view.check()] == [a.id]
+    assert cat.scoped("bob").check() == []  # no id, no URL of what bob cannot read
+    assert [r.artifact_id for r in cat.check()] == [a.id]
