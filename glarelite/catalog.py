@@ -665,7 +665,17 @@ class Catalog:
             rows = conn.execute(
                 "SELECT scope, target, max_artifacts, max_bytes FROM quotas ORDER BY scope, target"
             ).fetchall()
-        return [Quota.from_row(r) for r in rows]
+        found = [Quota.from_row(r) for r in rows]
+        if self.scope.admin:
+            return found
+        # a non-admin reads the quotas that apply to it, not other owners' (their names)
+        return [
+            q
+            for q in found
+            if self._counts_only_me(q)
+            or q.scope == "global"
+            or (q.scope == "type" and q.owner is None)
+        ]
 
     def usage(
         self, scope: str = "global", target: str = "", *, owner: str | None = None
@@ -673,8 +683,21 @@ class Catalog:
         """(artifacts, stored bytes) counted as the quota of that scope counts them; for
         a type quota without ``owner``, the fullest owner's."""
         quota = Quota(scope, target, owner=owner)
+        if not self.scope.admin and not self._counts_only_me(quota):
+            # others' counts would tell of their private artifacts (Glare: list_all_quotas
+            # is the admin's, list_project_quotas the owner's own)
+            raise Forbidden(
+                f"owner {self.scope.owner!r} may read only its own usage "
+                f"(usage('owner', {self.scope.owner!r}) or a type's with owner=)"
+            )
         with self._core.database.read() as conn:
             return quotas.usage(conn, quota)
+
+    def _counts_only_me(self, quota: Quota) -> bool:
+        me = self.scope.owner
+        return (quota.scope == "owner" and quota.target == me) or (
+            quota.scope == "type" and quota.owner == me
+        )
 
     # -- helpers ---------------------------------------------------------------
     def _readable_marker(self, marker: str) -> None:
