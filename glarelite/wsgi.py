@@ -419,6 +419,9 @@ class _GlareApp:
             raise NotFound(f"artifact {artifact.id} has no blob {slot}")
         if blob.status != "active":
             raise http.HttpError(409, f"blob {slot} is still being written", kind="Conflict")
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            # HEAD opens nothing: ask the download rule as GET's open_blob would
+            cat.blob_url(artifact.id, slot)
         media = blob.content_type
         headers = [("Content-Type", media if http.sendable(media) else _OCTETS)]
         for name, header in (("md5", "Content-MD5"), ("sha1", "X-Openstack-Glare-Content-SHA1")):

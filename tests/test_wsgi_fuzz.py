@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import glarelite
-from glarelite import wsgi
+from glarelite import policy, wsgi
 from tests import treekit
 from tests.test_wsgi import JSON, OCTETS, PATCH, call
 
@@ -273,3 +273,23 @@ def test_an_error_after_the_body_was_read_reads_no_further(
     assert 400 <= resp.code < 500, resp.body
     assert not stream.overread
     assert resp.headers.get("connection") != "close"  # the connection stays usable
+
+
+def test_head_of_a_blob_asks_the_download_rule(tmp_path: Path) -> None:
+    """HEAD answered from the artifact record alone: under a download rule narrower than
+    get, GET was 403 and HEAD 200 with the blob's length and checksums."""
+    with glarelite.open(
+        tmp_path / "c.db", storage=str(tmp_path / "b"), policy={"download": policy.is_admin}
+    ) as cat:
+        cat.define_type("images", blobs=["file"])
+        alice = cat.scoped("alice")
+        art = alice.create("images", "a")
+        alice.upload(art.id, "file", DATA)
+        auth = wsgi.TokenAuth({"t": glarelite.Scope.of("alice")})
+        app = wsgi.make_app(cat, auth=auth)
+        path = f"/artifacts/images/{art.id}/file"
+        token = {"X-Auth-Token": "t"}
+        assert call(app, "GET", path, headers=token).code == 403
+        resp = call(app, "HEAD", path, headers=token)
+        assert resp.code == 403 and "content-md5" not in resp.headers
+        assert call(wsgi.make_app(cat), "HEAD", path).code == 200  # admin
