@@ -102,14 +102,18 @@ def _resolve_one(core: Core, scope: Scope, conn: sqlite3.Connection, what: str, 
         params.append(_semver.canonical(version)[0])
     if not scope.admin:
         params.append(scope.owner)
-    row = conn.execute(
+    rows = conn.execute(
         f"SELECT id FROM artifacts WHERE type_name = ? AND name = ? {clause} "
-        f"AND status != 'deleted' {visible} ORDER BY version_key DESC, version DESC LIMIT 1",
+        f"AND status != 'deleted' {visible} ORDER BY version_key DESC, version DESC",
         params,
-    ).fetchone()
-    if row is None:
-        raise InvalidInput(f"{what}: no artifact {ref!r} to link to")
-    return internal_url(type_name, row[0])
+    )
+    for (found,) in rows:  # the highest version the get rule (maybe replaced) lets it read
+        try:
+            core.visible_row(conn, scope, found)
+        except NotFound:
+            continue
+        return internal_url(type_name, found)
+    raise InvalidInput(f"{what}: no artifact {ref!r} to link to")
 
 
 def check_targets(conn: sqlite3.Connection, atype: ArtifactType, props: dict[str, Any]) -> None:

@@ -64,3 +64,38 @@ def iter_all(
         if found.next_marker is None:
             return
         marker = found.next_marker
+
+
+def narrowed_page(
+    one_page: Callable[[int | None, str | None], Page],
+    check_marker: Callable[[str], None],
+    limit: Any,
+    marker: str | None,
+) -> Page:
+    """A page under a replaced ``get`` rule narrower than the query's scope: the query's
+    pages are filtered by the rule, so they are read on until ``limit`` readable items
+    are found, and the page's marker and total speak of readable artifacts only (the
+    query's own next marker may name a hidden one)."""
+    want = _query._check_limit(limit)
+    if marker is not None:
+        check_marker(marker)
+    items: list[Artifact] = []
+    more = want > 0
+    cursor = marker
+    while more and len(items) < want:
+        found = one_page(want - len(items), cursor)
+        items += found.items
+        cursor = found.next_marker
+        more = cursor is not None
+    next_marker = items[-1].id if more else None  # more: the page is full
+
+    def count() -> int:
+        total, cursor = 0, None
+        while True:
+            found = one_page(_query.MAX_LIMIT, cursor)
+            total += len(found.items)
+            cursor = found.next_marker
+            if cursor is None:
+                return total
+
+    return Page(items=items, next_marker=next_marker, _count=count)

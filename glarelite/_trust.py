@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from . import signing
+from . import fsutil, signing
 from .errors import InvalidInput, NotFound, SignatureError
 
 _MAX_SEEN_FILE = 4 << 20
@@ -144,19 +143,10 @@ def _load_seen(seen_file: str) -> dict[str, int]:
 
 
 def _save_seen(seen_file: str, trees: dict[str, int]) -> None:
-    folder = os.path.dirname(os.path.abspath(seen_file))
+    # atomic and durable (the folder fsynced): a lost rename would forget a generation
     text = json.dumps({"trees": trees}, indent=1, sort_keys=True) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".seen-", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, seen_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with fsutil.atomic_file(seen_file) as out:
+            out.write(text.encode())
     except OSError as exc:
         raise InvalidInput(f"cannot write the seen file {seen_file}: {exc.strerror}") from None

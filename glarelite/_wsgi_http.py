@@ -18,6 +18,9 @@ Environ = Mapping[str, Any]
 MAX_PATH = 4096
 MAX_QUERY = 64 * 1024
 MAX_QUERY_FIELDS = 256
+# JSON bodies nest this deep at most: a patch copies values recursively (deepcopy), so a
+# deeper one was a RecursionError, i.e. a 500, instead of the client's 400.
+MAX_JSON_DEPTH = 64
 # A path segment: ids, type and field names and blob-dict keys all fit; the library checks
 # each more strictly, this only keeps control bytes, separators and '..' out early.
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}\Z")
@@ -182,9 +185,14 @@ def content_length(environ: Environ) -> int | None:
         if "chunked" in encoding or environ.get("wsgi.input_terminated"):
             return None
         raise HttpError(411, "Content-Length or a chunked body is required")
-    if not value.isdigit() or len(value) > 19:
+    if not _is_length(value):
         raise HttpError(400, "Content-Length must be a non negative integer.")
     return int(value)
+
+
+def _is_length(value: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' (latin-1), which int() refuses
+    return value.isascii() and value.isdigit() and len(value) <= 19
 
 
 def body_chunks(environ: Environ, length: int | None, chunk_size: int) -> Iterator[bytes]:
@@ -220,9 +228,39 @@ def read_json(environ: Environ, limit: int) -> Any:
         if len(data) > limit:
             raise HttpError(413, f"a JSON body may have at most {limit} bytes")
     try:
-        return json.loads(bytes(data))
+        value = json.loads(bytes(data))
     except (ValueError, RecursionError):
         raise HttpError(400, "the request body is not valid JSON") from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise HttpError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True when lists/objects in ``value`` nest deeper than ``limit`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend(
+                (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return False
+
+
+def sendable(text: str) -> bool:
+    """Whether a server can send ``text`` as a header value as is (latin-1, no control
+    characters). Stored values need not be: a content type given to the library, or
+    any text of a mirror tree's record (hostile until proven: a CR LF in it would split
+    the response), and one that cannot be sent fails start_response after the answer
+    was chosen."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -270,17 +308,48 @@ def held_back(reader: BinaryIO, chunk_size: int) -> Iterator[bytes]:
             pending = nxt
 
 
+class BoundedInput:
+    """``wsgi.input`` that never reads past the declared ``Content-Length`` (PEP 3333:
+    some servers, wsgiref among them, hand over the connection itself, where a read past
+    the body waits for bytes that never come). It counts what is left, so an error
+    answer drains only the unread rest."""
+
+    def __init__(self, stream: BinaryIO, length: int) -> None:
+        self._stream = stream
+        self.remaining = length
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        want = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self._stream.read(want)
+        self.remaining -= len(data)
+        return data
+
+
+def bound_input(environ: dict[str, Any]) -> None:
+    """Put a :class:`BoundedInput` in place of ``wsgi.input`` when a length is declared."""
+    value = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is not None and isinstance(value, str) and _is_length(value):
+        environ["wsgi.input"] = BoundedInput(stream, int(value))
+
+
 def drain(environ: Environ, limit: int) -> bool:
     """Read and drop an unread request body of at most ``limit`` bytes so the connection
     can serve the next request; False when it is larger (the connection must close)."""
     value = environ.get("CONTENT_LENGTH") or ""
     if value == "":
         return not str(environ.get("HTTP_TRANSFER_ENCODING", ""))
-    if not value.isdigit() or int(value) > limit:
+    stream = environ.get("wsgi.input")
+    if not _is_length(value) or not isinstance(stream, BoundedInput):
+        return False
+    if stream.remaining > limit:
         return False
     try:
-        for _ in body_chunks(environ, int(value), 64 * 1024):
-            pass
+        while stream.remaining > 0:
+            if not stream.read(64 * 1024):
+                return False  # the body ended early: the connection is broken
     except (errors.GlareliteError, OSError):
         return False
     return True

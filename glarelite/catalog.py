@@ -56,7 +56,7 @@ from ._values import (
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from .hooks import HookEvent, Hooks, hooked, make_event
 from .models import Artifact, Blob, Change, Page
-from .policy import Policy, Rule, Scope, Target
+from .policy import DEFAULT_RULES, Policy, Rule, Scope, Target
 from .progress import Progress
 from .quotas import Quota
 from .types import ArtifactType, Property, make_type
@@ -188,7 +188,8 @@ class Catalog:
 
         A non-admin scope is shown what the default policy lets it read: its own and
         public artifacts, none deactivated. A replaced ``get`` rule also applies to
-        each item (a page may then hold fewer than ``limit``)."""
+        each item: the page is filled past what it hides, and its marker and total speak
+        of readable artifacts only."""
         self._core.authorize("list", self.scope)
         atype = self.get_type(type_name) if type_name is not None else None
         policy = self._core.policy
@@ -202,18 +203,23 @@ class Catalog:
                 for r in arows
             ]
 
-        return _listing.page(
-            self._core.database,
-            materialize,
-            type_name=type_name,
-            atype=atype,
-            owner=None if self.scope.admin else self.scope.owner,
-            filters=filters,
-            sort=sort,
-            limit=limit,
-            marker=marker,
-            latest=latest,
-        )
+        def one_page(limit: int | None, marker: str | None) -> Page:
+            return _listing.page(
+                self._core.database,
+                materialize,
+                type_name=type_name,
+                atype=atype,
+                owner=None if self.scope.admin else self.scope.owner,
+                filters=filters,
+                sort=sort,
+                limit=limit,
+                marker=marker,
+                latest=latest,
+            )
+
+        if self.scope.admin or policy.rules["get"] is DEFAULT_RULES["get"]:
+            return one_page(limit, marker)  # the query's scope is the rule: exact
+        return _listing.narrowed_page(one_page, self._readable_marker, limit, marker)
 
     def iter_all(self, type_name: str | None = None, **kwargs: Any) -> Iterator[Artifact]:
         """Every matching artifact, page by page (the ``list`` keywords apply)."""
@@ -669,7 +675,17 @@ class Catalog:
             rows = conn.execute(
                 "SELECT scope, target, max_artifacts, max_bytes FROM quotas ORDER BY scope, target"
             ).fetchall()
-        return [Quota.from_row(r) for r in rows]
+        found = [Quota.from_row(r) for r in rows]
+        if self.scope.admin:
+            return found
+        # a non-admin reads the quotas that apply to it, not other owners' (their names)
+        return [
+            q
+            for q in found
+            if self._counts_only_me(q)
+            or q.scope == "global"
+            or (q.scope == "type" and q.owner is None)
+        ]
 
     def usage(
         self, scope: str = "global", target: str = "", *, owner: str | None = None
@@ -677,8 +693,21 @@ class Catalog:
         """(artifacts, stored bytes) counted as the quota of that scope counts them; for
         a type quota without ``owner``, the fullest owner's."""
         quota = Quota(scope, target, owner=owner)
+        if not self.scope.admin and not self._counts_only_me(quota):
+            # others' counts would tell of their private artifacts (Glare: list_all_quotas
+            # is the admin's, list_project_quotas the owner's own)
+            raise Forbidden(
+                f"owner {self.scope.owner!r} may read only its own usage "
+                f"(usage('owner', {self.scope.owner!r}) or a type's with owner=)"
+            )
         with self._core.database.read() as conn:
             return quotas.usage(conn, quota)
+
+    def _counts_only_me(self, quota: Quota) -> bool:
+        me = self.scope.owner
+        return (quota.scope == "owner" and quota.target == me) or (
+            quota.scope == "type" and quota.owner == me
+        )
 
     # -- change journal ------------------------------------------------------------
     def serial(self) -> int:
@@ -702,6 +731,11 @@ class Catalog:
         return _journal.trim(self._core.database, before, keep)
 
     # -- helpers ---------------------------------------------------------------
+    def _readable_marker(self, marker: str) -> None:
+        """NotFound unless the ``get`` rule lets this scope read ``marker``."""
+        with self._core.database.read() as conn:
+            self._core.visible_row(conn, self.scope, marker)
+
     def _committed(self, artifact_id: str) -> Artifact:
         """The artifact as a change just left it, read without the ``get`` rule: the
         change committed, and a rule may let a scope change what it cannot read."""

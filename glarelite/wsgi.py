@@ -66,6 +66,7 @@ Readable = Catalog | MirrorCatalog
 
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")
 _TOKEN_FILE_MAX = 1 << 20
+_OCTETS = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class _GlareApp:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         writing = method in _WRITES
         try:
+            http.bound_input(environ)
             return self._route(environ, start_response, method)
         except http.HttpError as exc:
             return self._error(environ, start_response, exc.code, str(exc), exc.kind, exc.headers)
@@ -417,11 +419,15 @@ class _GlareApp:
             raise NotFound(f"artifact {artifact.id} has no blob {slot}")
         if blob.status != "active":
             raise http.HttpError(409, f"blob {slot} is still being written", kind="Conflict")
-        headers = [("Content-Type", blob.content_type)]
-        if "md5" in blob.checksums:
-            headers.append(("Content-MD5", blob.checksums["md5"]))
-        if "sha1" in blob.checksums:
-            headers.append(("X-Openstack-Glare-Content-SHA1", blob.checksums["sha1"]))
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            # HEAD opens nothing: ask the download rule as GET's open_blob would
+            cat.blob_url(artifact.id, slot)
+        media = blob.content_type
+        headers = [("Content-Type", media if http.sendable(media) else _OCTETS)]
+        for name, header in (("md5", "Content-MD5"), ("sha1", "X-Openstack-Glare-Content-SHA1")):
+            digest = blob.checksums.get(name)
+            if digest is not None and http.sendable(digest):  # a hostile tree's may not be
+                headers.append((header, digest))
         if blob.sha256:
             headers.append(("X-Openstack-Glare-Content-SHA256", blob.sha256))
         query = dict(http.query_pairs(environ))
