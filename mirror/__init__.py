@@ -8,6 +8,7 @@ with ``glarelite.open_mirror``. Exit codes of a report: see ``mirror.report``.
 from __future__ import annotations
 
 from .check import check_tree
+from .hop import FromOptions, sync_from
 from .options import SyncOptions
 from .report import (
     EXIT_FAILED,
@@ -27,8 +28,10 @@ __all__ = [
     "EXIT_PRUNE_REFUSED",
     "EXIT_VERIFICATION",
     "CheckReport",
+    "FromOptions",
     "SyncOptions",
     "SyncReport",
     "check_tree",
     "sync",
+    "sync_from",
 ]
