@@ -37,6 +37,7 @@ from glarelite import (
     MirrorSettings,
     NotFound,
     SignatureError,
+    TooLarge,
     TreeFiles,
     VerificationError,
     open_mirror,
@@ -163,6 +164,7 @@ def sync_from(
                             f"mirror tree {files.location}: {exc} (read {opts.attempts} "
                             "times); it may still be publishing, or it is damaged (check it)"
                         ) from None
+                    time.sleep(0.2 * (attempt + 1))  # let a publish under way finish
         finally:
             lock.release()
             target.close()
@@ -295,22 +297,29 @@ class _Hop:
             if old.types.get(name) == entry.index_sha256 and self._present(path):
                 shows[name] = old.shows[name]
                 continue
-            data = self._read(path, entry.index_size)
-            if (len(data), hashlib.sha256(data).hexdigest()) != (
-                entry.index_size,
-                entry.index_sha256,
-            ):
-                raise _SourceMoved(f"{path} is not the one {tree.ROOT_INDEX} publishes")
+            data = self._pinned(path, entry.index_size, entry.index_sha256)
             type_bytes[name] = data
             items = tree.check_type_index(_json(data, path), name)
             shows[name] = {str(s.get("id")): dict(s) for s in items}
         sums: bytes | None = None
         if old.sums_sha256 != root.sums_sha256 or not self._present(tree.SUMS):
-            sums = self._read(tree.SUMS, root.sums_size)
-            if (len(sums), hashlib.sha256(sums).hexdigest()) != (root.sums_size, root.sums_sha256):
-                raise _SourceMoved(f"{tree.SUMS} is not the one {tree.ROOT_INDEX} publishes")
+            sums = self._pinned(tree.SUMS, root.sums_size, root.sums_sha256)
 
-        # 2. blobs: what the new indexes name with another sha256/size than DEST's
+        # 2. the artifact indexes that changed (copied verbatim, each proven to hold its
+        #    type index's show view), read and verified before anything is written: a
+        #    source caught publishing leaves DEST as it was (they are about the size of
+        #    their type index entries, held in memory until they are written)
+        staged: list[tuple[str, bytes]] = []
+        for name, by_id in shows.items():
+            previous = old.shows.get(name, {})
+            for artifact_id, show in by_id.items():
+                path = tree.artifact_index_path(name, artifact_id)
+                if previous.get(artifact_id) == show and self._present(path):
+                    continue
+                data = self._read(path)
+                _check_artifact_index(data, show, root.generation, path)
+                staged.append((path, data))
+        # 3. blobs: what the new indexes name with another sha256/size than DEST's
         wanted: dict[str, tuple[str, int]] = {}
         for name, by_id in shows.items():
             for artifact_id in by_id:
@@ -333,18 +342,12 @@ class _Hop:
         if report.failed:
             return  # DEST keeps its previous generation, whole
 
-        # 3. artifact indexes (verbatim, each proven to hold its type index's show view)
-        for name, by_id in shows.items():
-            previous = old.shows.get(name, {})
-            for artifact_id, show in by_id.items():
-                path = tree.artifact_index_path(name, artifact_id)
-                if previous.get(artifact_id) == show and self._present(path):
-                    continue
-                data = self._read(path)
-                _check_artifact_index(data, show, root.generation, path)
-                self._write(path, data)
+        # 4. the indexes, in the safe order: artifact indexes, type indexes, SHA256SUMS,
+        #    the signed root, the root index last
+        for path, data in staged:
+            self._write(path, data)
         target.sync_dirs()
-        # 4. type indexes, 5. SHA256SUMS, 6. the signed root, 7. the root index, last
+        # then the type indexes
         for name, data in type_bytes.items():
             self._write(tree.type_index_path(name), data)
         target.sync_dirs()
@@ -363,7 +366,7 @@ class _Hop:
         report.artifacts = sum(len(v) for v in shows.values())
         report.blobs = len(wanted)
 
-        # 8. withdrawals: what DEST published that the new generation no longer names
+        # 5. withdrawals: what DEST published that the new generation no longer names
         gone: list[str] = []
         for name, by_id in old.shows.items():
             for artifact_id, show in by_id.items():
@@ -395,6 +398,16 @@ class _Hop:
             if target.delete(path):
                 report.deleted.append(path)
         target.remove_empty_dirs(gone)
+
+    def _pinned(self, path: str, size: int, sha256: str) -> bytes:
+        """A file the root pins by size and sha256 (never more than that size is read)."""
+        try:
+            data = self._read(path, size)
+        except TooLarge:
+            data = b""
+        if (len(data), hashlib.sha256(data).hexdigest()) != (size, sha256):
+            raise _SourceMoved(f"{path} is not the one {tree.ROOT_INDEX} publishes")
+        return data
 
     def _present(self, path: str, size: int | None = None) -> bool:
         """A file DEST's indexes name is there (one lstat, local trees only: an object

@@ -407,3 +407,68 @@ def test_chain_in_network_namespaces(world: World, tmp_path: Path, chain: Chain)
         assert [w["id"] for w in data["withdrawn"]] == [gone]
     assert tree_files(edge) == tree_files(hub)
     assert hop("edge", edge, region_url)["nothing_to_do"]
+
+
+# -- an S3 destination ------------------------------------------------------------------------
+@pytest.mark.s3
+def test_sync_from_into_s3(world: World, tmp_path: Path, seaweedfs: Any, s3_store_url: str) -> None:
+    hub = tmp_path / "hub"
+    options = seaweedfs.storage_options
+    assert mirror.sync(world.catalog, str(hub), **QUICK).exit_code == 0
+    fs, prefix = seaweedfs.other_fs, s3_store_url[len("s3://") :]
+
+    def objects() -> dict[str, bytes]:
+        fs.invalidate_cache()
+        found = {k[len(prefix) + 1 :]: fs.cat(k) for k in fs.find(prefix)}
+        return {k: v for k, v in found.items() if not k.startswith(tree.STATE_DIR)}
+
+    first = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert first.exit_code == 0 and first.published, first.to_dict()
+    assert objects() == tree_files(hub)
+    again = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert again.nothing_to_do and not again.copied
+
+    new_blob, gone = change_hub(world, hub)
+    hop = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert hop.exit_code == 0 and blob_paths(hop) == {new_blob}
+    assert [w["id"] for w in hop.withdrawn] == [gone]
+    assert objects() == tree_files(hub)
+    assert mirror.check_tree(s3_store_url, storage_options=options).ok
+
+
+# -- a hostile or inconsistent source ---------------------------------------------------------
+def test_a_source_that_lies_changes_nothing(world: World, tmp_path: Path) -> None:
+    hub, edge = tmp_path / "hub", tmp_path / "edge"
+    assert mirror.sync(world.catalog, str(hub), **QUICK).exit_code == 0
+    assert mirror.sync_from(str(hub), str(edge)).published
+    new_blob, _ = change_hub(world, hub)
+    before = tree_files(edge)
+    new_id = new_blob.split("/")[2]
+
+    # an artifact index that is not its type index's show view
+    index = hub / tree.artifact_index_path("images", new_id)
+    good = index.read_bytes()
+    index.write_bytes(good.replace(b'"name":"n"', b'"name":"x"', 1))
+    with pytest.raises(glarelite.VerificationError, match="show view"):
+        mirror.sync_from(str(hub), str(edge), attempts=2)
+    assert tree_files(edge) == before
+    index.write_bytes(good)
+
+    # a blob replaced by a symbolic link to a file outside the tree
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes((hub / new_blob).read_bytes())
+    (hub / new_blob).unlink()
+    (hub / new_blob).symlink_to(secret)
+    out = mirror.sync_from(str(hub), str(edge))
+    assert out.exit_code == mirror.EXIT_VERIFICATION and not out.published
+    assert "symbolic link" in out.failed[0]["reason"]
+    assert tree_files(edge) == before
+
+    # SHA256SUMS that is not the one the root pins
+    (hub / new_blob).unlink()
+    (hub / new_blob).write_bytes(secret.read_bytes())
+    sums = hub / tree.SUMS
+    sums.write_bytes(sums.read_bytes() + b"\n")
+    with pytest.raises(glarelite.VerificationError, match="SHA256SUMS"):
+        mirror.sync_from(str(hub), str(edge), attempts=1)
+    assert tree_files(edge) == before
