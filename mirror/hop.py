@@ -24,8 +24,10 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -67,7 +69,8 @@ class FromOptions:
     (a rollback), a source that publishes nothing where DEST publishes artifacts, and a
     DEST that a catalog sync wrote. ``settings`` bounds the reading of the source (see
     ``glarelite.MirrorSettings``). ``attempts``: a source publishing a new generation
-    while it is read is read again from its root, this many times in all."""
+    while it is read is read again from its root, this many times in all. ``workers``
+    blobs are copied at once."""
 
     trusted_keys: Iterable[Any] | None = None
     force: bool = False
@@ -75,6 +78,7 @@ class FromOptions:
     settings: MirrorSettings | None = None
     fsync: bool = True
     attempts: int = 3
+    workers: int = 8
 
     def __post_init__(self) -> None:
         keys = self.trusted_keys
@@ -90,6 +94,8 @@ class FromOptions:
             raise InvalidInput(f"attempts must be an integer >= 1, not {self.attempts!r}")
         if self.attempts < 1:
             raise InvalidInput(f"attempts must be an integer >= 1, not {self.attempts!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise InvalidInput(f"workers must be an integer >= 1, not {self.workers!r}")
 
     @classmethod
     def build(cls, options: FromOptions | None, overrides: Mapping[str, Any]) -> FromOptions:
@@ -206,6 +212,7 @@ class _Hop:
         self.keys = keys
         self.opts = opts
         self.settings = settings
+        self.lock = threading.Lock()  # the report, from the copying threads
 
     def _read(self, path: str, limit: int | None = None) -> bytes:
         data = self.files.read(path, limit)
@@ -321,6 +328,7 @@ class _Hop:
                 staged.append((path, data))
         # 3. blobs: what the new indexes name with another sha256/size than DEST's
         wanted: dict[str, tuple[str, int]] = {}
+        jobs: list[tuple[str, str, str, str, int]] = []
         for name, by_id in shows.items():
             for artifact_id in by_id:
                 artifact = catalog.get(artifact_id)  # validated by the reader
@@ -338,7 +346,10 @@ class _Hop:
                     ):
                         report.skipped += 1
                         continue
-                    self._copy_blob(catalog, artifact_id, slot, path, blob.sha256, blob.size)
+                    jobs.append((artifact_id, slot, path, blob.sha256, blob.size))
+        with ThreadPoolExecutor(max_workers=self.opts.workers) as pool:
+            for _ in pool.map(lambda job: self._copy_blob(catalog, *job), jobs):
+                pass
         if report.failed:
             return  # DEST keeps its previous generation, whole
 
@@ -430,7 +441,8 @@ class _Hop:
         if st is not None and st[0] == size:  # a run stopped before it published
             try:
                 if hash_file(target, path) == (size, sha):
-                    report.skipped += 1
+                    with self.lock:
+                        report.skipped += 1
                     return
             except OSError:
                 pass
@@ -443,26 +455,29 @@ class _Hop:
                     temp.write(chunk)
                     digest.update(chunk)
                     got += len(chunk)
-                    report.bytes_fetched += len(chunk)
             if (got, digest.hexdigest()) != (size, sha):
                 raise VerificationError(f"{path}: the bytes read are not the ones indexed")
             temp.commit()
         except (GlareliteError, OSError) as exc:
             temp.discard()
-            report.failed.append(
-                {
-                    "path": path,
-                    "id": artifact_id,
-                    "error": type(exc).__name__,
-                    "reason": describe(exc),
-                }
-            )
+            with self.lock:
+                report.bytes_fetched += got
+                report.failed.append(
+                    {
+                        "path": path,
+                        "id": artifact_id,
+                        "error": type(exc).__name__,
+                        "reason": describe(exc),
+                    }
+                )
             return
         except BaseException:
             temp.discard()
             raise
-        report.copied.append({"path": path, "kind": "blob", "id": artifact_id, "bytes": size})
-        report.bytes += size
+        with self.lock:
+            report.bytes_fetched += got
+            report.copied.append({"path": path, "kind": "blob", "id": artifact_id, "bytes": size})
+            report.bytes += size
 
 
 def _old_tree(target: Dest, raw_root: bytes | None, raw_signed: bytes | None) -> _Old:

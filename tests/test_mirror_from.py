@@ -105,7 +105,9 @@ def test_hub_region_edge_identical_and_each_change_moves_only_the_change(
         assert blob_paths(hop2) == {new_blob}
         assert [w["id"] for w in hop2.withdrawn] == [gone]
         assert any(p.startswith(f"artifacts/images/{gone}/") for p in hop2.deleted)
+        assert not (edge / "artifacts" / "images" / gone).exists()  # its folder too
         assert tree_files(edge) == tree_files(hub)
+        assert mirror.check_tree(str(edge)).ok
         requested = gets(server, mark)
         new_id = new_blob.split("/")[2]
         # blobs and artifact indexes: the new artifact's only; indexes: root, type

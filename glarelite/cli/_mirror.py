@@ -303,6 +303,7 @@ def mirror_cmd(
                     force=force,
                     storage_options=options,
                     settings=glarelite.MirrorSettings(retry=retry),
+                    workers=workers,
                 ),
             )
         elif check_only:
