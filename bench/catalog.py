@@ -8,7 +8,12 @@ catalog.
     ``--artifacts`` artifacts (default 1,000,000), bulk-loaded through SQL into the real
     schema. Target: p99 <= 5 ms. The raw-sqlite reference is the same SELECT of ids.
 
+(3) ``--compare-journal``: creates/s with the change journal (schema.sql's triggers) beside
+    the same creates on a catalog whose journal triggers were dropped, alternating rounds
+    in one run. Target: with the journal >= 0.90x without it.
+
 Usage: python bench/catalog.py [--creates 20000] [--artifacts 1000000] [--queries 500]
+       python bench/catalog.py --compare-journal [--creates 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -27,10 +32,22 @@ import glarelite
 from glarelite import _semver
 
 
-def bench_creates(folder: Path, n: int) -> tuple[float, float]:
-    with glarelite.open(folder / "creates.db", storage=f"memory://bench-{uuid.uuid4().hex}") as cat:
+def api_creates(path: Path, n: int, *, journal: bool = True) -> tuple[float, float]:
+    """Creates per second of wall time and per second of this process's CPU time, through
+    Catalog.create on a new catalog at ``path``; ``journal=False`` drops the journal's
+    triggers first (the reference: the catalog without a journal)."""
+    store = f"memory://bench-{uuid.uuid4().hex}"
+    with glarelite.open(path, storage=store) as cat:
         cat.define_type("images", blobs=["file"], properties={"os": "string", "ram": "integer"})
-        t0 = time.perf_counter()
+    if not journal:
+        conn = sqlite3.connect(path, isolation_level=None)
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'journal_%'"
+        ).fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.close()
+    with glarelite.open(path, storage=store) as cat:
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             cat.create(
                 "images",
@@ -39,7 +56,36 @@ def bench_creates(folder: Path, n: int) -> tuple[float, float]:
                 tags=["bench"],
                 properties={"os": "linux", "ram": i},
             )
-        api = n / (time.perf_counter() - t0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if journal:
+            assert cat.serial() == n
+    return n / wall, n / cpu
+
+
+def compare_journal(folder: Path, n: int, rounds: int) -> None:
+    """Alternate rounds with and without the journal, so that the load of a shared machine
+    falls on both alike; the medians and their ratio are the figure."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for r in range(rounds):
+        for journal in (True, False) if r % 2 else (False, True):
+            path = folder / f"cmp-{r}-{journal}.db"
+            runs[journal].append(api_creates(path, n, journal=journal))
+            for leftover in folder.glob(f"{path.name}*"):
+                leftover.unlink()
+    for journal, label in ((True, "with journal"), (False, "without journal")):
+        walls = "  ".join(f"{w:7,.0f}" for w, _ in runs[journal])
+        print(f"  {label:16} wall {walls} creates/s")
+    for k, what in ((0, "wall"), (1, "CPU")):
+        a = statistics.median(x[k] for x in runs[True])
+        b = statistics.median(x[k] for x in runs[False])
+        print(
+            f"creates per {what} second: with journal {a:,.0f}   without {b:,.0f}   "
+            f"ratio {a / b:.3f} (median of {rounds} rounds of {n:,}; target >= 0.90)"
+        )
+
+
+def bench_creates(folder: Path, n: int) -> tuple[float, float]:
+    api = api_creates(folder / "creates.db", n)[0]
 
     raw = sqlite3.connect(folder / "raw.db", isolation_level=None)
     raw.execute("PRAGMA journal_mode = WAL")
@@ -186,9 +232,16 @@ def main() -> None:
     ap.add_argument("--artifacts", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--keep", type=Path, help="reuse/keep the big catalog at this path")
+    ap.add_argument(
+        "--compare-journal", action="store_true", help="only: creates/s with vs without journal"
+    )
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.compare_journal:
+            compare_journal(folder, args.creates, args.rounds)
+            return
         api, ref = bench_creates(folder, args.creates)
         print(
             f"creates: glarelite {api:,.0f}/s   raw sqlite3 {ref:,.0f}/s   "

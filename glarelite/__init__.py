@@ -23,6 +23,7 @@ from .errors import (
     GlareliteError,
     IllegalTransition,
     InvalidInput,
+    JournalTrimmed,
     LockedError,
     NetworkError,
     NotFound,
@@ -36,7 +37,7 @@ from .errors import (
     VerificationError,
 )
 from .hooks import HookEvent, Hooks
-from .models import Artifact, Blob, Page
+from .models import Artifact, Blob, Change, Page
 from .policy import Policy, Scope
 from .progress import NULL_PROGRESS, Progress
 from .quotas import Quota
@@ -86,6 +87,7 @@ __all__ = [
     "BlobField",
     "Catalog",
     "CatalogSettings",
+    "Change",
     "CheckResult",
     "ChecksumMismatch",
     "Conflict",
@@ -98,6 +100,7 @@ __all__ = [
     "HttpSettings",
     "IllegalTransition",
     "InvalidInput",
+    "JournalTrimmed",
     "LockedError",
     "MirrorCatalog",
     "MirrorSettings",

@@ -18,21 +18,27 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._journal import add_journal
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 from .fsutil import utcnow as utcnow  # the catalog modules take it from here
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+
+def _add_journal(db: sqlite_utils.Database) -> None:
+    add_journal(db, _statements(schema_text()), utcnow)
+
 
 # Forward migrations: MIGRATIONS[n] turns a version-n catalog into version n+1, given a
 # sqlite_utils.Database over the connection, inside the transaction that bumps the
 # version: its table.transform() does SQLite's create-copy-drop-rename dance for a column
 # change. sqlite-utils is imported only when a step runs (~50 ms, a third of the cost of
-# `import glarelite`). The first release has none; tests/test_migrations.py runs
-# synthetic steps.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {}
+# `import glarelite`). tests/test_migrations.py runs synthetic steps.
+# 1 -> 2: the change journal (see _journal.add_journal; tests/test_journal.py).
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _add_journal}
 
 
 def schema_text() -> str:

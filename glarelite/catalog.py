@@ -22,7 +22,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import _blobops, _blobread, _blobrules, _links, _listing, _maintenance, _semver, quotas
+from . import (
+    _blobops,
+    _blobread,
+    _blobrules,
+    _journal,
+    _links,
+    _listing,
+    _maintenance,
+    _semver,
+    quotas,
+)
 from ._core import CatalogSettings, Core
 from ._db import Database, new_id, utcnow
 from ._maintenance import CheckResult, GcReport
@@ -45,7 +55,7 @@ from ._values import (
 )
 from .errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from .hooks import HookEvent, Hooks, hooked, make_event
-from .models import Artifact, Blob, Page
+from .models import Artifact, Blob, Change, Page
 from .policy import Policy, Rule, Scope, Target
 from .progress import Progress
 from .quotas import Quota
@@ -669,6 +679,27 @@ class Catalog:
         quota = Quota(scope, target, owner=owner)
         with self._core.database.read() as conn:
             return quotas.usage(conn, quota)
+
+    # -- change journal ------------------------------------------------------------
+    def serial(self) -> int:
+        """The journal's newest serial (0 for a catalog never written to). Every write that
+        changes what a mirror could publish raises it; remember it, then ask ``changes``."""
+        return _journal.serial(self._core.database)
+
+    def changes(self, since: int, *, limit: int = 1000) -> _List[Change]:
+        """The artifacts changed after journal serial ``since``, oldest first, each once at
+        its newest serial within the page. Page on with ``since=result[-1].serial``; an
+        empty list means caught up. Raises JournalTrimmed when the journal no longer holds
+        every change after ``since`` (then walk the whole catalog). Admin only."""
+        self._core.authorize("journal", self.scope)
+        return _journal.changes(self._core.database, since, limit)
+
+    def trim_journal(self, *, before: int | None = None, keep: int | None = None) -> int:
+        """Drop journal entries with a serial below ``before``, or all but the newest
+        ``keep`` serials; returns how many went. A reader asking from an older serial gets
+        JournalTrimmed. Admin only."""
+        self._core.authorize("journal", self.scope)
+        return _journal.trim(self._core.database, before, keep)
 
     # -- helpers ---------------------------------------------------------------
     def _committed(self, artifact_id: str) -> Artifact:

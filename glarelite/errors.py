@@ -102,3 +102,9 @@ class AfterHookFailed(GlareliteError, RuntimeError):
 class SignatureError(VerificationError):
     """A mirror tree is not signed by a trusted key, its signature does not verify, or
     it is older than a generation already seen at the site (a rollback)."""
+
+
+class JournalTrimmed(GlareliteError, LookupError):
+    """The change journal cannot answer "what changed since serial N": its entries after N
+    were trimmed (or N is beyond the catalog's serial: another or a restored catalog).
+    A reader falls back to a full walk and then follows the journal from ``serial()``."""

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urljoin
 from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
+from ._http import _HEAD, _HTTPPool, _HTTPSPool
 from ._trust import Trust
 from ._values import prop_rows
 from .errors import (
@@ -286,6 +287,10 @@ class _HttpSource(_Source):
             retries=self._retry,
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
         )
+        # The fetcher's connections: a watchdog cuts a response head (status line,
+        # headers, 100 Continues) still arriving at the deadline; http.client would read
+        # one sent at a trickle with a per-read timeout only, for hours.
+        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def url(self, path: str) -> str:
         # quoted once (join_base): a static server decodes the request line, and the file of
@@ -316,6 +321,7 @@ class _HttpSource(_Source):
         url = self.url(path)
         for _hop in range(self.settings.max_redirects + 1):
             wait = min(self.settings.timeout, _remaining(deadline, url))
+            _HEAD.at = deadline
             try:
                 resp = self._pool.request(
                     "GET",
@@ -327,7 +333,14 @@ class _HttpSource(_Source):
                     timeout=urllib3.Timeout(connect=wait, read=wait),
                 )
             except urllib3.exceptions.HTTPError as exc:
+                if time.monotonic() >= deadline:
+                    raise NetworkError(
+                        f"GET {url}: the response head did not arrive before the deadline "
+                        f"({self.settings.read_deadline:g} s)"
+                    ) from None
                 raise NetworkError(f"GET {url}: {exc}") from None
+            finally:
+                _HEAD.at = None
             if resp.status not in _REDIRECTS:
                 break
             location = resp.headers.get("Location")

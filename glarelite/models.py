@@ -219,3 +219,17 @@ class Page:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the catalog's change journal (``Catalog.changes``): artifact
+    ``artifact_id`` of type ``type_name`` changed (created, updated, changed status or
+    blobs, deleted) at journal serial ``serial``, UTC time ``at`` (as the write stamped
+    it). What it is now, or that it is gone, the catalog tells (``get`` raises NotFound
+    for a deleted one)."""
+
+    serial: int
+    artifact_id: str
+    type_name: str
+    at: str

@@ -125,6 +125,7 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "define_type": is_admin,  # glarelite: types are code in Glare, data here
     "set_quota": is_admin,  # artifact:set_quotas
     "gc": is_admin,  # glarelite: maintenance
+    "journal": is_admin,  # glarelite: the change journal names every owner's artifacts
 }
 ACTIONS = tuple(DEFAULT_RULES)
 

@@ -95,7 +95,8 @@ def test_a_missing_or_corrupt_blob_raises_an_error_naming_it(world: World, tmp_p
     missing = tree.blob_path("images", a1, "file")
     (tmp_path / "tree" / missing).unlink()
     corrupt = tmp_path / "tree" / tree.blob_path("charts", world.ids["chart"], "package")
-    corrupt.write_bytes(b"X" + corrupt.read_bytes()[1:])
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])  # always other bytes (b"X" was not)
     with glarelite.open_mirror(tmp_path / "tree") as m:
         with pytest.raises(glarelite.NotFound, match=missing):
             m.open_blob(a1, "file")

@@ -17,6 +17,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
@@ -404,7 +405,8 @@ class Trickle:
     """A raw HTTP server that answers every request with a 200 whose body arrives one
     byte every ``interval`` seconds, until stopped."""
 
-    def __init__(self, *, interval: float = 0.05) -> None:
+    def __init__(self, *, interval: float = 0.05, head: bool = False) -> None:
+        self._head = head  # trickle the status line and headers instead of the body
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
@@ -426,8 +428,10 @@ class Trickle:
     def _answer(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-            for byte in b"{" + b" " * 99999:
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 60000 + b"\r\n"
+            if not self._head:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            for byte in head if self._head else b"{" + b" " * 99999:
                 if self._stop.wait(self._interval):
                     return
                 conn.sendall(bytes([byte]))
@@ -444,6 +448,20 @@ def test_an_index_trickled_byte_by_byte_is_cut_off_at_the_deadline() -> None:
         limits = glarelite.MirrorSettings(timeout=2.0, read_deadline=1.0)
         with pytest.raises(glarelite.NetworkError, match="deadline"):
             glarelite.open_mirror(f"http://127.0.0.1:{server.port}/tree", settings=limits)
+    finally:
+        server.stop()
+
+
+def test_headers_trickled_byte_by_byte_are_cut_off_at_the_deadline() -> None:
+    """http.client reads a status line and headers with a per-read timeout only: 60 KB
+    of one header at a byte per 50 ms would hold the reader for almost an hour."""
+    server = Trickle(head=True)
+    started = time.monotonic()
+    try:
+        limits = glarelite.MirrorSettings(timeout=2.0, read_deadline=1.0)
+        with pytest.raises(glarelite.NetworkError):
+            glarelite.open_mirror(f"http://127.0.0.1:{server.port}/tree", settings=limits)
+        assert time.monotonic() - started < 30  # not a timed bound: hours without the fix
     finally:
         server.stop()
 

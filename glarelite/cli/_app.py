@@ -23,6 +23,8 @@ from glarelite import errors
 from glarelite.progress import NULL_PROGRESS, Progress
 from glarelite.settings import ALLOW_HOSTS_ENV, parse_allow_hosts
 
+from ._format import human_size as human_size  # the command modules take it from here
+
 CATALOG_ENV = "GLARELITE_CATALOG"
 STORAGE_OPTIONS_ENV = "GLARELITE_STORAGE_OPTIONS"
 DEFAULT_CATALOG = "glarelite.db"
@@ -62,6 +64,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     errors.DestinationError: EXIT_ERROR,  # a tree that cannot be written, like a local file
     errors.StorageFull: EXIT_STORAGE,
     errors.AfterHookFailed: EXIT_ERROR,  # the change committed; an embedding's hook failed
+    errors.JournalTrimmed: EXIT_ERROR,  # no command reads the journal yet
 }
 
 # What to do next, per error kind: appended to the one-line message.
@@ -548,17 +551,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the show view
 
 def echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:

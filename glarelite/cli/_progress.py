@@ -29,7 +29,7 @@ from rich.progress import Progress as _RichProgress
 from rich.table import Column
 from rich.text import Text
 
-from ._app import human_size as _human  # one definition for every size the CLI prints
+from ._format import human_size as _human  # one definition for every size the CLI prints
 
 
 def counts_items(key: str, item_keys: Collection[str]) -> bool:

@@ -20,7 +20,6 @@ import typer
 
 import glarelite
 from glarelite import errors
-from glarelite import wsgi as api
 
 from ._app import EXIT_ERROR, app, handled, state
 
@@ -100,6 +99,8 @@ def serve_cmd(
     threads: Annotated[int, typer.Option(min=1, max=512, metavar="N", help="Worker threads.")] = 16,
 ) -> None:
     """Serve Glare's v1 REST API (python-glareclient's `glare` works against it)."""
+    from glarelite import wsgi as api  # here: every other command starts without it
+
     auth: Any
     if token_file is None:
         if not _is_loopback(host):
