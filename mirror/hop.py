@@ -373,6 +373,9 @@ class _Hop:
         if old.raw_root != root_bytes:
             self._write(tree.ROOT_INDEX, root_bytes)
         target.sync_dirs()
+        if target.stat(STATE) is not None:
+            # forced over a catalog's mirror: its state no longer describes the tree
+            target.delete(STATE)
         report.published = True
         report.artifacts = sum(len(v) for v in shows.values())
         report.blobs = len(wanted)

@@ -180,6 +180,10 @@ def test_a_catalog_mirror_is_not_overwritten_by_from(world: World, tmp_path: Pat
     before = tree_files(other)
     out = mirror.sync_from(str(hub), str(other))
     assert out.refused and "mirror of a catalog" in out.refused and tree_files(other) == before
+    forced = mirror.sync_from(str(hub), str(other), force=True)
+    assert forced.exit_code == 0 and forced.published
+    assert tree_files(other) == tree_files(hub)
+    assert not (other / ".glarelite-mirror" / "state.json").exists()
 
 
 def test_a_damaged_blob_at_the_source_publishes_nothing(world: World, tmp_path: Path) -> None:
