@@ -321,7 +321,8 @@ class _HttpSource(_Source):
         url = self.url(path)
         for _hop in range(self.settings.max_redirects + 1):
             wait = min(self.settings.timeout, _remaining(deadline, url))
-            _HEAD.at = deadline
+            # a blob body has no total deadline (inf): no watchdog (a Timer cannot wait that long)
+            _HEAD.at = deadline if math.isfinite(deadline) else None
             try:
                 resp = self._pool.request(
                     "GET",

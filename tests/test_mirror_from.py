@@ -135,6 +135,8 @@ def test_cli_mirror_from(world: World, tmp_path: Path) -> None:
     with start_http_server(hub) as server:
         done = cli("mirror", str(edge), "--from", server.url, "--json")
         assert done.returncode == 0, done.stderr
+        # one summary line, no traceback (not even a helper thread's)
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
         data = json.loads(done.stdout)
         assert data["status"] == "ok" and data["published"] and data["failed"] == []
         assert tree_files(edge) == tree_files(hub)
