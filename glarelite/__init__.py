@@ -47,12 +47,20 @@ from .urls import decode_key, encode_key, internal_url, join_base
 
 if TYPE_CHECKING:
     from . import signing, tree
-    from .mirror_reader import MirrorCatalog, MirrorSettings, open_mirror
+    from .mirror_reader import (
+        MirrorCatalog,
+        MirrorSettings,
+        TreeFiles,
+        open_mirror,
+        open_tree_files,
+    )
 
 # Loaded on first use: a catalog needs neither the tree format nor the tree reader.
 _LAZY = {"tree": (".tree", None), "MirrorCatalog": (".mirror_reader", "MirrorCatalog"),
          "MirrorSettings": (".mirror_reader", "MirrorSettings"),
          "open_mirror": (".mirror_reader", "open_mirror"),
+         "TreeFiles": (".mirror_reader", "TreeFiles"),
+         "open_tree_files": (".mirror_reader", "open_tree_files"),
          "signing": (".signing", None)}  # fmt: skip
 
 
@@ -112,6 +120,7 @@ __all__ = [
     "SignatureError",
     "StorageFull",
     "TooLarge",
+    "TreeFiles",
     "UpstreamChanged",
     "VerificationError",
     "decode_key",
@@ -121,6 +130,7 @@ __all__ = [
     "join_base",
     "open",
     "open_mirror",
+    "open_tree_files",
     "policy",
     "signing",
     "tree",

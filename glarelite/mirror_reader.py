@@ -56,7 +56,7 @@ from .settings import MIB, RetryPolicy
 from .types import ArtifactType
 from .urls import join_base
 
-__all__ = ["MirrorCatalog", "MirrorSettings", "open_mirror"]
+__all__ = ["MirrorCatalog", "MirrorSettings", "TreeFiles", "open_mirror", "open_tree_files"]
 
 _CHUNK = 1 << 20
 _INDEX_CHUNK = 64 * 1024  # index reads: small reads, so the deadline is checked often
@@ -891,3 +891,55 @@ def open_mirror(
     elif "://" in text:
         raise InvalidInput(f"a mirror tree is a folder or an http(s) URL, not {text!r}")
     return MirrorCatalog(_LocalSource(text), settings, trust)
+
+
+class TreeFiles:
+    """The files of a tree, raw, under the reader's rules (paths of plain names only, no
+    link followed, requests only under the base URL, bounded sizes and time): what a
+    mirror of a tree copies verbatim. Nothing here is parsed or trusted; verify it."""
+
+    def __init__(self, source: _Source, settings: MirrorSettings) -> None:
+        self._source = source
+        self.settings = settings
+
+    def __enter__(self) -> TreeFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def location(self) -> str:
+        return self._source.where
+
+    def read(self, path: str, limit: int | None = None) -> bytes:
+        """A small file (an index) whole: NotFound when absent, TooLarge past ``limit``
+        (default ``settings.max_index_bytes``), NetworkError past ``read_deadline``."""
+        cap = self.settings.max_index_bytes if limit is None else limit
+        deadline = time.monotonic() + self.settings.read_deadline
+        return self._source.read(path, cap, deadline)
+
+    def open(self, path: str) -> IO[bytes]:
+        """A raw stream of a file (unverified: hash what you read)."""
+        return self._source.open(path, 0, None)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def open_tree_files(
+    location: str | os.PathLike[str], *, settings: MirrorSettings | None = None
+) -> TreeFiles:
+    """Raw access to the files of the tree at ``location`` (a folder, ``file://`` or
+    http(s) URL), read as :func:`open_mirror` reads them."""
+    settings = settings if settings is not None else MirrorSettings()
+    if not isinstance(settings, MirrorSettings):
+        raise InvalidInput("settings must be a glarelite.MirrorSettings")
+    text = os.fspath(location)
+    if text.startswith(("http://", "https://")):
+        return TreeFiles(_HttpSource(text, settings), settings)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    elif "://" in text:
+        raise InvalidInput(f"a mirror tree is a folder or an http(s) URL, not {text!r}")
+    return TreeFiles(_LocalSource(text), settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .bundle import ExportReport, ImportReport, export_bundle, import_bundle
 from .check import check_tree
+from .hop import FromOptions, sync_from
 from .options import SyncOptions
 from .report import (
     EXIT_FAILED,
@@ -30,6 +31,7 @@ __all__ = [
     "EXIT_VERIFICATION",
     "CheckReport",
     "ExportReport",
+    "FromOptions",
     "ImportReport",
     "SyncOptions",
     "SyncReport",
@@ -37,4 +39,5 @@ __all__ = [
     "export_bundle",
     "import_bundle",
     "sync",
+    "sync_from",
 ]

@@ -152,6 +152,18 @@ def _writable(path: Path) -> None:
     )
 
 
+def _refuse_with_from(**given: bool) -> None:
+    """--from copies another tree verbatim: no selection, no signing of its own."""
+    used = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
+    if used:
+        from glarelite import InvalidInput
+
+        raise InvalidInput(
+            f"{', '.join(used)} cannot go with --from: a tree mirrored from another tree is "
+            "a verbatim copy (select and sign at the hub)"
+        )
+
+
 @app.command("mirror")
 @handled
 def mirror_cmd(
@@ -223,7 +235,15 @@ def mirror_cmd(
         typer.Option(
             "--trusted-key",
             metavar="KEY",
-            help="With --check: the tree must be signed by this key (a .pub file or base64).",
+            help="With --check or --from: the tree must be signed by this key (.pub or base64).",
+        ),
+    ] = None,
+    from_tree: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="TREE",
+            help="Mirror another tree (a folder or http(s) URL), not the catalog: verbatim.",
         ),
     ] = None,
     externals: Annotated[
@@ -250,8 +270,23 @@ def mirror_cmd(
     import mirror
     from glarelite import InvalidInput
 
-    if trusted_key and not check_only:
-        raise InvalidInput("--trusted-key goes with --check (sites pass it to open_mirror)")
+    if from_tree is not None:
+        _refuse_with_from(
+            check_only=check_only,
+            type=bool(type_),
+            tag=bool(tag),
+            name=bool(name),
+            include_private=bool(include_private),
+            delete=delete_,
+            max_delete=max_delete is not None,
+            dry_run=dry_run,
+            verify=verify,
+            sign_key=bool(sign_key),
+        )
+    elif trusted_key and not check_only:
+        raise InvalidInput(
+            "--trusted-key goes with --check or --from (sites pass it to open_mirror)"
+        )
     if sign_key and check_only:
         raise InvalidInput("--sign-key signs a sync; --check only reads the tree")
     if externals is not None and check_only:
@@ -267,7 +302,22 @@ def mirror_cmd(
     )
     report: Any
     with _resume_hint(), st.progress_reporter() as progress:
-        if check_only:
+        if from_tree is not None:
+            import glarelite
+
+            retry = glarelite.RetryPolicy(total=st.retries if st.retries is not None else 3)
+            report = mirror.sync_from(
+                from_tree,
+                dest,
+                mirror.FromOptions(
+                    trusted_keys=trusted_key or None,
+                    force=force,
+                    storage_options=options,
+                    settings=glarelite.MirrorSettings(retry=retry),
+                    workers=workers,
+                ),
+            )
+        elif check_only:
             report = mirror.check_tree(
                 dest,
                 storage_options=options,
