@@ -13,6 +13,7 @@ Who closes what: the catalog returned by :func:`open` owns its core, and closing
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import sqlite3
@@ -320,33 +321,6 @@ class Catalog:
         """Change an artifact. Drafted artifacts accept any change; active ones only
         description, visibility (through the ``publish`` rule), tags and mutable
         properties; others none."""
-        return self._update(
-            artifact_id,
-            name=name,
-            version=version,
-            description=description,
-            visibility=visibility,
-            tags=tags,
-            add_tags=add_tags,
-            remove_tags=remove_tags,
-            properties=properties,
-        )
-
-    def _update(
-        self,
-        artifact_id: str,
-        *,
-        name: str = _UNSET,
-        version: str | int | None = _UNSET,
-        description: str | None = _UNSET,
-        visibility: str = _UNSET,
-        tags: Iterable[str] = _UNSET,
-        add_tags: Iterable[str] = (),
-        remove_tags: Iterable[str] = (),
-        properties: Mapping[str, Any] | None = None,
-    ) -> Artifact:
-        """Change an artifact. Drafted artifacts accept any change; active ones only
-        description, visibility, tags and mutable properties; others none."""
         with self._core.database.write() as conn:
             row = self._core.authorized_row(conn, self.scope, artifact_id, "update")
             atype = self.get_type(row.type_name)
@@ -404,6 +378,9 @@ class Catalog:
             conn.execute("DELETE FROM artifact_props WHERE artifact_id = ?", (artifact_id,))
             self._write_index_rows(conn, artifact_id, atype, new_tags, props)
         return self._committed(artifact_id)
+
+    # The same change without update's hooks: publish runs its own (it is not an update).
+    _update: Callable[..., Artifact] = inspect.unwrap(update)
 
     @hooked("publish")
     def publish(self, artifact_id: str) -> Artifact:
