@@ -1,13 +1,24 @@
 """Reading a mirror tree at a disconnected site: a read-only catalog over the tree's
 indexes, local or served over http(s).
 
-``open_mirror`` reads the root index and one index per type (1 + types requests), checks
-each type index against the sha256 the root index records (a tree read in the middle of
-a publish is read again), and loads the show views into an in-memory SQLite database
-with the catalog's own schema. Listing then runs the catalog's own query code
-(``glarelite._query``), so filters, sort, ``latest`` and paging behave exactly as on the
-catalog. Blob reads verify size and sha256 while streaming; a blob missing from the tree
-or holding other bytes raises an error that names its path.
+A format 2 tree (see ``glarelite.tree``) is read lazily. ``open_mirror`` reads the root
+index only; a query then fetches the bucket and shard files it needs, each checked
+against the sha256 and size its parent pins before it is parsed: a ``name`` filter
+(``eq``/``in``) reads the shards of those names only (root, one bucket, one shard), any
+other query every shard of the type, and ``get(id)`` learns the artifact's shard from
+its ``artifacts/<type>/<id>/index.json`` (which chooses the shard and nothing more).
+Loaded shards go into a temporary on-disk SQLite database with the catalog's schema, so
+listing runs the catalog's own query code (``glarelite._query``: filters, sort,
+``latest`` and paging exactly as on the catalog) with bounded memory. The root read is
+the generation served until ``refresh``; a file it pins that has gone (a newer
+generation's grace period passed) makes the reader read the root again, once.
+``MirrorSettings.cache_dir`` keeps fetched buckets and shards by sha256 for later readers.
+
+A format 1 tree (one index per type) is read as before: every type index at open, into
+an in-memory database. A format this glarelite does not know is refused.
+
+Blob reads verify size and sha256 while streaming; a blob missing from the tree or
+holding other bytes raises an error that names its path.
 
 A tree is hostile until proven: its indexes are validated strictly
 (``glarelite._treeread``) before a name from them makes a path, a local tree is walked
@@ -23,14 +34,17 @@ import io
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, Any, BinaryIO, NoReturn, cast
 
-from . import _listing, _treeread, tree
+from . import _listing, _query, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
+from ._shardcache import ShardCache
+from ._treeshards import Gone, ShardFetcher
 from ._treesource import (
     MirrorSettings,
     _HttpSource,
@@ -41,6 +55,8 @@ from ._treesource import (
 from ._trust import Trust
 from ._values import prop_rows
 from .errors import (
+    Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     ReadOnly,
@@ -69,10 +85,25 @@ class MirrorCatalog:
         self._settings = settings or MirrorSettings()
         self._trust = trust
         self._db: Database | None = None
-        self._artifacts: dict[str, Artifact] = {}
+        self._artifacts: dict[str, Artifact] = {}  # format 1: every artifact, in memory
         self._types: dict[str, ArtifactType] = {}
-        self.root = tree.RootIndex(generation=0, generated_at="")
-        self.refresh()
+        self.root: tree.RootIndex | tree.Root = tree.RootIndex(generation=0, generated_at="")
+        self._root_bytes = b""
+        self._lock = threading.RLock()
+        # format 2: what this generation has loaded so far
+        self._buckets: dict[tuple[str, str], tree.Bucket] = {}
+        self._shards: set[tuple[str, str]] = set()
+        self._complete: set[str] = set()
+        cache_dir = self._settings.cache_dir
+        self._cache = (
+            ShardCache(cache_dir, self._settings.cache_max_bytes) if cache_dir is not None else None
+        )
+        self._fetch = ShardFetcher(source, self._settings, self._cache)
+        try:
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifetime ---------------------------------------------------------------------
     def __enter__(self) -> MirrorCatalog:
@@ -85,6 +116,8 @@ class MirrorCatalog:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._cache is not None:
+            self._cache.close()
         self._source.close()
 
     @property
@@ -101,8 +134,248 @@ class MirrorCatalog:
         return self.root.generation
 
     def refresh(self) -> None:
-        """Read the tree's indexes again (after the site received a newer tree)."""
-        root, types, loaded = self._read_indexes()
+        """Read the tree's root again (after the site received a newer tree); shards
+        loaded from another generation are dropped."""
+        with self._lock:
+            deadline = time.monotonic() + self._settings.read_deadline
+            raw = self._read_root_checked(deadline)
+            try:
+                fmt = tree.format_of(_json(raw, tree.ROOT_INDEX))
+            except InvalidInput as exc:
+                raise InvalidInput(f"mirror tree {self._source.where}: {exc}") from None
+            if fmt == tree.FORMAT_V1:
+                self._refresh_v1(raw)
+            else:
+                self._refresh_v2(raw)
+
+    def _read_root_checked(self, deadline: float) -> bytes:
+        try:
+            return self._read_root(deadline)
+        except NotFound:
+            raise NotFound(
+                f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
+            ) from None
+
+    # -- format 2 ------------------------------------------------------------------------
+    def _refresh_v2(self, raw: bytes) -> None:
+        if raw == self._root_bytes and self._db is not None:
+            return  # the same generation: what is loaded stays valid
+        where = self._source.where
+        try:
+            root = tree.Root.from_dict(_json(raw, tree.ROOT_INDEX))
+            types = {
+                n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
+                for n, e in root.types.items()
+            }
+        except InvalidInput as exc:
+            raise InvalidInput(f"mirror tree {where}: {exc}") from None
+        db = Database("", synchronous="OFF")  # a private temporary file SQLite deletes
+        try:
+            with db.write() as conn:
+                conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: pages spill to disk
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                ).fetchall():
+                    conn.execute(f'DROP TRIGGER "{name}"')  # no change journal here
+                conn.execute(
+                    "CREATE TABLE mirror_shows (id TEXT PRIMARY KEY, path TEXT NOT NULL,"
+                    " body TEXT NOT NULL)"
+                )
+                for atype in types.values():
+                    conn.execute(
+                        "INSERT INTO artifact_types (name, definition, created_at)"
+                        " VALUES (?, ?, ?)",
+                        (atype.name, atype.dumps(), root.generated_at),
+                    )
+        except BaseException:
+            db.close()
+            raise
+        old, self._db = self._db, db
+        self.root, self._types, self._artifacts, self._root_bytes = root, types, {}, raw
+        self._buckets, self._shards, self._complete = {}, set(), set()
+        if old is not None:
+            old.close()
+
+    def _v2(self) -> tree.Root | None:
+        return self.root if isinstance(self.root, tree.Root) else None
+
+    def _retrying(self, load: Callable[[float], None]) -> None:
+        """Run ``load(deadline)``; a pinned file that has gone makes the reader re-read
+        the root once and load again (from the new generation)."""
+        with self._lock:
+            try:
+                load(time.monotonic() + self._settings.read_deadline)
+                return
+            except Gone:
+                self.refresh()
+            try:
+                load(time.monotonic() + self._settings.read_deadline)
+            except Gone as exc:
+                raise NotFound(
+                    f"mirror tree {self.location} has no {exc.path}, which {tree.ROOT_INDEX} "
+                    f"(generation {self.generation}) pins, even after reading {tree.ROOT_INDEX} "
+                    "again: the tree is incomplete or being replaced (check it)"
+                ) from None
+
+    def _bucket(self, type_name: str, bucket: str, deadline: float) -> tree.Bucket | None:
+        root = self._v2()
+        assert root is not None
+        entry = root.types[type_name]
+        if bucket not in entry.buckets:
+            return None
+        found = self._buckets.get((type_name, bucket))
+        if found is None:
+            found = self._fetch.bucket(entry, bucket, deadline)
+            self._buckets[(type_name, bucket)] = found
+        return found
+
+    def _load_shards(self, type_name: str, shards: Iterable[str] | None, deadline: float) -> None:
+        """Load the given shards of a type (None: all of them) unless loaded already."""
+        root = self._v2()
+        if root is None or type_name in self._complete:
+            return
+        wanted = None if shards is None else set(shards)
+        for bucket in sorted(root.types[type_name].buckets):
+            if wanted is not None and not any(s[0] == bucket for s in wanted):
+                continue
+            found = self._bucket(type_name, bucket, deadline)
+            if found is None:
+                continue
+            for shard in sorted(found.shards):
+                if (wanted is None or shard in wanted) and (type_name, shard) not in self._shards:
+                    self._load_shard(type_name, found.shards[shard], deadline)
+        if wanted is not None:  # shards no bucket lists hold nothing: loaded, empty
+            self._shards.update((type_name, s) for s in wanted)
+        else:
+            self._complete.add(type_name)
+
+    def _load_shard(self, type_name: str, ref: tree.ShardRef, deadline: float) -> None:
+        atype = self._types[type_name]
+        path, items = self._fetch.shard(atype, ref, deadline)
+        where = path
+        db = self._conn()
+        try:
+            with db.write() as conn:
+                for item, body in items:
+                    artifact = item.artifact
+                    where = f"{path}: artifact {artifact.id}"
+                    other = conn.execute(
+                        "SELECT path FROM mirror_shows WHERE id = ?", (artifact.id,)
+                    ).fetchone()
+                    if other is not None:
+                        raise InvalidInput(
+                            f"{path}: artifact {artifact.id} is listed twice (also in {other[0]})"
+                        )
+                    conn.execute(
+                        "INSERT INTO mirror_shows (id, path, body) VALUES (?, ?, ?)",
+                        (artifact.id, path, body),
+                    )
+                    _insert(conn, item, atype)
+        except InvalidInput as exc:
+            raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
+        except (Conflict, sqlite3.Error, UnicodeError, ValueError) as exc:
+            raise InvalidInput(
+                f"mirror tree {self.location}: {where} cannot be loaded: {exc}"
+            ) from None
+        self._shards.add((type_name, ref.shard))
+
+    def _ensure(self, type_names: Iterable[str], shards: set[str] | None) -> None:
+        names = list(type_names)
+
+        def load(deadline: float) -> None:
+            for name in names:
+                if name in self._types:
+                    self._load_shards(name, shards, deadline)
+
+        self._retrying(load)
+
+    def _stored(self, artifact_id: str) -> Artifact | None:
+        """A loaded artifact (format 2), validated again from its stored show view."""
+        with self._conn().read() as conn:
+            row = conn.execute(
+                "SELECT s.path, s.body, a.type_name FROM mirror_shows s"
+                " JOIN artifacts a ON a.id = s.id WHERE s.id = ?",
+                (artifact_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return _treeread.read_show(json.loads(row[1]), self._types[row[2]], row[0]).artifact
+
+    def _locate(self, artifact_id: str) -> Artifact | None:
+        """Find an artifact of a format 2 tree: its index.json (per type, few types) names
+        it, its name says its shard, and the shard (verified) says what it is."""
+        found = self._stored(artifact_id)
+        if found is not None:
+            return found
+        try:
+            _treeread.check_artifact_id(artifact_id)
+        except InvalidInput:
+            return None
+        for type_name in sorted(self._types):
+            if type_name in self._complete:
+                continue
+            shard = self._shard_named_by(type_name, artifact_id)
+            if shard is None:
+                continue
+            self._ensure([type_name], {shard})
+            found = self._stored(artifact_id)
+            if found is not None:
+                return found
+        return None
+
+    def _shard_named_by(self, type_name: str, artifact_id: str) -> str | None:
+        """The shard of the name that artifacts/<type>/<id>/index.json gives, if any (the
+        file is not pinned by hash: it only chooses which verified shard to read)."""
+        path = tree.artifact_index_path(type_name, artifact_id)
+        deadline = time.monotonic() + self._settings.read_deadline
+        try:
+            raw = self._source.read(path, self._settings.max_bucket_bytes, deadline)
+            data = _json(raw, path)
+        except (NotFound, TooLarge, InvalidInput, VerificationError, Forbidden):
+            return None
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            return None
+        try:
+            return tree.shard_of(name)
+        except UnicodeEncodeError:
+            return None
+
+    def _scope(
+        self, type_name: str | None, atype: ArtifactType | None, filters: Any, marker: str | None
+    ) -> None:
+        """Load what a listing needs: the shards of the names an ``and`` name filter
+        (eq/in) allows, else every shard of the listed type(s); and the marker's."""
+        parsed = _query.parse_filters(filters, atype)
+        names: set[str] | None = None
+        for f in parsed:
+            if f.combiner == "and" and f.field == "name" and f.op in ("eq", "in"):
+                names = {str(v) for v in f.values}
+                break
+        shards = None
+        if names is not None:
+            try:
+                shards = {tree.shard_of(n) for n in names}
+            except UnicodeEncodeError:
+                raise InvalidInput("filter name: not valid Unicode text") from None
+        self._ensure(self._types if type_name is None else [type_name], shards)
+        if marker is not None and isinstance(marker, str):
+            self._locate(marker)
+
+    def _materialize(self, conn: Any, rows: Sequence[Any]) -> list[Artifact]:
+        if self._v2() is None:
+            return [self._artifacts[r[0]] for r in rows]
+        out = []
+        for r in rows:
+            path, body = conn.execute(
+                "SELECT path, body FROM mirror_shows WHERE id = ?", (r[0],)
+            ).fetchone()
+            out.append(_treeread.read_show(json.loads(body), self._types[r[1]], path).artifact)
+        return out
+
+    # -- format 1 ------------------------------------------------------------------------
+    def _refresh_v1(self, first: bytes) -> None:
+        root, types, loaded = self._read_indexes(first)
         db = Database(":memory:")
         artifacts: dict[str, Artifact] = {}
         where = tree.ROOT_INDEX
@@ -131,34 +404,30 @@ class MirrorCatalog:
             raise
         old, self._db = self._db, db
         self.root, self._types, self._artifacts = root, types, artifacts
+        self._root_bytes = b""
         if old is not None:
             old.close()
 
     def _read_indexes(
-        self,
+        self, first: bytes
     ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         """Every index of the tree, validated; InvalidInput names the file at fault."""
         where = self._source.where
         try:
-            return self._read_indexes_once()
+            return self._read_indexes_once(first)
         except InvalidInput as exc:
             if str(exc).startswith("mirror tree "):
                 raise
             raise type(exc)(f"mirror tree {where}: {exc}") from None
 
     def _read_indexes_once(
-        self,
+        self, first: bytes
     ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         settings = self._settings
         deadline = time.monotonic() + settings.read_deadline
         problem = ""
         for attempt in range(_LOAD_ATTEMPTS):
-            try:
-                raw = self._read_root(deadline)
-            except NotFound:
-                raise NotFound(
-                    f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
-                ) from None
+            raw = first if attempt == 0 else self._read_root_checked(deadline)
             root = tree.RootIndex.from_dict(_json(raw, tree.ROOT_INDEX))
             types = {
                 n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
@@ -228,7 +497,13 @@ class MirrorCatalog:
         return atype
 
     def get(self, artifact_id: str) -> Artifact:
-        artifact = self._artifacts.get(artifact_id) if isinstance(artifact_id, str) else None
+        artifact = None
+        if isinstance(artifact_id, str):
+            if self._v2() is None:
+                artifact = self._artifacts.get(artifact_id)
+            else:
+                with self._lock:
+                    artifact = self._locate(artifact_id)
         if artifact is None:
             raise NotFound(f"no artifact {artifact_id} in the mirror tree {self.location}")
         return artifact
@@ -245,9 +520,12 @@ class MirrorCatalog:
     ) -> Page:
         """A page of artifacts; the same semantics as ``Catalog.list`` (admin scope)."""
         atype = self.get_type(type_name) if type_name is not None else None
+        if self._v2() is not None:
+            with self._lock:
+                self._scope(type_name, atype, filters, marker)
         return _listing.page(
             self._conn(),
-            lambda _conn, rows: [self._artifacts[r[0]] for r in rows],
+            self._materialize,
             type_name=type_name,
             atype=atype,
             owner=None,
@@ -455,6 +733,7 @@ def open_mirror(
     settings: MirrorSettings | None = None,
     trusted_keys: Iterable[Any] | None = None,
     seen_file: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> MirrorCatalog:
     """A read-only catalog over the mirror tree at ``location``: a folder, a ``file://``
     URL or an http(s) URL where a static web server serves the tree.
@@ -465,7 +744,12 @@ def open_mirror(
     With ``trusted_keys`` (public keys, ``.pub`` files or base64 text; see
     ``glarelite.signing``) only a tree whose ``index.signed.json`` is signed by one of
     them is read, and its root is taken from that file; ``seen_file`` records the
-    highest generation seen per tree so that an older one is refused (SignatureError)."""
+    highest generation seen per tree so that an older one is refused (SignatureError).
+
+    ``cache_dir`` (replaces ``settings.cache_dir``): a folder keeping the bucket and
+    shard files of format 2 trees by sha256, so that a later reader (another process,
+    the next day) fetches only the root and what changed; every cached file is verified
+    by its hash on use, never trusted."""
     settings = settings if settings is not None else MirrorSettings()
     if not isinstance(settings, MirrorSettings):
         raise InvalidInput("settings must be a glarelite.MirrorSettings")
@@ -475,6 +759,8 @@ def open_mirror(
         settings = replace(settings, timeout=timeout)
     if retries is not None:
         settings = replace(settings, retry=replace(settings.retry, total=retries))
+    if cache_dir is not None:
+        settings = replace(settings, cache_dir=os.fspath(cache_dir))
     text = os.fspath(location)
     trust = Trust.build(trusted_keys, seen_file)
     if text.startswith(("http://", "https://")):
