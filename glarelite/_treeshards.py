@@ -41,9 +41,7 @@ def parse_json(raw: bytes, path: str) -> Any:
 
 
 class ShardFetcher:
-    def __init__(
-        self, source: _Source, settings: MirrorSettings, cache: ShardCache | None
-    ) -> None:
+    def __init__(self, source: _Source, settings: MirrorSettings, cache: ShardCache | None) -> None:
         self.source = source
         self.settings = settings
         self.cache = cache

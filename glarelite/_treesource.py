@@ -89,7 +89,11 @@ class MirrorSettings:
         if self.cache_dir is not None:
             if isinstance(self.cache_dir, os.PathLike):
                 object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
-            if not isinstance(self.cache_dir, str) or not self.cache_dir or "\x00" in self.cache_dir:
+            if (
+                not isinstance(self.cache_dir, str)
+                or not self.cache_dir
+                or "\x00" in self.cache_dir
+            ):
                 raise InvalidInput(f"cache_dir must be a folder path, not {self.cache_dir!r}")
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidInput("retry must be a glarelite.RetryPolicy")

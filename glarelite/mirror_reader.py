@@ -140,7 +140,12 @@ class MirrorCatalog:
             deadline = time.monotonic() + self._settings.read_deadline
             raw = self._read_root_checked(deadline)
             try:
-                fmt = tree.format_of(_json(raw, tree.ROOT_INDEX))
+                data = _json(raw, tree.ROOT_INDEX)
+                if not isinstance(data, dict):
+                    raise InvalidInput(
+                        f"{tree.ROOT_INDEX} is not a valid mirror root index: not a JSON object"
+                    )
+                fmt = tree.format_of(data)
             except InvalidInput as exc:
                 raise InvalidInput(f"mirror tree {self._source.where}: {exc}") from None
             if fmt == tree.FORMAT_V1:
@@ -251,10 +256,10 @@ class MirrorCatalog:
 
     def _load_shard(self, type_name: str, ref: tree.ShardRef, deadline: float) -> None:
         atype = self._types[type_name]
-        path, items = self._fetch.shard(atype, ref, deadline)
-        where = path
+        path = where = ref.path(type_name)
         db = self._conn()
         try:
+            path, items = self._fetch.shard(atype, ref, deadline)
             with db.write() as conn:
                 for item, body in items:
                     artifact = item.artifact

@@ -22,9 +22,9 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import glarelite
@@ -323,4 +323,3 @@ def bucket_file(files: dict[str, bytes], type_name: str, bucket: str) -> str:
     prefix = f"{tree.ARTIFACTS}/{type_name}/_buckets/{bucket}."
     (path,) = [p for p in files if p.startswith(prefix)]
     return path
-
