@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import stat
-import time
 
 from .errors import InvalidInput
 
@@ -125,12 +124,9 @@ class ShardCache:
             return
         entries = sorted(self._entries())
         total = sum(size for _, size, _ in entries)
-        now = time.time()
-        for mtime, size, name in entries:
+        for _mtime, size, name in entries:
             if total <= self.max_bytes * 0.9:  # trim below the bound: no scan per write
                 break
-            if now - mtime < 1.0 and total - size < self.max_bytes:
-                continue  # just written or read: keep what the current query needs
             self._discard(name)
             total -= size
         self._total = total

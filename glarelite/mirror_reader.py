@@ -57,6 +57,7 @@ from ._values import prop_rows
 from .errors import (
     Conflict,
     Forbidden,
+    GlareliteError,
     InvalidInput,
     NotFound,
     ReadOnly,
@@ -277,8 +278,16 @@ class MirrorCatalog:
                     )
                     _insert(conn, item, atype)
         except InvalidInput as exc:
+            if str(exc).startswith("mirror tree "):
+                raise
             raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
-        except (Conflict, sqlite3.Error, UnicodeError, ValueError) as exc:
+        except Conflict as exc:
+            raise InvalidInput(
+                f"mirror tree {self.location}: {where} cannot be loaded: {exc}"
+            ) from None
+        except GlareliteError:
+            raise
+        except (sqlite3.Error, UnicodeError, ValueError) as exc:
             raise InvalidInput(
                 f"mirror tree {self.location}: {where} cannot be loaded: {exc}"
             ) from None
