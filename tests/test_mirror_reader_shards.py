@@ -295,7 +295,7 @@ def test_a_root_pinning_a_million_buckets_is_refused(seed2: treekit.Tree, tmp_pa
         glarelite.open_mirror(tmp_path / "tree")
     seed2.root["types"]["images"]["buckets"] = {f"{n:x}": ref for n in range(10**6)}
     treekit.write_tree(tmp_path / "tree", treekit.render(seed2))
-    with pytest.raises(glarelite.TooLarge, match="index.json is larger"):
+    with pytest.raises(glarelite.TooLarge, match=r"index\.json is larger"):
         glarelite.open_mirror(tmp_path / "tree")
 
 
@@ -443,7 +443,7 @@ def test_a_pinned_shard_gone_makes_the_reader_read_the_root_again(
         origin.reset()
         shard = treekit.shard_file(second, "charts", tree.shard_of("web"))
         treekit.serve_tree(origin, "/tree", {p: d for p, d in second.items() if p != shard})
-        with pytest.raises(glarelite.NotFound, match="even after reading index.json again"):
+        with pytest.raises(glarelite.NotFound, match=r"even after reading index\.json again"):
             m.list("charts")
         assert len(origin.requests_for("/tree/index.json")) == 1
 
@@ -479,7 +479,7 @@ def test_an_unknown_format_is_refused(tmp_path: Path, version: object) -> None:
     root = json.loads(treekit.render(treekit.build(2))[tree.ROOT_INDEX])
     root["format_version"] = version
     (tmp_path / "index.json").write_text(json.dumps(root))
-    with pytest.raises(glarelite.InvalidInput, match="is not supported.*upgrade glarelite"):
+    with pytest.raises(glarelite.InvalidInput, match=r"is not supported.*upgrade glarelite"):
         glarelite.open_mirror(tmp_path)
 
 
