@@ -175,10 +175,18 @@ class MirrorCatalog:
             }
         except InvalidInput as exc:
             raise InvalidInput(f"mirror tree {where}: {exc}") from None
+        self._start_db(root, types)
+        self.root, self._types, self._artifacts, self._root_bytes = root, types, {}, raw
+
+    def _start_db(self, root: tree.Root, types: Mapping[str, ArtifactType]) -> None:
+        """A new, empty database for the shards of ``root`` (nothing loaded yet)."""
         db = Database("", synchronous="OFF")  # a private temporary file SQLite deletes
         try:
+            # No rollback journal: a shard that fails to load drops the whole database
+            # (_drop_loaded), so a half-inserted shard is never read; ~1/3 faster loads.
+            db.conn.execute("PRAGMA journal_mode = OFF")
+            db.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: pages spill to disk
             with db.write() as conn:
-                conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: pages spill to disk
                 for (name,) in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'trigger'"
                 ).fetchall():
@@ -197,10 +205,14 @@ class MirrorCatalog:
             db.close()
             raise
         old, self._db = self._db, db
-        self.root, self._types, self._artifacts, self._root_bytes = root, types, {}, raw
         self._buckets, self._shards, self._complete = {}, set(), set()
         if old is not None:
             old.close()
+
+    def _drop_loaded(self) -> None:
+        root = self._v2()
+        if root is not None and self._db is not None:
+            self._start_db(root, self._types)
 
     def _v2(self) -> tree.Root | None:
         return self.root if isinstance(self.root, tree.Root) else None
@@ -261,22 +273,36 @@ class MirrorCatalog:
         db = self._conn()
         try:
             path, items = self._fetch.shard(atype, ref, deadline)
-            with db.write() as conn:
-                for item, body in items:
-                    artifact = item.artifact
-                    where = f"{path}: artifact {artifact.id}"
-                    other = conn.execute(
-                        "SELECT path FROM mirror_shows WHERE id = ?", (artifact.id,)
-                    ).fetchone()
-                    if other is not None:
-                        raise InvalidInput(
-                            f"{path}: artifact {artifact.id} is listed twice (also in {other[0]})"
-                        )
-                    conn.execute(
+        except InvalidInput as exc:
+            raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
+        try:
+            try:
+                with db.write() as conn:
+                    ids = [item.artifact.id for item, _ in items]
+                    for start in range(0, len(ids), 500):  # an id listed twice: in which files
+                        chunk = ids[start : start + 500]
+                        marks = ",".join("?" * len(chunk))
+                        other = conn.execute(
+                            f"SELECT id, path FROM mirror_shows WHERE id IN ({marks}) LIMIT 1",
+                            chunk,
+                        ).fetchone()
+                        if other is not None:
+                            raise InvalidInput(
+                                f"{path}: artifact {other[0]} is listed twice (also in {other[1]})"
+                            )
+                    if len(set(ids)) != len(ids):
+                        twice = next(i for i in ids if ids.count(i) > 1)
+                        raise InvalidInput(f"{path}: artifact {twice} is listed twice")
+                    conn.executemany(
                         "INSERT INTO mirror_shows (id, path, body) VALUES (?, ?, ?)",
-                        (artifact.id, path, body),
+                        [(item.artifact.id, path, body) for item, body in items],
                     )
-                    _insert(conn, item, atype)
+                    for item, _body in items:
+                        where = f"{path}: artifact {item.artifact.id}"
+                        _insert(conn, item, atype)
+            except BaseException:
+                self._drop_loaded()  # no journal to roll back: start again from nothing
+                raise
         except InvalidInput as exc:
             if str(exc).startswith("mirror tree "):
                 raise
@@ -379,11 +405,18 @@ class MirrorCatalog:
     def _materialize(self, conn: Any, rows: Sequence[Any]) -> list[Artifact]:
         if self._v2() is None:
             return [self._artifacts[r[0]] for r in rows]
+        stored: dict[str, tuple[str, str]] = {}
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), 500):  # one query per 500 rows, not one per row
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for ident, path, body in conn.execute(
+                f"SELECT id, path, body FROM mirror_shows WHERE id IN ({marks})", chunk
+            ):
+                stored[ident] = (path, body)
         out = []
         for r in rows:
-            path, body = conn.execute(
-                "SELECT path, body FROM mirror_shows WHERE id = ?", (r[0],)
-            ).fetchone()
+            path, body = stored[r[0]]
             out.append(_treeread.read_show(json.loads(body), self._types[r[1]], path).artifact)
         return out
 

@@ -495,3 +495,23 @@ def test_an_unknown_format_is_refused(tmp_path: Path, version: object) -> None:
 def test_new_settings_are_checked(bad: dict[str, Any]) -> None:
     with pytest.raises(glarelite.InvalidInput):
         glarelite.MirrorSettings(**bad)
+
+
+def test_a_shard_that_fails_to_load_leaves_nothing_half_loaded(
+    seed2: treekit.Tree, tmp_path: Path
+) -> None:
+    """Two artifacts of one name, version and owner (the catalog's uniqueness) in a shard:
+    InvalidInput, and the rows inserted before the failure are never listed."""
+    shows = seed2.shows("images")
+    clash = json.loads(json.dumps(shows[1]).replace("000000000002", "0000000000ff"))
+    clash["version"] = shows[0]["version"]
+    shows.append(clash)
+    treekit.write_tree(tmp_path / "tree", treekit.render(seed2))
+    with glarelite.open_mirror(tmp_path / "tree") as m:
+        assert len(m.list("charts")) == 1
+        for _ in range(2):
+            with pytest.raises(glarelite.InvalidInput, match="cannot be loaded"):
+                m.list("images")
+        with pytest.raises(glarelite.InvalidInput, match="cannot be loaded"):
+            m.get(shows[0]["id"])
+        assert len(m.list("charts")) == 1
