@@ -567,9 +567,22 @@ class MirrorCatalog:
     ) -> Page:
         """A page of artifacts; the same semantics as ``Catalog.list`` (admin scope)."""
         atype = self.get_type(type_name) if type_name is not None else None
-        if self._v2() is not None:
-            with self._lock:
-                self._scope(type_name, atype, filters, marker)
+        if self._v2() is None:
+            return self._page(type_name, atype, filters, sort, limit, marker, latest)
+        with self._lock:  # the shards loaded and the page read from one database
+            self._scope(type_name, atype, filters, marker)
+            return self._page(type_name, atype, filters, sort, limit, marker, latest)
+
+    def _page(
+        self,
+        type_name: str | None,
+        atype: ArtifactType | None,
+        filters: Any,
+        sort: str | Sequence[str] | None,
+        limit: int | None,
+        marker: str | None,
+        latest: bool,
+    ) -> Page:
         return _listing.page(
             self._conn(),
             self._materialize,

@@ -515,3 +515,30 @@ def test_a_shard_that_fails_to_load_leaves_nothing_half_loaded(
         with pytest.raises(glarelite.InvalidInput, match="cannot be loaded"):
             m.get(shows[0]["id"])
         assert len(m.list("charts")) == 1
+
+
+def test_a_signed_format_2_root_pins_buckets_and_shards(
+    seed2: treekit.Tree, tmp_path: Path
+) -> None:
+    """With trusted keys the root comes from index.signed.json; a shard changed and
+    re-pinned in an edited index.json (and bucket) fools only a reader without keys."""
+    from glarelite import signing
+
+    signing.generate_key(tmp_path / "hub")
+    key = signing.load_signing_key(tmp_path / "hub")
+    files = treekit.render(seed2)
+    files[signing.SIGNED_INDEX] = signing.sign_root(files[tree.ROOT_INDEX], [key])
+    seed2.shows("charts")[0]["description"] = "forged"
+    forged = treekit.render(seed2)
+    forged[signing.SIGNED_INDEX] = files[signing.SIGNED_INDEX]
+    treekit.write_tree(tmp_path / "tree", forged)
+    keys = [tmp_path / "hub.pub"]
+    with glarelite.open_mirror(tmp_path / "tree") as m:  # fooled: what signing is for
+        assert m.list("charts").items[0].description == "forged"
+    with glarelite.open_mirror(tmp_path / "tree", trusted_keys=keys) as m:
+        assert len(m.list("images")) == 2  # the images' files are the signed ones
+        with pytest.raises(glarelite.NotFound, match="_buckets/"):  # the signed bucket is gone
+            m.list("charts")
+    treekit.write_tree(tmp_path / "tree", files)  # the signed generation's files are back
+    with glarelite.open_mirror(tmp_path / "tree", trusted_keys=keys) as m:
+        assert m.list("charts").items[0].description == ""
