@@ -55,7 +55,7 @@ class ShardFetcher:
             if cached is not None:
                 return cached
         try:  # never more than the parent pins (+1 byte, to see that it is more)
-            data: bytes | None = self.source.read(path, ref.size, deadline)
+            data: bytes | None = self.source.read(path, ref.size, deadline, immutable=True)
         except TooLarge:
             data = None
         except NotFound:

@@ -106,9 +106,10 @@ class MirrorSettings:
 class _Source:
     where: str
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         """A small file's bytes; NotFound when absent, TooLarge past ``limit`` bytes
-        (having read at most ``limit + 1``), NetworkError past ``deadline`` (monotonic)."""
+        (having read at most ``limit + 1``), NetworkError past ``deadline`` (monotonic).
+        ``immutable``: a content-addressed file, which any cache on the way may serve."""
         raise NotImplementedError
 
     def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
@@ -187,7 +188,7 @@ class _LocalSource(_Source):
             return Forbidden(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
         return VerificationError(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         fd = self._open_fd(path)
         try:
             if os.fstat(fd).st_size > limit:  # refused before reading a byte
@@ -386,10 +387,13 @@ class _HttpSource(_Source):
             )
         return resp
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         import urllib3
 
-        resp = self._get(path, {"Cache-Control": "no-cache"}, deadline)
+        # A mutable index (the root) is asked fresh past any cache; a content-addressed
+        # bucket or shard may come from any cache: its name is its hash, verified anyway.
+        headers = {} if immutable else {"Cache-Control": "no-cache"}
+        resp = self._get(path, headers, deadline)
         url = self.url(path)
         try:
             declared = resp.headers.get("Content-Length", "")

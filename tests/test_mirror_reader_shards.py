@@ -163,6 +163,8 @@ def test_a_name_lookup_makes_four_requests_and_a_cached_one_two(
         return [r.path.removeprefix("/tree/") for r in origin.requests]
 
     first = lookup()
+    asked_fresh = [r.headers.get("cache-control") == "no-cache" for r in origin.requests]
+    assert asked_fresh[:3] == [True, False, False]  # buckets and shards: any cache may serve
     assert len(first) == 4
     assert first[0] == tree.ROOT_INDEX
     assert first[1] == treekit.bucket_file(files, "charts", shard[0])
