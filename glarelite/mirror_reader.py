@@ -369,7 +369,7 @@ class MirrorCatalog:
         path = tree.artifact_index_path(type_name, artifact_id)
         deadline = time.monotonic() + self._settings.read_deadline
         try:
-            raw = self._source.read(path, self._settings.max_bucket_bytes, deadline)
+            raw = self._source.read(path, self._settings.max_shard_bytes, deadline)
             data = _json(raw, path)
         except (NotFound, TooLarge, InvalidInput, VerificationError, Forbidden):
             return None
