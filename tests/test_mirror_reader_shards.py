@@ -544,3 +544,19 @@ def test_a_signed_format_2_root_pins_buckets_and_shards(
     treekit.write_tree(tmp_path / "tree", files)  # the signed generation's files are back
     with glarelite.open_mirror(tmp_path / "tree", trusted_keys=keys) as m:
         assert m.list("charts").items[0].description == ""
+
+
+def test_a_served_shard_longer_than_its_pin_is_read_no_further(
+    seed2: treekit.Tree, origin: Origin
+) -> None:
+    files = treekit.render(seed2)
+    base = treekit.serve_tree(origin, "/tree", files)
+    path = treekit.shard_file(files, "images", tree.shard_of("ubuntu"))
+    from tests.fixtures.origin import PatternBody
+
+    origin.add(f"/tree/{path}", data=PatternBody(64 << 30), chunked=True)  # endless
+    with (
+        glarelite.open_mirror(base, settings=FAST) as m,
+        pytest.raises(glarelite.ChecksumMismatch, match=path.replace(".", r"\.")),
+    ):
+        m.list("images")
