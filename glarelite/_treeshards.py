@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from . import _treeread, tree
@@ -46,8 +47,11 @@ class ShardFetcher:
         self.settings = settings
         self.cache = cache
 
-    def _pinned(self, path: str, ref: tree.FileRef, cap: int, deadline: float) -> bytes:
+    def _pinned(self, path: str, ref: tree.FileRef, cap: int) -> bytes:
         where = self.source.where
+        # Each file has read_deadline (a whole-type load of thousands of shards is not
+        # cut off by the time it spends parsing and inserting): a slow one ends there.
+        deadline = time.monotonic() + self.settings.read_deadline
         if ref.size > cap:  # refused before a byte is asked for
             raise _too_large(where, path, cap)
         if self.cache is not None:
@@ -69,22 +73,22 @@ class ShardFetcher:
             self.cache.put(ref.sha256, data)
         return data
 
-    def bucket(self, entry: tree.RootType, bucket: str, deadline: float) -> tree.Bucket:
+    def bucket(self, entry: tree.RootType, bucket: str) -> tree.Bucket:
         """Bucket ``bucket`` of a type, as the root pins it (the caller checked it is)."""
         ref = entry.buckets[bucket]
         path = tree.bucket_path(entry.name, bucket, ref.sha256)
-        data = self._pinned(path, ref, self.settings.max_bucket_bytes, deadline)
+        data = self._pinned(path, ref, self.settings.max_bucket_bytes)
         try:
             return tree.Bucket.from_dict(parse_json(data, path), entry.name, bucket)
         except InvalidInput as exc:
             raise InvalidInput(f"{path}: {exc}" if path not in str(exc) else str(exc)) from None
 
     def shard(
-        self, atype: ArtifactType, ref: tree.ShardRef, deadline: float
+        self, atype: ArtifactType, ref: tree.ShardRef
     ) -> tuple[str, list[tuple[_treeread.Loaded, str]]]:
         """(path, [(validated show, its compact JSON)]) of a shard its bucket pins."""
         path = ref.path(atype.name)
-        data = self._pinned(path, ref.file, self.settings.max_shard_bytes, deadline)
+        data = self._pinned(path, ref.file, self.settings.max_shard_bytes)
         try:
             try:
                 shows = tree.check_shard(parse_json(data, path), atype.name, ref.shard)

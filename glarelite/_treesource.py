@@ -44,7 +44,8 @@ class MirrorSettings:
 
     ``timeout`` bounds connecting and each read of a socket (http). ``read_deadline``
     bounds, in total, the reading of a tree's indexes by ``open_mirror`` or ``refresh``
-    (http; a read under way ends at most ``timeout`` later). ``retry`` is how failed
+    and (format 2) the reading of each bucket or shard file (http; a read under way ends
+    at most ``timeout`` later). ``retry`` is how failed
     requests are retried (``Retry-After`` capped at ``retry.max_retry_after``).
     ``max_redirects`` redirects are followed, and only to URLs under the tree's base URL
     — but for an external blob the tree marks as left at its origin (``redirect``), which

@@ -217,17 +217,17 @@ class MirrorCatalog:
     def _v2(self) -> tree.Root | None:
         return self.root if isinstance(self.root, tree.Root) else None
 
-    def _retrying(self, load: Callable[[float], None]) -> None:
-        """Run ``load(deadline)``; a pinned file that has gone makes the reader re-read
-        the root once and load again (from the new generation)."""
+    def _retrying(self, load: Callable[[], None]) -> None:
+        """Run ``load()``; a pinned file that has gone makes the reader re-read the root
+        once and load again (from the new generation)."""
         with self._lock:
             try:
-                load(time.monotonic() + self._settings.read_deadline)
+                load()
                 return
             except Gone:
                 self.refresh()
             try:
-                load(time.monotonic() + self._settings.read_deadline)
+                load()
             except Gone as exc:
                 raise NotFound(
                     f"mirror tree {self.location} has no {exc.path}, which {tree.ROOT_INDEX} "
@@ -235,7 +235,7 @@ class MirrorCatalog:
                     "again: the tree is incomplete or being replaced (check it)"
                 ) from None
 
-    def _bucket(self, type_name: str, bucket: str, deadline: float) -> tree.Bucket | None:
+    def _bucket(self, type_name: str, bucket: str) -> tree.Bucket | None:
         root = self._v2()
         assert root is not None
         entry = root.types[type_name]
@@ -243,11 +243,11 @@ class MirrorCatalog:
             return None
         found = self._buckets.get((type_name, bucket))
         if found is None:
-            found = self._fetch.bucket(entry, bucket, deadline)
+            found = self._fetch.bucket(entry, bucket)
             self._buckets[(type_name, bucket)] = found
         return found
 
-    def _load_shards(self, type_name: str, shards: Iterable[str] | None, deadline: float) -> None:
+    def _load_shards(self, type_name: str, shards: Iterable[str] | None) -> None:
         """Load the given shards of a type (None: all of them) unless loaded already."""
         root = self._v2()
         if root is None or type_name in self._complete:
@@ -256,23 +256,23 @@ class MirrorCatalog:
         for bucket in sorted(root.types[type_name].buckets):
             if wanted is not None and not any(s[0] == bucket for s in wanted):
                 continue
-            found = self._bucket(type_name, bucket, deadline)
+            found = self._bucket(type_name, bucket)
             if found is None:
                 continue
             for shard in sorted(found.shards):
                 if (wanted is None or shard in wanted) and (type_name, shard) not in self._shards:
-                    self._load_shard(type_name, found.shards[shard], deadline)
+                    self._load_shard(type_name, found.shards[shard])
         if wanted is not None:  # shards no bucket lists hold nothing: loaded, empty
             self._shards.update((type_name, s) for s in wanted)
         else:
             self._complete.add(type_name)
 
-    def _load_shard(self, type_name: str, ref: tree.ShardRef, deadline: float) -> None:
+    def _load_shard(self, type_name: str, ref: tree.ShardRef) -> None:
         atype = self._types[type_name]
         path = where = ref.path(type_name)
         db = self._conn()
         try:
-            path, items = self._fetch.shard(atype, ref, deadline)
+            path, items = self._fetch.shard(atype, ref)
         except InvalidInput as exc:
             raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
         try:
@@ -322,10 +322,10 @@ class MirrorCatalog:
     def _ensure(self, type_names: Iterable[str], shards: set[str] | None) -> None:
         names = list(type_names)
 
-        def load(deadline: float) -> None:
+        def load() -> None:
             for name in names:
                 if name in self._types:
-                    self._load_shards(name, shards, deadline)
+                    self._load_shards(name, shards)
 
         self._retrying(load)
 
