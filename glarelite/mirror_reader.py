@@ -38,12 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, Any, BinaryIO, NoReturn, cast
+from typing import IO, Any, BinaryIO, NoReturn, TypeVar, cast
 
-from . import _listing, _query, _treeread, tree
+from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
 from ._shardcache import ShardCache
+from ._shardview import ShardView, insert_rows, name_shards
 from ._treeshards import Gone, ShardFetcher
 from ._treesource import (
     MirrorSettings,
@@ -53,11 +54,7 @@ from ._treesource import (
     _too_large,
 )
 from ._trust import Trust
-from ._values import prop_rows
 from .errors import (
-    Conflict,
-    Forbidden,
-    GlareliteError,
     InvalidInput,
     NotFound,
     ReadOnly,
@@ -70,6 +67,7 @@ from .types import ArtifactType
 
 __all__ = ["MirrorCatalog", "MirrorSettings", "TreeFiles", "open_mirror", "open_tree_files"]
 
+T = TypeVar("T")
 _LOAD_ATTEMPTS = 5  # a publish in progress settles within a few rounds
 
 
@@ -85,22 +83,19 @@ class MirrorCatalog:
         self._source = source
         self._settings = settings or MirrorSettings()
         self._trust = trust
-        self._db: Database | None = None
-        self._artifacts: dict[str, Artifact] = {}  # format 1: every artifact, in memory
+        self._db: Database | None = None  # format 1: every artifact, in memory
+        self._artifacts: dict[str, Artifact] = {}
+        self._view: ShardView | None = None  # format 2: what the queries loaded
         self._types: dict[str, ArtifactType] = {}
         self.root: tree.RootIndex | tree.Root = tree.RootIndex(generation=0, generated_at="")
         self._root_bytes = b""
         self._lock = threading.RLock()
-        # format 2: what this generation has loaded so far
-        self._buckets: dict[tuple[str, str], tree.Bucket] = {}
-        self._shards: set[tuple[str, str]] = set()
-        self._complete: set[str] = set()
-        cache_dir = self._settings.cache_dir
-        self._cache = (
-            ShardCache(cache_dir, self._settings.cache_max_bytes) if cache_dir is not None else None
-        )
-        self._fetch = ShardFetcher(source, self._settings, self._cache)
+        self._cache: ShardCache | None = None
         try:
+            cache_dir = self._settings.cache_dir
+            if cache_dir is not None:
+                self._cache = ShardCache(cache_dir, self._settings.cache_max_bytes)
+            self._fetch = ShardFetcher(source, self._settings, self._cache)
             self.refresh()
         except BaseException:
             self.close()
@@ -113,10 +108,17 @@ class MirrorCatalog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def _drop(self) -> None:
+        """Close what the previous generation loaded."""
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._view is not None:
+            self._view.close()
+            self._view = None
+
+    def close(self) -> None:
+        self._drop()
         if self._cache is not None:
             self._cache.close()
         self._source.close()
@@ -164,7 +166,7 @@ class MirrorCatalog:
 
     # -- format 2 ------------------------------------------------------------------------
     def _refresh_v2(self, raw: bytes) -> None:
-        if raw == self._root_bytes and self._db is not None:
+        if raw == self._root_bytes and self._view is not None:
             return  # the same generation: what is loaded stays valid
         where = self._source.where
         try:
@@ -175,59 +177,26 @@ class MirrorCatalog:
             }
         except InvalidInput as exc:
             raise InvalidInput(f"mirror tree {where}: {exc}") from None
-        self._start_db(root, types)
-        self.root, self._types, self._artifacts, self._root_bytes = root, types, {}, raw
+        view = ShardView(root, types, self._source, self._settings, self._fetch)
+        self._drop()
+        self._view, self.root, self._types, self._root_bytes = view, root, types, raw
 
-    def _start_db(self, root: tree.Root, types: Mapping[str, ArtifactType]) -> None:
-        """A new, empty database for the shards of ``root`` (nothing loaded yet)."""
-        db = Database("", synchronous="OFF")  # a private temporary file SQLite deletes
-        try:
-            # No rollback journal: a shard that fails to load drops the whole database
-            # (_drop_loaded), so a half-inserted shard is never read; ~1/3 faster loads.
-            db.conn.execute("PRAGMA journal_mode = OFF")
-            db.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: pages spill to disk
-            with db.write() as conn:
-                for (name,) in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-                ).fetchall():
-                    conn.execute(f'DROP TRIGGER "{name}"')  # no change journal here
-                conn.execute(
-                    "CREATE TABLE mirror_shows (id TEXT PRIMARY KEY, path TEXT NOT NULL,"
-                    " body TEXT NOT NULL)"
-                )
-                for atype in types.values():
-                    conn.execute(
-                        "INSERT INTO artifact_types (name, definition, created_at)"
-                        " VALUES (?, ?, ?)",
-                        (atype.name, atype.dumps(), root.generated_at),
-                    )
-        except BaseException:
-            db.close()
-            raise
-        old, self._db = self._db, db
-        self._buckets, self._shards, self._complete = {}, set(), set()
-        if old is not None:
-            old.close()
-
-    def _drop_loaded(self) -> None:
-        root = self._v2()
-        if root is not None and self._db is not None:
-            self._start_db(root, self._types)
-
-    def _v2(self) -> tree.Root | None:
-        return self.root if isinstance(self.root, tree.Root) else None
-
-    def _retrying(self, load: Callable[[], None]) -> None:
-        """Run ``load()``; a pinned file that has gone makes the reader re-read the root
-        once and load again (from the new generation)."""
+    def _retrying(self, load: Callable[[ShardView], T]) -> T | None:
+        """``load(view)``; a pinned file that has gone makes the reader re-read the root
+        once and load again from the view of the new generation."""
         with self._lock:
+            view = self._view
+            if view is None:
+                return None
             try:
-                load()
-                return
+                return load(view)
             except Gone:
                 self.refresh()
+            view = self._view
+            if view is None:  # the tree went back to format 1  # type: ignore[unreachable]
+                return None
             try:
-                load()
+                return load(view)
             except Gone as exc:
                 raise NotFound(
                     f"mirror tree {self.location} has no {exc.path}, which {tree.ROOT_INDEX} "
@@ -235,192 +204,36 @@ class MirrorCatalog:
                     "again: the tree is incomplete or being replaced (check it)"
                 ) from None
 
-    def _bucket(self, type_name: str, bucket: str) -> tree.Bucket | None:
-        root = self._v2()
-        assert root is not None
-        entry = root.types[type_name]
-        if bucket not in entry.buckets:
-            return None
-        found = self._buckets.get((type_name, bucket))
-        if found is None:
-            found = self._fetch.bucket(entry, bucket)
-            self._buckets[(type_name, bucket)] = found
-        return found
-
-    def _load_shards(self, type_name: str, shards: Iterable[str] | None) -> None:
-        """Load the given shards of a type (None: all of them) unless loaded already."""
-        root = self._v2()
-        if root is None or type_name in self._complete:
-            return
-        wanted = None if shards is None else set(shards)
-        for bucket in sorted(root.types[type_name].buckets):
-            if wanted is not None and not any(s[0] == bucket for s in wanted):
-                continue
-            found = self._bucket(type_name, bucket)
-            if found is None:
-                continue
-            for shard in sorted(found.shards):
-                if (wanted is None or shard in wanted) and (type_name, shard) not in self._shards:
-                    self._load_shard(type_name, found.shards[shard])
-        if wanted is not None:  # shards no bucket lists hold nothing: loaded, empty
-            self._shards.update((type_name, s) for s in wanted)
-        else:
-            self._complete.add(type_name)
-
-    def _load_shard(self, type_name: str, ref: tree.ShardRef) -> None:
-        atype = self._types[type_name]
-        path = where = ref.path(type_name)
-        db = self._conn()
-        try:
-            path, items = self._fetch.shard(atype, ref)
-        except InvalidInput as exc:
-            raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
-        try:
-            try:
-                with db.write() as conn:
-                    ids = [item.artifact.id for item, _ in items]
-                    for start in range(0, len(ids), 500):  # an id listed twice: in which files
-                        chunk = ids[start : start + 500]
-                        marks = ",".join("?" * len(chunk))
-                        other = conn.execute(
-                            f"SELECT id, path FROM mirror_shows WHERE id IN ({marks}) LIMIT 1",
-                            chunk,
-                        ).fetchone()
-                        if other is not None:
-                            raise InvalidInput(
-                                f"{path}: artifact {other[0]} is listed twice (also in {other[1]})"
-                            )
-                    if len(set(ids)) != len(ids):
-                        twice = next(i for i in ids if ids.count(i) > 1)
-                        raise InvalidInput(f"{path}: artifact {twice} is listed twice")
-                    conn.executemany(
-                        "INSERT INTO mirror_shows (id, path, body) VALUES (?, ?, ?)",
-                        [(item.artifact.id, path, body) for item, body in items],
-                    )
-                    for item, _body in items:
-                        where = f"{path}: artifact {item.artifact.id}"
-                        _insert(conn, item, atype)
-            except BaseException:
-                self._drop_loaded()  # no journal to roll back: start again from nothing
-                raise
-        except InvalidInput as exc:
-            if str(exc).startswith("mirror tree "):
-                raise
-            raise InvalidInput(f"mirror tree {self.location}: {exc}") from None
-        except Conflict as exc:
-            raise InvalidInput(
-                f"mirror tree {self.location}: {where} cannot be loaded: {exc}"
-            ) from None
-        except GlareliteError:
-            raise
-        except (sqlite3.Error, UnicodeError, ValueError) as exc:
-            raise InvalidInput(
-                f"mirror tree {self.location}: {where} cannot be loaded: {exc}"
-            ) from None
-        self._shards.add((type_name, ref.shard))
-
-    def _ensure(self, type_names: Iterable[str], shards: set[str] | None) -> None:
-        names = list(type_names)
-
-        def load() -> None:
-            for name in names:
-                if name in self._types:
-                    self._load_shards(name, shards)
-
-        self._retrying(load)
-
-    def _stored(self, artifact_id: str) -> Artifact | None:
-        """A loaded artifact (format 2), validated again from its stored show view."""
-        with self._conn().read() as conn:
-            row = conn.execute(
-                "SELECT s.path, s.body, a.type_name FROM mirror_shows s"
-                " JOIN artifacts a ON a.id = s.id WHERE s.id = ?",
-                (artifact_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return _treeread.read_show(json.loads(row[1]), self._types[row[2]], row[0]).artifact
-
     def _locate(self, artifact_id: str) -> Artifact | None:
-        """Find an artifact of a format 2 tree: its index.json (per type, few types) names
-        it, its name says its shard, and the shard (verified) says what it is."""
-        found = self._stored(artifact_id)
-        if found is not None:
-            return found
-        try:
-            _treeread.check_artifact_id(artifact_id)
-        except InvalidInput:
-            return None
-        for type_name in sorted(self._types):
-            if type_name in self._complete:
-                continue
-            shard = self._shard_named_by(type_name, artifact_id)
-            if shard is None:
-                continue
-            self._ensure([type_name], {shard})
-            found = self._stored(artifact_id)
+        """An artifact of a format 2 tree: loaded already, or found through its
+        artifacts/<type>/<id>/index.json (per type, few types), whose name says its shard;
+        the shard (verified) says what it is."""
+
+        def find(view: ShardView) -> Artifact | None:
+            found = view.stored(artifact_id)
             if found is not None:
                 return found
-        return None
-
-    def _shard_named_by(self, type_name: str, artifact_id: str) -> str | None:
-        """The shard of the name that artifacts/<type>/<id>/index.json gives, if any (the
-        file is not pinned by hash: it only chooses which verified shard to read)."""
-        path = tree.artifact_index_path(type_name, artifact_id)
-        deadline = time.monotonic() + self._settings.read_deadline
-        try:
-            raw = self._source.read(path, self._settings.max_shard_bytes, deadline)
-            data = _json(raw, path)
-        except (NotFound, TooLarge, InvalidInput, VerificationError, Forbidden):
-            return None
-        name = data.get("name") if isinstance(data, dict) else None
-        if not isinstance(name, str):
-            return None
-        try:
-            return tree.shard_of(name)
-        except UnicodeEncodeError:
-            return None
-
-    def _scope(
-        self, type_name: str | None, atype: ArtifactType | None, filters: Any, marker: str | None
-    ) -> None:
-        """Load what a listing needs: the shards of the names an ``and`` name filter
-        (eq/in) allows, else every shard of the listed type(s); and the marker's."""
-        parsed = _query.parse_filters(filters, atype)
-        names: set[str] | None = None
-        for f in parsed:
-            if f.combiner == "and" and f.field == "name" and f.op in ("eq", "in"):
-                names = {str(v) for v in f.values}
-                break
-        shards = None
-        if names is not None:
             try:
-                shards = {tree.shard_of(n) for n in names}
-            except UnicodeEncodeError:
-                raise InvalidInput("filter name: not valid Unicode text") from None
-        self._ensure(self._types if type_name is None else [type_name], shards)
-        if marker is not None and isinstance(marker, str):
-            self._locate(marker)
+                _treeread.check_artifact_id(artifact_id)
+            except InvalidInput:
+                return None
+            for type_name in sorted(view.types):
+                if type_name in view.complete:
+                    continue
+                shard = view.shard_named_by(type_name, artifact_id)
+                if shard is not None:
+                    view.load([type_name], {shard})
+                    found = view.stored(artifact_id)
+                    if found is not None:
+                        return found
+            return None
 
-    def _materialize(self, conn: Any, rows: Sequence[Any]) -> list[Artifact]:
-        if self._v2() is None:
-            return [self._artifacts[r[0]] for r in rows]
-        stored: dict[str, tuple[str, str]] = {}
-        ids = [r[0] for r in rows]
-        for start in range(0, len(ids), 500):  # one query per 500 rows, not one per row
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for ident, path, body in conn.execute(
-                f"SELECT id, path, body FROM mirror_shows WHERE id IN ({marks})", chunk
-            ):
-                stored[ident] = (path, body)
-        out = []
-        for r in rows:
-            path, body = stored[r[0]]
-            out.append(_treeread.read_show(json.loads(body), self._types[r[1]], path).artifact)
-        return out
+        return self._retrying(find)
 
     # -- format 1 ------------------------------------------------------------------------
+    def _materialize(self, _conn: Any, rows: Sequence[Any]) -> list[Artifact]:
+        return [self._artifacts[r[0]] for r in rows]
+
     def _refresh_v1(self, first: bytes) -> None:
         root, types, loaded = self._read_indexes(first)
         db = Database(":memory:")
@@ -438,7 +251,7 @@ class MirrorCatalog:
                     artifact = item.artifact
                     where = f"{tree.type_index_path(artifact.type_name)}: artifact {artifact.id}"
                     artifacts[artifact.id] = artifact
-                    _insert(conn, item, types[artifact.type_name])
+                    insert_rows(conn, item, types[artifact.type_name])
         except (sqlite3.Error, UnicodeError, ValueError) as exc:
             # Validation lets nothing through that the schema refuses (text that is not
             # Unicode, say); should it, the tree is still at fault, not the caller.
@@ -449,11 +262,9 @@ class MirrorCatalog:
         except BaseException:
             db.close()
             raise
-        old, self._db = self._db, db
-        self.root, self._types, self._artifacts = root, types, artifacts
+        self._drop()
+        self._db, self.root, self._types, self._artifacts = db, root, types, artifacts
         self._root_bytes = b""
-        if old is not None:
-            old.close()
 
     def _read_indexes(
         self, first: bytes
@@ -529,6 +340,8 @@ class MirrorCatalog:
         )
 
     def _conn(self) -> Database:
+        if self._view is not None:
+            return self._view.db
         if self._db is None:
             raise InvalidInput("this mirror catalog is closed")
         return self._db
@@ -546,11 +359,10 @@ class MirrorCatalog:
     def get(self, artifact_id: str) -> Artifact:
         artifact = None
         if isinstance(artifact_id, str):
-            if self._v2() is None:
+            if self._view is None:
                 artifact = self._artifacts.get(artifact_id)
             else:
-                with self._lock:
-                    artifact = self._locate(artifact_id)
+                artifact = self._locate(artifact_id)
         if artifact is None:
             raise NotFound(f"no artifact {artifact_id} in the mirror tree {self.location}")
         return artifact
@@ -567,10 +379,14 @@ class MirrorCatalog:
     ) -> Page:
         """A page of artifacts; the same semantics as ``Catalog.list`` (admin scope)."""
         atype = self.get_type(type_name) if type_name is not None else None
-        if self._v2() is None:
+        if self._view is None:
             return self._page(type_name, atype, filters, sort, limit, marker, latest)
+        shards = name_shards(filters, atype)  # None: every shard
+        names = sorted(self._types) if type_name is None else [type_name]
         with self._lock:  # the shards loaded and the page read from one database
-            self._scope(type_name, atype, filters, marker)
+            self._retrying(lambda view: view.load(names, shards))
+            if isinstance(marker, str):
+                self._locate(marker)  # a marker from elsewhere: load its shard
             return self._page(type_name, atype, filters, sort, limit, marker, latest)
 
     def _page(
@@ -583,9 +399,10 @@ class MirrorCatalog:
         marker: str | None,
         latest: bool,
     ) -> Page:
+        view = self._view
         return _listing.page(
             self._conn(),
-            self._materialize,
+            view.materialize if view is not None else self._materialize,
             type_name=type_name,
             atype=atype,
             owner=None,
@@ -729,44 +546,6 @@ def _json(raw: bytes, path: str) -> Any:
         raise InvalidInput(f"{path} is not valid JSON: {str(exc)[:200]}") from None
     except RecursionError:
         raise InvalidInput(f"{path} is not a mirror index: JSON nested too deeply") from None
-
-
-def _insert(conn: Any, item: _treeread.Loaded, atype: ArtifactType) -> None:
-    """The catalog's rows for one artifact (no blob rows: listing never filters on them)."""
-    artifact, version_key = item.artifact, item.version_key
-    conn.execute(
-        "INSERT INTO artifacts (id, type_name, name, version, version_key, owner, visibility,"
-        " status, description, tags, properties, created_at, updated_at, activated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            artifact.id,
-            artifact.type_name,
-            artifact.name,
-            artifact.version,
-            version_key,
-            artifact.owner,
-            artifact.visibility,
-            artifact.status,
-            artifact.description,
-            json.dumps(sorted(artifact.tags)),
-            json.dumps(dict(artifact.properties), sort_keys=True),
-            artifact.created_at,
-            artifact.updated_at,
-            artifact.activated_at,
-        ),
-    )
-    if artifact.tags:
-        conn.executemany(
-            "INSERT INTO artifact_tags (artifact_id, tag) VALUES (?, ?)",
-            [(artifact.id, t) for t in sorted(set(artifact.tags))],
-        )
-    rows = prop_rows(artifact.id, atype, item.props)
-    if rows:
-        conn.executemany(
-            "INSERT INTO artifact_props (artifact_id, name, key, position, value)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
 
 
 def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int | None]:
