@@ -7,9 +7,10 @@ against the sha256 and size its parent pins before it is parsed: a ``name`` filt
 (``eq``/``in``) reads the shards of those names only (root, one bucket, one shard), any
 other query every shard of the type, and ``get(id)`` learns the artifact's shard from
 its ``artifacts/<type>/<id>/index.json`` (which chooses the shard and nothing more).
-Loaded shards go into a temporary on-disk SQLite database with the catalog's schema, so
-listing runs the catalog's own query code (``glarelite._query``: filters, sort,
-``latest`` and paging exactly as on the catalog) with bounded memory. The root read is
+Loaded shards go into a temporary on-disk SQLite database with the catalog's schema
+(``glarelite._shardview``), so listing runs the catalog's own query code
+(``glarelite._query``: filters, sort, ``latest`` and paging exactly as on the catalog)
+with bounded memory. The root read is
 the generation served until ``refresh``; a file it pins that has gone (a newer
 generation's grace period passed) makes the reader read the root again, once.
 ``MirrorSettings.cache_dir`` keeps fetched buckets and shards by sha256 for later readers.
