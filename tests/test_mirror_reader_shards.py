@@ -560,3 +560,14 @@ def test_a_served_shard_longer_than_its_pin_is_read_no_further(
         pytest.raises(glarelite.ChecksumMismatch, match=path.replace(".", r"\.")),
     ):
         m.list("images")
+
+
+def test_a_name_in_filter_reads_the_shards_of_those_names_only(origin: Origin) -> None:
+    files, _ = _many(400)
+    base = treekit.serve_tree(origin, "/tree", files)
+    with glarelite.open_mirror(base, settings=FAST) as m:
+        found = m.list("charts", filters=["name=in:n1,n150"], sort="name:asc", latest=True)
+        assert [(a.name, a.version) for a in found] == [("n1", "1.1.0"), ("n150", "1.1.0")]
+        assert len(m.list(filters=["name=n7"])) == 2  # across types: the shard in each type
+    shards = sorted(r.path.rsplit("/", 1)[1][:3] for r in origin.requests if "/_shards/" in r.path)
+    assert shards == sorted({tree.shard_of("n1"), tree.shard_of("n150"), tree.shard_of("n7")})
