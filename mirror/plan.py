@@ -42,6 +42,7 @@ class Item:
     redirects: list[tuple[str, str]] = field(default_factory=list)
     withheld: bool = False
     error: str = "InvalidInput"  # the report's error name for ``problem``
+    name: str = ""  # the artifact's name: its shard
 
 
 class Spool:
@@ -210,6 +211,7 @@ def _add(
         offset,
         length,
         problem,
+        name=artifact.name,
     )
     item.redirects, item.withheld, item.error = redirects, withheld, error
     plan.items[type_name].append(item)
