@@ -120,12 +120,12 @@ def publish(
             blobs = [line for i in members for line in i.paths]
             built = layout.shard_files(type_name, shard, views, blobs)
             new_shards[(type_name, shard)] = built.ref
-            if state.shards.get((type_name, shard)) != built.ref or not _present(
-                dest, built.ref.path(type_name), built.ref.file, verify
-            ):
-                shard_writes.append((type_name, built))
-            elif not _present(
-                dest, tree.shard_sums_path(type_name, shard), built.ref.sums, verify
+            if (
+                state.shards.get((type_name, shard)) != built.ref
+                or not _present(dest, built.ref.path(type_name), built.ref.file, verify)
+                or not _present(
+                    dest, tree.shard_sums_path(type_name, shard), built.ref.sums, verify
+                )
             ):
                 shard_writes.append((type_name, built))
     # Buckets and type entries.
@@ -137,13 +137,19 @@ def publish(
         for (t, shard), ref in new_shards.items():
             if t == type_name:
                 refs.setdefault(tree.bucket_of(shard), {})[shard] = ref
+        if not refs:
+            # A type with no artifact: one empty bucket, so that its sums index has a
+            # line and tree.SUMS_CHECK passes on a tree that publishes nothing (GNU
+            # sha256sum fails on input without a line; issue 16.3).
+            refs[tree.BUCKETS[0]] = {}
         buckets: dict[str, tree.FileRef] = {}
         for bucket in sorted(refs):
             data = layout.bucket_file(type_name, bucket, refs[bucket])
-            ref = tree.FileRef(hashlib.sha256(data).hexdigest(), len(data))
-            buckets[bucket] = ref
-            if not _present(dest, tree.bucket_path(type_name, bucket, ref.sha256), ref, verify):
-                bucket_writes.append((tree.bucket_path(type_name, bucket, ref.sha256), data))
+            file_ref = tree.FileRef(hashlib.sha256(data).hexdigest(), len(data))
+            buckets[bucket] = file_ref
+            path = tree.bucket_path(type_name, bucket, file_ref.sha256)
+            if not _present(dest, path, file_ref, verify):
+                bucket_writes.append((path, data))
         all_refs = [r for shard_refs in refs.values() for r in shard_refs.values()]
         entry, sums = layout.root_type(
             type_name, selection.definitions[type_name].to_json(), buckets, all_refs
@@ -237,8 +243,8 @@ def publish(
         except ValueError:
             continue
         new_entry = entries.get(type_name)
-        for bucket, ref in old_entry.buckets.items():
-            if new_entry is None or new_entry.buckets.get(bucket) != ref:
+        for bucket, bucket_ref in old_entry.buckets.items():
+            if new_entry is None or new_entry.buckets.get(bucket) != bucket_ref:
                 out.retired.append(old_entry.bucket_path(bucket))
         if new_entry is None:
             out.drop.append(tree.type_sums_path(type_name))

@@ -77,15 +77,15 @@ class Tracked(dict[str, Any]):
         self.dirty.add(key)
         super().__delitem__(key)
 
-    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: str, *default: Any) -> Any:
         self.dirty.add(key)
         return super().pop(key, *default)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: str, default: Any = None) -> Any:
         if key not in self:
             self[key] = default
         return self[key]
@@ -102,14 +102,10 @@ class TrackedSet(set[str]):
         self.dirty.add(item)
         super().add(item)
 
-    def discard(self, item: str) -> None:
-        self.dirty.add(item)
+    def discard(self, item: object) -> None:
+        if isinstance(item, str):
+            self.dirty.add(item)
         super().discard(item)
-
-    def __ior__(self, other: Any) -> TrackedSet:
-        for item in other:
-            self.add(item)
-        return self
 
 
 @dataclass
@@ -417,9 +413,7 @@ class Store:
             p.artifacts[artifact_id] = [type_name, str(fp)]
             p.names[artifact_id] = str(name)
         blobs = Tracked()
-        for path, sha, size, mtime in self._rows(
-            "SELECT path, sha256, size, mtime_ns FROM blobs"
-        ):
+        for path, sha, size, mtime in self._rows("SELECT path, sha256, size, mtime_ns FROM blobs"):
             if not is_blob_path(path):
                 raise ValueError(f"not a blob path: {str(path)[:200]!r}")
             if not isinstance(sha, str) or not all(
@@ -471,7 +465,7 @@ class Store:
                 conn.execute(statement)
             if state.rewrite:
                 for table in ("meta", "artifacts", "blobs", "indexes", "shards", "retired"):
-                    conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+                    conn.execute(f"DELETE FROM {table}")
                 state._loaded_artifacts = {}
                 state._loaded_names = {}
                 state._loaded_shards = {}
@@ -546,8 +540,17 @@ class Store:
         conn.executemany(
             "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (t, s, r.file.sha256, r.file.size, r.sums.sha256, r.sums.size)
-                + (r.artifacts, r.blobs, r.bytes)
+                (
+                    t,
+                    s,
+                    r.file.sha256,
+                    r.file.size,
+                    r.sums.sha256,
+                    r.sums.size,
+                    r.artifacts,
+                    r.blobs,
+                    r.bytes,
+                )
                 for (t, s), r in state.shards.items()
                 if old_shards.get((t, s)) != r
             ],
@@ -572,8 +575,8 @@ def _fresh(state: State) -> State:
     if state.rewrite:
         _all_dirty(state)
         return state
-    state.blobs.dirty = set()  # type: ignore[attr-defined]
-    state.indexes.dirty = set()  # type: ignore[attr-defined]
+    state.blobs.dirty = set()
+    state.indexes.dirty = set()
     state._loaded_artifacts = state.published.artifacts
     state._loaded_names = state.published.names
     state._loaded_shards = dict(state.shards)
@@ -694,9 +697,9 @@ def _recover(dest: Dest, state: State) -> None:
             return iter(out1)
         root = tree.Root.from_dict(parsed)
         out: list[tuple[str, Any]] = []
-        for type_name, entry in root.types.items():
-            for bucket, ref in entry.buckets.items():
-                data = pinned(entry.bucket_path(bucket), ref.sha256, ref.size)
+        for type_name, type_entry in root.types.items():
+            for bucket, ref in type_entry.buckets.items():
+                data = pinned(type_entry.bucket_path(bucket), ref.sha256, ref.size)
                 if data is None:
                     return None
                 parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
@@ -724,7 +727,8 @@ def _recover(dest: Dest, state: State) -> None:
                 blobs[blob_path] = ["", size, -1]
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
         return  # InvalidInput is a ValueError
-    state.indexes |= indexes
+    for path in indexes:
+        state.indexes.add(path)
     state.blobs.update(blobs)
     state.published.artifacts.update(artifacts)
 
