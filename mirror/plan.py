@@ -43,6 +43,7 @@ class Item:
     withheld: bool = False
     error: str = "InvalidInput"  # the report's error name for ``problem``
     name: str = ""  # the artifact's name: its shard
+    linked: bool = False  # selected only because a selected artifact links to it
 
 
 class Spool:
@@ -135,6 +136,7 @@ def build(
             and (target.visibility == "public" or private_ok)
         ):
             _add(plan, selection, dest, state, target, verify, seen, linked)
+            plan.items[target.type_name][-1].linked = True
     for type_name in selection.types:
         plan.selected[type_name] = len(plan.items[type_name])
     return plan

@@ -254,6 +254,7 @@ def publish(
     old.types = new_types
     old.artifacts = new_artifacts
     old.names = new_names
+    old.linked = {i.id for v in published.values() for i in v if i.linked}
     old.root_sha256 = hashlib.sha256(raw).hexdigest()
     state.shards = new_shards
     return out

@@ -49,7 +49,8 @@ _CONTENT = re.compile(r"[0-9a-f]{1,3}\.[0-9a-f]{64}\.json\Z")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS artifacts (id TEXT PRIMARY KEY, type TEXT NOT NULL, "
-    "name TEXT NOT NULL, shard TEXT NOT NULL, fingerprint TEXT NOT NULL)",
+    "name TEXT NOT NULL, shard TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+    "linked INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS blobs (path TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, "
     "sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS blobs_artifact ON blobs (artifact_id)",
@@ -121,6 +122,7 @@ class Published:
     types: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> RootType dict
     artifacts: dict[str, list[str]] = field(default_factory=dict)  # id -> [type, fingerprint]
     names: dict[str, str] = field(default_factory=dict)  # id -> name (its shard)
+    linked: set[str] = field(default_factory=set)  # ids published because of a link
     selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
     generated_at: str = ""
     retained: int = 0  # files the tree wrote that the indexes no longer name
@@ -142,6 +144,8 @@ class State:
     rewrite: bool = False  # the file is rewritten whole by the next save (upgrade, recovery)
     _loaded_artifacts: dict[str, list[str]] | None = None
     _loaded_names: dict[str, str] | None = None
+    _loaded_linked: set[str] | None = None
+    partial: bool = False  # only the rows of what changed (a journal run)
     _loaded_shards: dict[tuple[str, str], tree.ShardRef] | None = None
     _loaded_retired: dict[str, float] | None = None
     _saved_meta: dict[str, Any] | None = None
@@ -369,6 +373,107 @@ class Store:
         since = rows[0][0] if rows else None
         return isinstance(since, (int, float)) and now - since >= grace
 
+    def load_partial(self, ids: Iterable[str], types: Iterable[str]) -> State:
+        """The rows of artifacts ``ids`` only (their artifact rows, blob rows and index
+        files), the meta values and the retired files: a journal run's state. The
+        caller adds the shard rows it touches (:meth:`shard_refs`)."""
+        db = self._connect(create=False)
+        if db is None:
+            raise ValueError("no state")
+        meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
+        head = _head_of(meta)
+        p = Published(
+            generation=head.generation,
+            catalog=head.catalog,
+            selection=head.selection,
+            serial=head.serial,
+            complete=head.complete,
+            root_sha256=head.root_sha256,
+            types=head.types,
+            selected=head.selected,
+            generated_at=str(meta.get("generated_at", "")),
+            retained=head.retained,
+            scan_cursor=head.scan_cursor,
+        )
+        wanted = sorted(set(ids))
+        blobs = Tracked()
+        indexes = TrackedSet()
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            for artifact_id, type_name, name, _shard, fp, linked in self._rows(
+                "SELECT id, type, name, shard, fingerprint, linked FROM artifacts "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ):
+                check_artifact_id(artifact_id)
+                tree.check_identifier(type_name, "type")
+                p.artifacts[artifact_id] = [type_name, str(fp)]
+                p.names[artifact_id] = str(name)
+                if linked:
+                    p.linked.add(artifact_id)
+            for path, sha, size, mtime in self._rows(
+                f"SELECT path, sha256, size, mtime_ns FROM blobs WHERE artifact_id IN ({marks})",
+                chunk,
+            ):
+                if not is_blob_path(path) or str(path).split("/")[2] not in chunk:
+                    raise ValueError(f"not a blob path of its artifact: {str(path)[:200]!r}")
+                if not isinstance(sha, str) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) for n in (size, mtime)
+                ):
+                    raise ValueError(f"bad record for {path}")
+                dict.__setitem__(blobs, path, [sha, size, mtime])
+            paths = [tree.artifact_index_path(t, i) for t in types for i in chunk]
+            for start2 in range(0, len(paths), 400):
+                part = paths[start2 : start2 + 400]
+                marks2 = ",".join("?" * len(part))
+                for (path,) in self._rows(
+                    f"SELECT path FROM indexes WHERE path IN ({marks2})",
+                    part,
+                ):
+                    set.add(indexes, path)
+        retired: dict[str, float] = {}
+        for path, since in self._rows("SELECT path, since FROM retired"):
+            if not is_retirable_path(path) or not isinstance(since, (int, float)):
+                raise ValueError(f"not a retirable path: {str(path)[:200]!r}")
+            retired[path] = float(since)
+        state = State(blobs=blobs, indexes=indexes, published=p, retired=retired)
+        state.partial = True
+        return _fresh(state)
+
+    def shard_refs(self, type_name: str, bucket: str) -> dict[str, tree.ShardRef]:
+        """The published shards of one bucket of a type (at most 256 rows)."""
+        out: dict[str, tree.ShardRef] = {}
+        for row in self._rows(
+            "SELECT shard, sha256, size, sums_sha256, sums_size, artifacts, blobs, bytes "
+            "FROM shards WHERE type = ? AND shard >= ? AND shard < ?",
+            (type_name, bucket, bucket + "g"),
+        ):
+            data = {
+                "sha256": row[1],
+                "size": row[2],
+                "sums": {"sha256": row[3], "size": row[4]},
+                "artifacts": row[5],
+                "blobs": row[6],
+                "bytes": row[7],
+            }
+            ref = tree.ShardRef.from_dict(row[0], data, "state")
+            if tree.bucket_of(ref.shard) == bucket:
+                out[ref.shard] = ref
+        return out
+
+    def held_elsewhere(self) -> int:
+        """Files the tree wrote that no published artifact owns (retained), counted."""
+        rows = list(
+            self._rows(
+                "SELECT (SELECT count(*) FROM blobs WHERE artifact_id NOT IN "
+                "(SELECT id FROM artifacts)) + (SELECT count(*) FROM indexes WHERE "
+                "substr(path, instr(substr(path, 11), '/') + 11, 36) NOT IN "
+                "(SELECT id FROM artifacts))"
+            )
+        )
+        return int(rows[0][0]) if rows else 0
+
     def load(self) -> State:
         """Everything, for a run with work (or ``check``); a malformed file or a format 1
         ``state.json`` -> recovered as today (from the json, or from the tree)."""
@@ -405,13 +510,15 @@ class Store:
             retained=head.retained,
             scan_cursor=head.scan_cursor,
         )
-        for artifact_id, type_name, name, _shard, fp in self._rows(
-            "SELECT id, type, name, shard, fingerprint FROM artifacts"
+        for artifact_id, type_name, name, _shard, fp, linked in self._rows(
+            "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"
         ):
             check_artifact_id(artifact_id)
             tree.check_identifier(type_name, "type")
             p.artifacts[artifact_id] = [type_name, str(fp)]
             p.names[artifact_id] = str(name)
+            if linked:
+                p.linked.add(artifact_id)
         blobs = Tracked()
         for path, sha, size, mtime in self._rows("SELECT path, sha256, size, mtime_ns FROM blobs"):
             if not is_blob_path(path):
@@ -469,6 +576,8 @@ class Store:
                 state._loaded_artifacts = {}
                 state._loaded_names = {}
                 state._loaded_shards = {}
+                state._loaded_retired = {}
+                state._loaded_linked = set()
                 _all_dirty(state)
             self._write(conn, state)
             conn.execute("COMMIT")
@@ -522,16 +631,21 @@ class Store:
         )
         old, new = state._loaded_artifacts or {}, p.artifacts
         old_names = state._loaded_names or {}
-        if old is not new or old_names is not p.names:
+        old_linked = state._loaded_linked or set()
+        if old is not new or old_names is not p.names or old_linked != p.linked:
             conn.executemany(
                 "DELETE FROM artifacts WHERE id = ?", [(k,) for k in old if k not in new]
             )
             rows = []
             for k, (type_name, fp) in new.items():
                 name = p.names.get(k, "")
-                if old.get(k) != [type_name, fp] or old_names.get(k) != name:
-                    rows.append((k, type_name, name, tree.shard_of(name), fp))
-            conn.executemany("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)", rows)
+                if (
+                    old.get(k) != [type_name, fp]
+                    or old_names.get(k) != name
+                    or (k in old_linked) != (k in p.linked)
+                ):
+                    rows.append((k, type_name, name, tree.shard_of(name), fp, k in p.linked))
+            conn.executemany("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)", rows)
         old_shards = state._loaded_shards or {}
         conn.executemany(
             "DELETE FROM shards WHERE type = ? AND shard = ?",
@@ -555,8 +669,15 @@ class Store:
                 if old_shards.get((t, s)) != r
             ],
         )
-        conn.execute("DELETE FROM retired")
-        conn.executemany("INSERT INTO retired VALUES (?, ?)", sorted(state.retired.items()))
+        old_retired = state._loaded_retired or {}
+        conn.executemany(
+            "DELETE FROM retired WHERE path = ?",
+            [(k,) for k in old_retired if k not in state.retired],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO retired VALUES (?, ?)",
+            [(k, v) for k, v in sorted(state.retired.items()) if old_retired.get(k) != v],
+        )
 
 
 def _all_dirty(state: State) -> None:
@@ -579,6 +700,7 @@ def _fresh(state: State) -> State:
     state.indexes.dirty = set()
     state._loaded_artifacts = state.published.artifacts
     state._loaded_names = state.published.names
+    state._loaded_linked = set(state.published.linked)
     state._loaded_shards = dict(state.shards)
     state._loaded_retired = dict(state.retired)
     state._saved_meta = json.loads(json.dumps(_meta_values(state)))
@@ -591,6 +713,7 @@ def _dirty(state: State) -> bool:
         or getattr(state.indexes, "dirty", True)
         or state.published.artifacts is not state._loaded_artifacts
         or state.published.names is not state._loaded_names
+        or state.published.linked != state._loaded_linked
         or state.shards != state._loaded_shards
         or state.retired != state._loaded_retired
     )

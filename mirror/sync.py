@@ -23,15 +23,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 from glarelite import (
+    Artifact,
     DestinationError,
     Forbidden,
     GlareliteError,
+    JournalTrimmed,
     NotFound,
     Progress,
     ReadableCatalog,
     tree,
 )
 
+from . import journal as journaling
 from . import partial, signroot
 from . import plan as planning
 from . import prune as pruning
@@ -44,7 +47,7 @@ from .progress import SafeProgress
 from .publish import publish
 from .report import SyncReport
 from .select import Selection
-from .state import State, Store
+from .state import Head, State, Store
 
 BATCH_MAX = 256  # small blobs per task (one pipeline per task)
 
@@ -143,7 +146,8 @@ def sync(
             # Every run, a no-op one too: a tree signed for the first time, a new key
             # during a rotation, or a run killed before it signed are all caught up here.
             signroot.sign(target, sign_keys)
-        report.not_selected = selection.not_selected(catalog)
+        if run.walked:  # count queries: not on a no-op or journal run
+            report.not_selected = selection.not_selected(catalog)
     finally:
         if lock is not None:
             lock.release()
@@ -198,6 +202,7 @@ class _Run:
         self.grace = grace
         self.scan = scan
         self.serial: int | None = None
+        self.walked = False  # the whole selection was walked (the report's hints need it)
         self.good: set[str] = set()
         self._repair_reasons: dict[str, str] = {}  # path -> why it is being replaced
         self._since_checkpoint = 0
@@ -208,8 +213,10 @@ class _Run:
         self.serial = _catalog_serial(self.catalog)
         if crashed:
             self._clean_temporaries()
-        if not self.verify and self._nothing_to_do():
+        if not self.verify and self._fast():
             return
+        self.walked = True
+        self.report.mode = "walk" if not self.dry_run else ""
         self.state = self.store.load()
         if self.state.problem:
             self.report.warnings.append(self.state.problem)
@@ -345,17 +352,16 @@ class _Run:
         self.dest.remove_empty_dirs(due)
         self.dest.sync_dirs()
 
-    # -- fast path ---------------------------------------------------------------------
-    def _nothing_to_do(self) -> bool:
-        """True when the tree already publishes exactly the current selection, decided
-        from the catalog's journal serial and a few state rows — no catalog walk, no
-        count query — plus the bounded lstat scan of ``scan`` blobs (self-healing)."""
+    # -- fast paths ------------------------------------------------------------------
+    def _fast(self) -> bool:
+        """A run with nothing to do, or one driven by the journal: True when done,
+        False when the whole selection must be walked. Decided from the catalog's
+        journal serial and a few state rows — no catalog walk, no count query — after
+        the bounded lstat scan of ``scan`` blobs (self-healing)."""
         if self.serial is None:
             return False  # a catalog without a journal (a mirror tree): walk
         head = self.store.head()
         if head is None or not (head.complete and head.generation and head.serial >= 0):
-            return False
-        if head.serial != self.serial:
             return False
         if head.catalog != _catalog_id(self.catalog) or head.selection != self.signature:
             return False
@@ -369,7 +375,19 @@ class _Run:
         cursor = self._scan(head.scan_cursor)
         if cursor is None:
             return False  # damage found: the walk repairs it
+        if head.serial != self.serial:
+            if self.dry_run or self.delete or self.redirect:
+                # the walk reports what would change, prunes, and writes the redirect
+                # rules whole
+                return False
+            try:
+                return self._journal_run(head, cursor)
+            except journaling.WalkInstead:
+                self.state = State()
+                self.good = set()
+                return False
         report = self.report
+        report.mode = "no-op"
         report.nothing_to_do = True
         report.generation = head.generation
         report.artifacts = sum(int(t.get("artifacts", 0)) for t in head.types.values())
@@ -378,10 +396,138 @@ class _Run:
         report.retained = head.retained
         due = self.store.retired_due(time.time(), self.grace)
         if not self.dry_run and (cursor != head.scan_cursor or due):
-            self.state = self.store.load()
+            self.state = self.store.load_partial([], self.selection.types)
             self.state.published.scan_cursor = cursor
             self._remove_retired(time.time())
             self.store.save(self.state)
+        return True
+
+    def _journal_run(self, head: Head, cursor: str) -> bool:
+        """Publish the artifacts changed since the serial the tree published; False
+        (walk) when the journal cannot say (trimmed: reported), or too much changed."""
+        total = sum(int(t.get("artifacts", 0)) for t in head.types.values())
+        cap = max(journaling.MIN_WALK, total // 4)
+        try:
+            ids = journaling.changed_ids(self.catalog, head.serial, cast(int, self.serial), cap)
+        except JournalTrimmed as exc:
+            self.report.warnings.append(
+                f"the catalog's change journal was trimmed past serial {head.serial}, the "
+                f"one this tree published: the whole catalog was walked ({exc})"
+            )
+            return False
+        sel, report = self.selection, self.report
+        state = self.store.load_partial(ids, sel.types)
+        self.state = state
+        p = state.published
+        p.scan_cursor = cursor
+        plan = planning.Plan(redirect=self.redirect)
+        for type_name in sel.types:
+            plan.spools[type_name] = planning.Spool()
+            plan.items[type_name] = []
+        try:
+            dirty: set[tuple[str, str]] = set()
+            moved = False  # an artifact entered or left the tree
+            withdrawn: list[dict[str, Any]] = []
+            for artifact_id in ids:
+                try:
+                    artifact: Artifact | None = self.catalog.get(artifact_id)
+                except (NotFound, Forbidden):
+                    artifact = None
+                old = p.artifacts.get(artifact_id)
+                if artifact_id in p.linked:
+                    raise journaling.WalkInstead("a linked artifact changed")
+                if old is not None:
+                    dirty.add((old[0], tree.shard_of(p.names.get(artifact_id, ""))))
+                if artifact is not None and journaling.is_selected(sel, artifact):
+                    if journaling.has_links(sel, artifact):
+                        raise journaling.WalkInstead("an artifact with links changed")
+                    links: list[str] = []
+                    planning._add(plan, sel, self.dest, state, artifact, False, set(), links)
+                    dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
+                    moved = moved or old is None
+                    continue
+                files = sorted(
+                    [f for f in state.blobs if f.split("/")[2] == artifact_id]
+                    + [f for f in state.indexes if f.split("/")[2] == artifact_id]
+                )
+                if old is None and not files:
+                    continue  # never in the tree (a draft, a private one...)
+                moved = True
+                reason = self._withdraw_reason(artifact_id, old)
+                if reason:
+                    type_name = old[0] if old else files[0].split("/")[1]
+                    withdrawn.append(
+                        {
+                            "id": artifact_id,
+                            "type": type_name,
+                            "reason": "deleted" if reason == _UNKNOWN else reason,
+                            "files": [f for f in files if f.split("/")[1] == type_name],
+                        }
+                    )
+            journaling.check_shards(self.dest, self.store, dirty)
+            report.mode = "journal"
+            report.withdrawn = sorted(withdrawn, key=lambda w: str(w["id"]))
+            executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
+            try:
+                self._check_tree_files(plan, executor)
+                self._copy(plan, executor)
+                self._sweep_partials(plan)
+                self.dest.sync_dirs()
+                self._problems(plan)
+                out = journaling.publish_changes(
+                    self.dest,
+                    self.store,
+                    state,
+                    plan,
+                    sel,
+                    self.good,
+                    executor,
+                    changed=ids,
+                    dirty=dirty,
+                )
+            except BaseException:
+                self.stop.set()
+                executor.shutdown(wait=True, cancel_futures=True)
+                self._checkpoint(force=True)
+                raise
+            executor.shutdown(wait=True)
+            p.serial = cast(int, self.serial)
+            now = time.time()
+            for path in out.retired:
+                state.retired.setdefault(path, now)
+            drop = sorted(set(out.drop))
+            p.complete = not report.failed and not (report.withdrawn or drop)
+            self.store.save(state)
+            self._withdraw()
+            for path in drop:
+                self.dest.delete(path)
+            p.complete = not report.failed
+            self._remove_retired(now)
+            self.store.save(state)
+            if moved:
+                p.retained = self.store.held_elsewhere()
+                self.store.save(state)
+        finally:
+            plan.close()
+        report.retained = p.retained
+        report.generation = out.generation if out.changed else p.generation
+        report.published = out.changed
+        report.artifacts = out.artifacts
+        report.blobs = out.blobs
+        report.kept = out.kept
+        report.skipped = max(0, out.blobs - len(report.copied) - len(report.repaired))
+        if out.kept:
+            report.warnings.append(
+                f"{len(out.kept)} artifacts stay published as the previous generation had "
+                "them: their blobs could not be repaired (see failed); a rerun tries again"
+            )
+        report.nothing_to_do = (
+            not out.changed
+            and not report.copied
+            and not report.repaired
+            and not report.withdrawn
+            and not report.failed
+        )
         return True
 
     def _scan(self, cursor: str) -> str | None:
