@@ -95,7 +95,8 @@ def publish(
         i
         for v in published.values()
         for i in v
-        if old.artifacts.get(i.id) != [i.type, i.fingerprint]
+        if state.legacy  # format 1 -> 2: every artifact index says its format
+        or old.artifacts.get(i.id) != [i.type, i.fingerprint]
         or tree.artifact_index_path(i.type, i.id) not in state.indexes
         or (dest.local and dest.stat(tree.artifact_index_path(i.type, i.id)) is None)
         or (verify and not _artifact_index_ok(dest, plan, i))

@@ -538,8 +538,7 @@ class _Run:
             return cursor
         try:
             rows = self.store.read_blobs(cursor, self.scan)
-            wrapped = len(rows) < self.scan
-            if wrapped and cursor:
+            if len(rows) < self.scan and cursor:  # wrap round to the start
                 more = self.store.read_blobs("", self.scan - len(rows))
                 rows += [r for r in more if r[0] <= cursor]
         except (ValueError, OSError, sqlite3.Error):
@@ -549,9 +548,8 @@ class _Run:
             if stat(path) != (size, mtime):
                 return None
         self.report.scanned = len(rows)
-        if wrapped or not rows:
-            return ""
-        return rows[-1][0]
+        # every blob checked in this run: start again from the first next time
+        return rows[-1][0] if len(rows) == self.scan else ""
 
     # -- phase 1: tree files that need re-hashing ------------------------------------------
     def _check_tree_files(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
