@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -495,7 +496,7 @@ def test_a_reader_never_sees_a_mixed_generation_during_publishes(tmp_path: Path)
     for t in readers:
         t.start()
     try:
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         stop.set()
         for t in readers:
@@ -532,3 +533,109 @@ def test_sigkill_at_any_point_of_a_publish_leaves_a_whole_generation(tmp_path: P
     assert views == {a.id: a.to_dict() for a in cat.iter_all("images")}
     assert len(served) > 1
     cat.close()
+
+
+# -- S3 ---------------------------------------------------------------------------------------
+class S3Requests:
+    """Every request the mirror's own S3 client sends, counted by botocore's event hooks
+    on the file system instance fsspec shares with the run (same storage options)."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        from fsspec.core import url_to_fs
+
+        self.fs, _ = url_to_fs(url, **options)
+        self.fs.ls(url.split("://", 1)[1].split("/", 1)[0])  # connects: .s3 exists now
+        self.sent: list[tuple[str, str]] = []
+        self.fs.s3.meta.events.register("before-send.s3", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        self.sent.append((request.method, request.url))
+
+    def close(self) -> None:
+        self.fs.s3.meta.events.unregister("before-send.s3", self._record)
+
+    def of(self, method: str) -> list[str]:
+        return [u for m, u in self.sent if m == method]
+
+
+def key_of(url: str, prefix: str) -> str:
+    return url.split("?")[0].split(prefix, 1)[1].lstrip("/")
+
+
+def final_key(key: str) -> str:
+    """The object a temporary is written for (``.<name>.glarelite-tmp...`` beside it)."""
+    folder, _, name = key.rpartition("/")
+    if tree.is_temporary_name(name):
+        name = name[1:].split(".glarelite-tmp.")[0]
+    return f"{folder}/{name}" if folder else name
+
+
+@pytest.mark.s3
+def test_s3_no_op_makes_o1_requests_and_one_change_writes_o_change_objects(
+    world: World, seaweedfs: Any, s3_store_url: str
+) -> None:
+    cat, ids = world.catalog, world.ids
+    options = seaweedfs.storage_options
+    prefix = s3_store_url.split("://", 1)[1]
+    assert mirror.sync(cat, s3_store_url, storage_options=options, **QUICK).exit_code == 0
+    counter = S3Requests(s3_store_url, options)
+    try:
+        report = mirror.sync(cat, s3_store_url, storage_options=options, **QUICK)
+        assert report.nothing_to_do and report.mode == "no-op"
+        small = [u for _, u in counter.sent if prefix in u]  # (not a HEAD of the bucket)
+        # the lock, the signed-root check, head.json, the root, the redirect rules
+        assert 0 < len(small) <= 16, small
+        assert [key_of(u, prefix) for u in counter.of("PUT")] == [f"{tree.STATE_DIR}/lock"]
+
+        # 40 more artifacts: the no-op costs the same requests (O(1), not O(objects))
+        for n in range(40):
+            a = cat.create("charts", f"more-{n}", version="1.0")
+            world.upload(a.id, "package", f"more {n}".encode())
+            cat.activate(a.id)
+            cat.publish(a.id)
+        assert mirror.sync(cat, s3_store_url, storage_options=options, **QUICK).exit_code == 0
+        counter.sent.clear()
+        report = mirror.sync(cat, s3_store_url, storage_options=options, **QUICK)
+        assert report.nothing_to_do and report.artifacts == 44
+        assert len([u for _, u in counter.sent if prefix in u]) == len(small), counter.sent
+
+        # one change: O(change) objects written (the state object included), no listing
+        counter.sent.clear()
+        cat.update(ids["a1"], description="one change")
+        report = mirror.sync(cat, s3_store_url, storage_options=options, **QUICK)
+        assert (report.exit_code, report.mode) == (0, "journal")
+        # root, artifact index, shard, shard sums, bucket, type sums, state, head, lock
+        # (each written as a temporary then copied; the state saved after the publish
+        # and after the superseded files went)
+        finals = {final_key(key_of(u, prefix)) for u in counter.of("PUT")}
+        assert len(finals) <= 9, sorted(finals)
+        assert mirror_state.STATE in finals and mirror_state.HEAD in finals
+        assert len(counter.of("PUT")) <= 30, counter.of("PUT")
+        # no listing of a folder: only the look-ups fsspec makes of one object's key
+        listed = {
+            urllib.parse.parse_qs(urllib.parse.urlsplit(u).query)["prefix"][0].rstrip("/")
+            for u in counter.of("GET")
+            if "list-type" in u
+        }
+        key_prefix = prefix.split("/", 1)[1]  # the listing names keys without the bucket
+        looked_up = {
+            f"{key_prefix}/{key_of(u, prefix)}"
+            for m, u in counter.sent
+            if m in ("PUT", "HEAD") and prefix in u
+        }
+        assert listed <= looked_up, sorted(listed - looked_up)
+        # ~9 objects, each a handful of requests (temporary, copy, look-ups), whatever
+        # the number of objects in the tree
+        assert len(counter.sent) <= 9 * 12, len(counter.sent)
+    finally:
+        counter.close()
+    fresh = Path(world.root) / "copy"
+    fs = seaweedfs.other_fs
+    fs.invalidate_cache()
+    for key in fs.find(prefix):
+        rel = key[len(prefix) + 1 :]
+        (fresh / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fresh / rel).write_bytes(fs.cat(key))
+    assert sums_check(fresh).returncode == 0
+    views = {v["id"]: v for v in type_views(fresh, "images")}
+    assert views[ids["a1"]]["description"] == "one change"
