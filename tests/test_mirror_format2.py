@@ -639,3 +639,26 @@ def test_s3_no_op_makes_o1_requests_and_one_change_writes_o_change_objects(
     assert sums_check(fresh).returncode == 0
     views = {v["id"]: v for v in type_views(fresh, "images")}
     assert views[ids["a1"]]["description"] == "one change"
+
+
+def test_a_journal_run_retains_what_falls_out_of_the_selection_like_a_walk(
+    world: World, tmp_path: Path
+) -> None:
+    cat, dest, ids = world.catalog, tmp_path / "tree", world.ids
+    linux = {"tags": ["linux"], **QUICK}
+    assert mirror.sync(cat, str(dest), **linux).artifacts == 2  # a1 and a2
+    cat.update(ids["a2"], tags=["other"])  # still public and active: it merely falls out
+    report = mirror.sync(cat, str(dest), **linux)
+    assert (report.exit_code, report.mode, report.withdrawn) == (0, "journal", [])
+    assert report.retained == 2  # its blob and its index, kept until delete
+    assert (dest / tree.blob_path("images", ids["a2"], "file")).exists()
+    assert ids["a2"] not in {v["id"] for v in type_views(dest, "images")}
+    # a walk of the same tree counts the same
+    walked = mirror.sync(cat, str(dest), verify=True, **linux)
+    assert (walked.mode, walked.retained) == ("walk", 2)
+    report = mirror.sync(cat, str(dest), delete=True, **linux)
+    assert report.deleted == [
+        tree.artifact_index_path("images", ids["a2"]),
+        tree.blob_path("images", ids["a2"], "file"),
+    ]
+    assert sums_check(dest).returncode == 0
