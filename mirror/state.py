@@ -37,6 +37,7 @@ from glarelite import tree
 
 from ._paths import check_artifact_id, check_blob_names, is_blob_path, is_index_path
 from .dest import Dest
+from .scan import valid_blob_path
 
 STATE = f"{tree.STATE_DIR}/state.sqlite"
 STATE_V1 = f"{tree.STATE_DIR}/state.json"  # format 1: read once for the upgrade
@@ -259,7 +260,7 @@ class Store:
     def __init__(self, dest: Dest, *, writable: bool = True) -> None:
         self.dest = dest
         self.writable = writable
-        self._db: sqlite_utils.Database | None = None
+        self._db: sqlite3.Connection | None = None
         self._temp: str | None = None  # remote: the local copy
         self.rows_read = 0  # rows fetched from the file (tests count the no-op's)
 
@@ -286,7 +287,7 @@ class Store:
             raise _planted(STATE, "not a regular file")
         return path
 
-    def _connect(self, create: bool) -> sqlite_utils.Database | None:
+    def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._db is not None:
             return self._db
         if self.dest.local:
@@ -303,12 +304,14 @@ class Store:
             self._temp = path
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA trust_schema = OFF")
-        self._db = sqlite_utils.Database(conn)
+        # Reads go through the plain connection: sqlite_utils.Database scans the installed
+        # plugins when it is made (~75 ms), too much for a no-op run; save() uses it.
+        self._db = conn
         return self._db
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.conn.close()
+            self._db.close()
             self._db = None
         if self._temp is not None:
             with contextlib.suppress(OSError):
@@ -317,7 +320,7 @@ class Store:
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> Iterator[tuple[Any, ...]]:
         assert self._db is not None
-        for row in self._db.conn.execute(sql, tuple(params)):
+        for row in self._db.execute(sql, tuple(params)):
             self.rows_read += 1
             yield row
 
@@ -354,7 +357,7 @@ class Store:
             "SELECT path, sha256, size, mtime_ns FROM blobs WHERE path > ? ORDER BY path LIMIT ?",
             (after, limit),
         ):
-            if not is_blob_path(path) or not isinstance(size, int) or not isinstance(mtime, int):
+            if not valid_blob_path(path) or type(size) is not int or type(mtime) is not int:
                 raise ValueError(f"bad blob row {str(path)[:200]!r}")
             out.append((path, str(sha), size, mtime))
         return out
@@ -482,8 +485,10 @@ class Store:
             return _fresh(_load_v1(self.dest, raw_v1))
         try:
             db = self._connect(create=False)
-            if db is None:
-                return _fresh(State())
+            if db is None:  # a first run, or a tree whose state was lost
+                state = State(rewrite=True)
+                _adopt_root(self.dest, state)
+                return _fresh(state)
             return self._load(db)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             problem = f"{STATE} was unreadable ({exc}); rebuilt from the tree"
@@ -492,9 +497,10 @@ class Store:
         self.close()
         state = State(problem=problem, rewrite=True)
         _recover(self.dest, state)
+        _adopt_root(self.dest, state)
         return _fresh(state)
 
-    def _load(self, db: sqlite_utils.Database) -> State:
+    def _load(self, db: sqlite3.Connection) -> State:
         meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
         head = _head_of(meta)
         p = Published(
@@ -563,16 +569,16 @@ class Store:
         remote tree: upload the file, then head.json."""
         if not state.rewrite and not _dirty(state) and _meta_values(state) == state._saved_meta:
             return  # nothing changed since the load or the last save: nothing written
-        db = self._connect(create=True)
-        assert db is not None
-        conn = db.conn
+        conn = self._connect(create=True)
+        assert conn is not None
+        db = sqlite_utils.Database(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA:
-                conn.execute(statement)
+                db.execute(statement)
             if state.rewrite:
                 for table in ("meta", "artifacts", "blobs", "indexes", "shards", "retired"):
-                    conn.execute(f"DELETE FROM {table}")
+                    db.table(table).delete_where()
                 state._loaded_artifacts = {}
                 state._loaded_names = {}
                 state._loaded_shards = {}
@@ -854,6 +860,36 @@ def _recover(dest: Dest, state: State) -> None:
         state.indexes.add(path)
     state.blobs.update(blobs)
     state.published.artifacts.update(artifacts)
+
+
+def _adopt_root(dest: Dest, state: State) -> None:
+    """Without a usable state: the shards and buckets a format 2 root in the tree pins,
+    so that the next publish supersedes them (they go after the grace period) instead of
+    leaving them, and their sums files, behind. Bucket files are read (at most 16 per
+    type, each checked against its pin); shard files are not."""
+    import hashlib
+
+    try:
+        raw = dest.read_bytes(tree.ROOT_INDEX)
+        if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
+            return
+        parsed = json.loads(raw)
+        if tree.format_of(parsed) != tree.FORMAT_VERSION:
+            return
+        root = tree.Root.from_dict(parsed)
+        shards: dict[tuple[str, str], tree.ShardRef] = {}
+        for type_name, entry in root.types.items():
+            for bucket, ref in entry.buckets.items():
+                data = dest.read_bytes(entry.bucket_path(bucket))
+                if data is None or hashlib.sha256(data).hexdigest() != ref.sha256:
+                    return
+                parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
+                for shard, sref in parsed_bucket.shards.items():
+                    shards[(type_name, shard)] = sref
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
+        return
+    state.shards = shards
+    state.published.types = {n: e.to_dict() for n, e in root.types.items()}
 
 
 def _shard_ok(shard: object) -> bool:

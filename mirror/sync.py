@@ -39,6 +39,7 @@ from . import partial, signroot
 from . import plan as planning
 from . import prune as pruning
 from . import redirects as redirecting
+from . import scan as scanning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
 from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
@@ -543,10 +544,8 @@ class _Run:
                 rows += [r for r in more if r[0] <= cursor]
         except (ValueError, OSError, sqlite3.Error):
             return None
-        stat = self.dest.stat
-        for path, _sha, size, mtime in rows:
-            if stat(path) != (size, mtime):
-                return None
+        if not scanning.unchanged(self.dest, rows):
+            return None
         self.report.scanned = len(rows)
         # every blob checked in this run: start again from the first next time
         return rows[-1][0] if len(rows) == self.scan else ""
