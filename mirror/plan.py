@@ -26,7 +26,7 @@ MAX_SOURCES = 4  # alternative catalog slots holding the same bytes
 _LABELLED = 8 << 20  # blobs this large get a progress bar, which names the artifact
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One selected artifact."""
 

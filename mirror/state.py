@@ -616,16 +616,17 @@ class Store:
         )
         blobs = state.blobs
         dirty = sorted(getattr(blobs, "dirty", set()))
+        # generators, not lists: a first mirror of a million blobs writes them all
         conn.executemany(
-            "DELETE FROM blobs WHERE path = ?", [(k,) for k in dirty if k not in blobs]
+            "DELETE FROM blobs WHERE path = ?", ((k,) for k in dirty if k not in blobs)
         )
         conn.executemany(
             "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?)",
-            [
+            (
                 (k, k.split("/")[2], blobs[k][0], blobs[k][1], blobs[k][2])
                 for k in dirty
                 if k in blobs
-            ],
+            ),
         )
         indexes = state.indexes
         dirty = sorted(getattr(indexes, "dirty", set()))
@@ -642,16 +643,18 @@ class Store:
             conn.executemany(
                 "DELETE FROM artifacts WHERE id = ?", [(k,) for k in old if k not in new]
             )
-            rows = []
-            for k, (type_name, fp) in new.items():
-                name = p.names.get(k, "")
-                if (
-                    old.get(k) != [type_name, fp]
-                    or old_names.get(k) != name
-                    or (k in old_linked) != (k in p.linked)
-                ):
-                    rows.append((k, type_name, name, tree.shard_of(name), fp, k in p.linked))
-            conn.executemany("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                for k, (type_name, fp) in new.items():
+                    name = p.names.get(k, "")
+                    if (
+                        old.get(k) != [type_name, fp]
+                        or old_names.get(k) != name
+                        or (k in old_linked) != (k in p.linked)
+                    ):
+                        yield (k, type_name, name, tree.shard_of(name), fp, k in p.linked)
+
+            conn.executemany("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)", rows())
         old_shards = state._loaded_shards or {}
         conn.executemany(
             "DELETE FROM shards WHERE type = ? AND shard = ?",

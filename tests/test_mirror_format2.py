@@ -28,6 +28,7 @@ from glarelite import tree
 from mirror import state as mirror_state
 from tests.fixtures.origin import Origin
 from tests.test_mirror_support import (
+    NO_GRACE,
     QUICK,
     World,
     build_world,
@@ -134,14 +135,14 @@ def test_one_change_writes_only_its_shard_bucket_sums_root_and_index(
     world: World, tmp_path: Path
 ) -> None:
     cat, dest, ids = world.catalog, tmp_path / "tree", world.ids
-    first = mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600})
+    first = mirror.sync(cat, str(dest), **QUICK)
     assert first.mode == "walk"
     before = mtimes(dest)
     old_root = json.loads((dest / tree.ROOT_INDEX).read_text())
     time.sleep(0.01)  # distinct mtimes on coarse clocks
 
     cat.update(ids["a1"], description="now documented")
-    report = mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600})
+    report = mirror.sync(cat, str(dest), **QUICK)
     assert (report.exit_code, report.mode, report.generation) == (0, "journal", 2)
     assert report.copied == [] and report.bytes_fetched == 0
     after = mtimes(dest)
@@ -225,7 +226,7 @@ def test_journal_runs_publish_creates_and_withdrawals_like_a_walk(
     cat.publish(new.id)
     cat.deactivate(ids["b1"])
     cat.publish(ids["secret"])  # private -> public: it enters the tree
-    report = mirror.sync(cat, str(dest), **QUICK)
+    report = mirror.sync(cat, str(dest), **NO_GRACE)
     assert (report.exit_code, report.mode) == (0, "journal")
     assert sorted(c["path"] for c in report.copied) == sorted(
         [
@@ -284,18 +285,18 @@ def test_a_trimmed_journal_walks_the_catalog_and_says_so(world: World, tmp_path:
 # -- grace period ---------------------------------------------------------------------------
 def test_superseded_files_stay_for_the_grace_period_then_go(world: World, tmp_path: Path) -> None:
     cat, dest, ids = world.catalog, tmp_path / "tree", world.ids
-    assert mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600}).exit_code == 0
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
     first = set(published_files(dest))
     cat.update(ids["a1"], description="v2")
-    assert mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600}).exit_code == 0
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
     second = set(published_files(dest))
     superseded = {p for p in first - second if "/_" in p}
     assert len(superseded) == 2  # a's shard and its bucket
     assert all((dest / p).exists() for p in superseded)
     # a no-op run within the grace period keeps them, one after it removes them
-    assert mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600}).nothing_to_do
+    assert mirror.sync(cat, str(dest), **QUICK).nothing_to_do
     assert all((dest / p).exists() for p in superseded)
-    report = mirror.sync(cat, str(dest), **{**QUICK, "grace": 0})
+    report = mirror.sync(cat, str(dest), **NO_GRACE)
     assert report.nothing_to_do
     assert not any((dest / p).exists() for p in superseded)
     assert sums_check(dest).returncode == 0
@@ -393,7 +394,7 @@ def test_a_format1_tree_is_upgraded_by_the_next_sync(world: World, tmp_path: Pat
     old_files = [tree.SUMS, tree.type_index_path("images"), tree.type_index_path("charts")]
     gets = len(origin_gets(world.origin))
 
-    report = mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600})
+    report = mirror.sync(cat, str(dest), **QUICK)
     assert (report.exit_code, report.mode, report.generation) == (0, "walk", 2)
     assert report.copied == [] and len(origin_gets(world.origin)) == gets  # blobs kept
     root = json.loads((dest / tree.ROOT_INDEX).read_bytes())
@@ -405,7 +406,7 @@ def test_a_format1_tree_is_upgraded_by_the_next_sync(world: World, tmp_path: Pat
         assert own["mirror"] == {"format_version": tree.FORMAT_VERSION, "generation": 2}
     assert sums_check(dest).returncode == 0
 
-    report = mirror.sync(cat, str(dest), **{**QUICK, "grace": 0})
+    report = mirror.sync(cat, str(dest), **NO_GRACE)
     assert report.nothing_to_do and report.mode == "no-op"
     assert not any((dest / p).exists() for p in old_files)
     assert sums_check(dest).returncode == 0
@@ -477,7 +478,7 @@ def read_generation(dest: Path, *, sums: bool = False) -> int:
 def test_a_reader_never_sees_a_mixed_generation_during_publishes(tmp_path: Path) -> None:
     cat, _ = many_world(tmp_path, 60)
     dest = tmp_path / "tree"
-    assert mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600}).exit_code == 0
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
     cat.close()
     proc = publisher(tmp_path, dest, rounds=12, seed=1)
     generations: set[int] = set()
@@ -511,7 +512,7 @@ def test_a_reader_never_sees_a_mixed_generation_during_publishes(tmp_path: Path)
 def test_sigkill_at_any_point_of_a_publish_leaves_a_whole_generation(tmp_path: Path) -> None:
     cat, _ = many_world(tmp_path, 90)
     dest = tmp_path / "tree"
-    assert mirror.sync(cat, str(dest), **{**QUICK, "grace": 3600}).exit_code == 0
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
     cat.close()
     rng = random.Random(18)
     served = {read_generation(dest)}

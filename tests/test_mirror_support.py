@@ -25,8 +25,9 @@ FAST = glarelite.HttpSettings(
     connect_timeout=5.0,
     read_timeout=10.0,
 )
-# sync options: tests never wait on backoff, nor for the grace period of superseded files
-QUICK = {"backoff": 0.01, "retries": 1, "grace": 0}
+QUICK = {"backoff": 0.01, "retries": 1}  # sync options: tests never wait on backoff
+# ... nor keep superseded index files for the grace period (a reader holding an old root)
+NO_GRACE = {**QUICK, "grace": 0}
 
 
 def sha(data: bytes) -> str:

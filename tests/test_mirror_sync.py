@@ -18,6 +18,7 @@ from mirror.lock import TreeLock
 from mirror.state import STATE
 from tests.fixtures.origin import Origin
 from tests.test_mirror_support import (
+    NO_GRACE,
     QUICK,
     RecordingProgress,
     World,
@@ -265,7 +266,9 @@ def test_prune_refuses_to_empty_the_tree_and_respects_max_delete(
         assert "force" in report.refused and report.prune == "not asked"
         assert tree_files(dest) == before  # nothing published, nothing deleted
 
-    report = mirror.sync(cat, str(dest), names=["no such name"], delete=True, force=True, **QUICK)
+    report = mirror.sync(
+        cat, str(dest), names=["no such name"], delete=True, force=True, **NO_GRACE
+    )
     assert report.exit_code == 0 and report.artifacts == 0
     # no artifact left: no blob, no artifact index, no shard; one empty bucket per type
     files = sorted(p for p in tree_files(dest) if p.startswith("artifacts/"))
