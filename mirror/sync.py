@@ -368,6 +368,9 @@ class _Run:
             return False
         if set(head.types) != set(self.selection.types) or (self.delete and head.retained):
             return False
+        definitions = self.selection.definitions
+        if any(head.types[t].get("definition") != definitions[t].to_json() for t in head.types):
+            return False  # a type's definition changed (not in the journal): walk
         raw = self.dest.read_bytes(tree.ROOT_INDEX)
         if raw is None or hashlib.sha256(raw).hexdigest() != head.root_sha256:
             return False  # a crash between root and state, or someone else wrote it
