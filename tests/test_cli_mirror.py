@@ -265,3 +265,22 @@ def test_plain_mirror_of_a_withdrawn_catalog_is_not_a_prune_refusal(
     result = ok(ready("mirror", str(tree)))
     assert "prune" not in result.stderr and "withdrawn 1" in result.stderr
     assert "published generation 2" in result.stderr
+
+
+def test_grace_and_scan_reach_the_run(
+    ready: Run, published: dict[str, str], tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    ok(ready("mirror", str(tree)))
+    report = json.loads(ok(ready("mirror", str(tree), "--scan", "0", "--json")).stdout)
+    assert (report["mode"], report["scanned"], report["nothing_to_do"]) == ("no-op", 0, True)
+    report = json.loads(ok(ready("mirror", str(tree), "--scan", "1", "--json")).stdout)
+    assert (report["mode"], report["scanned"]) == ("no-op", 1)
+    ok(ready("update", published["ubuntu"], "--tag", "changed"))
+    before = sorted(p.name for p in tree.glob("artifacts/images/_shards/*"))
+    report = json.loads(ok(ready("mirror", str(tree), "--grace", "0", "--json")).stdout)
+    assert report["mode"] == "journal" and report["published"]
+    after = sorted(p.name for p in tree.glob("artifacts/images/_shards/*"))
+    assert len(after) == len(before) and after != before  # the old shard went at once
+    bad = ready("mirror", str(tree), "--grace", "-1")
+    assert bad.exit_code == 2
