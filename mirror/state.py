@@ -465,18 +465,6 @@ class Store:
                 out[ref.shard] = ref
         return out
 
-    def held_elsewhere(self) -> int:
-        """Files the tree wrote that no published artifact owns (retained), counted."""
-        rows = list(
-            self._rows(
-                "SELECT (SELECT count(*) FROM blobs WHERE artifact_id NOT IN "
-                "(SELECT id FROM artifacts)) + (SELECT count(*) FROM indexes WHERE "
-                "substr(path, instr(substr(path, 11), '/') + 11, 36) NOT IN "
-                "(SELECT id FROM artifacts))"
-            )
-        )
-        return int(rows[0][0]) if rows else 0
-
     def load(self) -> State:
         """Everything, for a run with work (or ``check``); a malformed file or a format 1
         ``state.json`` -> recovered as today (from the json, or from the tree)."""

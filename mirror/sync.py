@@ -430,7 +430,8 @@ class _Run:
             plan.items[type_name] = []
         try:
             dirty: set[tuple[str, str]] = set()
-            moved = False  # an artifact entered or left the tree
+            # change of the files the tree wrote that no index names (as a walk counts them)
+            retained = 0
             withdrawn: list[dict[str, Any]] = []
             for artifact_id in ids:
                 try:
@@ -442,22 +443,31 @@ class _Run:
                     raise journaling.WalkInstead("a linked artifact changed")
                 if old is not None:
                     dirty.add((old[0], tree.shard_of(p.names.get(artifact_id, ""))))
+                files = sorted(
+                    [f for f in state.blobs if f.split("/")[2] == artifact_id]
+                    + [f for f in state.indexes if f.split("/")[2] == artifact_id]
+                )
                 if artifact is not None and journaling.is_selected(sel, artifact):
                     if journaling.has_links(sel, artifact):
                         raise journaling.WalkInstead("an artifact with links changed")
                     links: list[str] = []
                     planning._add(plan, sel, self.dest, state, artifact, False, set(), links)
                     dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
-                    moved = moved or old is None
+                    item = plan.items[artifact.type_name][-1]
+                    named = {path for path, _, _ in item.paths}
+                    named.add(tree.artifact_index_path(item.type, item.id))
+                    if old is not None and any(f not in named for f in files):
+                        raise journaling.WalkInstead("a blob left a published artifact")
+                    if old is None:  # its files kept from before are named again
+                        retained -= sum(f in named for f in files)
                     continue
-                files = sorted(
-                    [f for f in state.blobs if f.split("/")[2] == artifact_id]
-                    + [f for f in state.indexes if f.split("/")[2] == artifact_id]
-                )
                 if old is None and not files:
                     continue  # never in the tree (a draft, a private one...)
-                moved = True
                 reason = self._withdraw_reason(artifact_id, old)
+                if old is not None and not reason:
+                    retained += len(files)  # fell out of the selection: kept
+                elif old is None and reason:
+                    retained -= len(files)  # kept files of a withdrawn artifact: they go
                 if reason:
                     type_name = old[0] if old else files[0].split("/")[1]
                     withdrawn.append(
@@ -508,8 +518,8 @@ class _Run:
             p.complete = not report.failed
             self._remove_retired(now)
             self.store.save(state)
-            if moved:
-                p.retained = self.store.held_elsewhere()
+            if retained:
+                p.retained = max(0, p.retained + retained)
                 self.store.save(state)
         finally:
             plan.close()
