@@ -14,6 +14,7 @@ import glarelite
 from glarelite import BlobField, Property
 from glarelite.errors import ChecksumMismatch, Conflict, IllegalTransition, InvalidInput, TooLarge
 from tests.fixtures.origin import Origin
+from tests.test_mirror_support import sums_check
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker")
@@ -573,7 +574,6 @@ def test_a_hostile_stored_definition_is_invalid_input(definition: dict[str, obje
 def test_a_mutable_blob_changed_while_active_reaches_the_mirror(
     cat: glarelite.Catalog, tmp_path: Path
 ) -> None:
-    import subprocess
 
     import mirror
     from glarelite import tree
@@ -607,5 +607,5 @@ def test_a_mutable_blob_changed_while_active_reaches_the_mirror(
     assert not path.exists()
     with glarelite.open_mirror(dest) as reader:
         assert reader.get(art.id).blobs["notes"] == {}
-    run = subprocess.run(["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=dest)
-    assert run.returncode == 0
+    run = sums_check(dest)
+    assert run.returncode == 0, run.stdout + run.stderr

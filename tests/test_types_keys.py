@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -18,6 +17,7 @@ import mirror
 from glarelite._names import check_key, decode_key, encode_key, split_slot
 from glarelite.errors import InvalidInput
 from glarelite.urls import internal_url, join_base
+from tests.test_mirror_support import sums_check, sums_text
 
 QUICK = {"backoff": 0.01, "retries": 1}
 ID = "01890000-0000-7000-8000-000000000000"
@@ -143,14 +143,13 @@ def _check_tree(dest: Path, art_id: str, data: dict[str, bytes]) -> None:
     assert sorted(os.listdir(folder)) == sorted(encode_key(k) for k in data)
     for key, payload in data.items():
         assert (folder / encode_key(key)).read_bytes() == payload
-    sums = (dest / "SHA256SUMS").read_text()
+    sums = sums_text(dest)
     assert "\\" not in sums  # GNU sha256sum escapes '\\' and newlines: none to escape
-    run = subprocess.run(
-        ["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=dest, capture_output=True
-    )
+    run = sums_check(dest)
     assert run.returncode == 0, run.stdout + run.stderr
-    # every key, the template, and the type index (SHA256SUMS lists the type indexes too)
-    assert len(sums.splitlines()) == len(data) + 2
+    # every key, the template, the artifact's shard and the type's bucket (the sums files
+    # list the shards and buckets too)
+    assert len(sums.splitlines()) == len(data) + 3
 
 
 def test_mirror_tree_and_reader_round_trip_every_key(
