@@ -24,5 +24,5 @@ def test_demo_runs_clean(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.rstrip().endswith("demo OK")
-    assert "sha256sum -c SHA256SUMS passes" in result.stdout
-    assert (out / "tree" / "SHA256SUMS").exists()
+    assert "sha256sum -c passes on every SHA256SUMS.d file" in result.stdout
+    assert list((out / "tree" / "SHA256SUMS.d").glob("images/*"))
