@@ -112,6 +112,9 @@ class CheckReport:
     faults: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # format 2: bucket and shard files the root no longer pins, kept by the writer for a
+    # grace period (readers of the previous root); not a fault
+    superseded: int = 0
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,200 @@
+"""Format 2 trees for the tools' tests (no tests here).
+
+``to_format2(dest)`` rewrites a format 1 tree (what ``mirror.sync`` wrote before the
+writer moved to format 2) as format 2 in place, with ``mirror.layout``: the same
+artifact indexes and blobs, shards/buckets/sums files instead of the type indexes and
+``SHA256SUMS``. Once the writer writes format 2 it does nothing. ``synth_tree`` writes a
+format 2 tree of ``n`` generated artifacts (for the benchmarks and the large tests).
+``sums_check`` runs the documented site check (``tree.SUMS_CHECK``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from glarelite import signing, tree
+from mirror import layout
+
+
+def root_of(dest: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((dest / tree.ROOT_INDEX).read_bytes())
+    return data
+
+
+def write_files(dest: Path, files: Mapping[str, bytes]) -> None:
+    for path, data in files.items():
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        (dest / path).write_bytes(data)
+
+
+def resign(dest: Path, key: Path | None) -> None:
+    """Sign the root again (or drop a stale signed root when no key is given)."""
+    signed = dest / signing.SIGNED_INDEX
+    if key is not None:
+        signed.write_bytes(
+            signing.sign_root(
+                (dest / tree.ROOT_INDEX).read_bytes(), [signing.load_signing_key(key)]
+            )
+        )
+    elif signed.exists():
+        signed.unlink()
+
+
+def to_format2(dest: Path, sign_key: Path | None = None) -> bool:
+    """Rewrite the format 1 tree at ``dest`` as format 2; False when it already is."""
+    raw = root_of(dest)
+    if raw.get("format_version") == tree.FORMAT_VERSION:
+        return False
+    root = tree.RootIndex.from_dict(raw)
+    types: dict[str, tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = {}
+    for name, entry in root.types.items():
+        path = dest / tree.type_index_path(name)
+        shows = tree.check_type_index(json.loads(path.read_bytes()), name)
+        types[name] = (entry.definition, list(shows))
+        path.unlink()
+    files = layout.render(types, generation=root.generation, generated_at=root.generated_at)
+    write_files(dest, files)
+    (dest / tree.SUMS).unlink(missing_ok=True)
+    resign(dest, sign_key)
+    return True
+
+
+def view(type_name: str, name: str, version: str, blob: bytes, **extra: Any) -> dict[str, Any]:
+    """A minimal show view with one internal blob ``file``."""
+    artifact_id = str(uuid.uuid4())
+    return {
+        "id": artifact_id,
+        "type_name": type_name,
+        "name": name,
+        "version": version,
+        "status": "active",
+        "visibility": "public",
+        "description": extra.pop("description", ""),
+        "blobs": {
+            "file": {
+                "url": "/" + tree.blob_path(type_name, artifact_id, "file"),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "size": len(blob),
+                "status": "active",
+                "external": False,
+            }
+        },
+        **extra,
+    }
+
+
+def write_artifact(dest: Path, show: Mapping[str, Any], blob: bytes, generation: int) -> None:
+    type_name, artifact_id = str(show["type_name"]), str(show["id"])
+    body = {**show, tree.MIRROR_KEY: {"format_version": 2, "generation": generation}}
+    index = dest / tree.artifact_index_path(type_name, artifact_id)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(json.dumps(body, separators=(",", ":")).encode())
+    (dest / tree.blob_path(type_name, artifact_id, "file")).write_bytes(blob)
+
+
+def synth_tree(
+    dest: Path, n: int, type_name: str = "images", generation: int = 1
+) -> list[dict[str, Any]]:
+    """A format 2 tree of ``n`` artifacts (one 16-byte blob each); their show views."""
+    shows = []
+    for i in range(n):
+        blob = f"blob {i:011d}\n".encode()
+        show = view(type_name, f"name-{i}", "1.0.0", blob)
+        write_artifact(dest, show, blob, generation)
+        shows.append(show)
+    render(dest, {type_name: shows}, generation)
+    return shows
+
+
+def render(
+    dest: Path, types: Mapping[str, list[dict[str, Any]]], generation: int
+) -> dict[str, bytes]:
+    """Write the index files of ``types`` (show views), the root last; returns them."""
+    files = layout.render(
+        {t: ({"name": t}, shows) for t, shows in types.items()}, generation=generation
+    )
+    root = files.pop(tree.ROOT_INDEX)
+    write_files(dest, files)
+    write_files(dest, {tree.ROOT_INDEX: root})
+    files[tree.ROOT_INDEX] = root
+    return files
+
+
+def sums_check(dest: Path) -> subprocess.CompletedProcess[bytes]:
+    """The documented check at the site (``tree.SUMS_CHECK``), run in the tree's root."""
+    return subprocess.run(["sh", "-c", tree.SUMS_CHECK], cwd=dest, capture_output=True, check=False)
+
+
+def pins(dest: Path, type_name: str) -> tuple[tree.Root, dict[str, tree.Bucket]]:
+    """The root and the buckets of a type, as the tree pins them."""
+    root = tree.Root.from_dict(root_of(dest))
+    buckets = {}
+    for name in root.types[type_name].buckets:
+        raw = (dest / root.types[type_name].bucket_path(name)).read_bytes()
+        buckets[name] = tree.Bucket.from_dict(json.loads(raw), type_name, name)
+    return root, buckets
+
+
+def shard_ref(dest: Path, type_name: str, name: str) -> tree.ShardRef:
+    """The shard (as its bucket pins it) holding the artifact called ``name``."""
+    shard = tree.shard_of(name)
+    return pins(dest, type_name)[1][tree.bucket_of(shard)].shards[shard]
+
+
+def repin(
+    dest: Path,
+    type_name: str,
+    shard: str,
+    *,
+    data: bytes | None = None,
+    sums: bytes | None = None,
+    generation: int | None = None,
+) -> None:
+    """Write a shard's file and/or sums file anew and pin them all the way up (a new
+    bucket file, the type's sums index, the root): a tree whose pins agree, with
+    whatever content the test wants (a writer's bug, a hostile tree)."""
+    root, buckets = pins(dest, type_name)
+    bucket = buckets[tree.bucket_of(shard)]
+    ref = bucket.shards[shard]
+    if data is not None:
+        ref = tree.ShardRef(
+            shard,
+            tree.FileRef(hashlib.sha256(data).hexdigest(), len(data)),
+            ref.sums,
+            ref.artifacts,
+            ref.blobs,
+            ref.bytes,
+        )
+        write_files(dest, {ref.path(type_name): data})
+    if sums is not None:
+        ref = tree.ShardRef(
+            shard,
+            ref.file,
+            tree.FileRef(hashlib.sha256(sums).hexdigest(), len(sums)),
+            ref.artifacts,
+            ref.blobs,
+            ref.bytes,
+        )
+        write_files(dest, {tree.shard_sums_path(type_name, shard): sums})
+    shards = {**bucket.shards, shard: ref}
+    raw = layout.bucket_file(type_name, bucket.bucket, shards)
+    write_files(
+        dest, {tree.bucket_path(type_name, bucket.bucket, hashlib.sha256(raw).hexdigest()): raw}
+    )
+    entry = root.types[type_name]
+    refs = {**entry.buckets, bucket.bucket: tree.FileRef(hashlib.sha256(raw).hexdigest(), len(raw))}
+    all_refs = [r for b in buckets.values() for r in b.shards.values() if r.shard != shard]
+    new_entry, type_sums = layout.root_type(type_name, entry.definition, refs, [*all_refs, ref])
+    new_root = tree.Root(
+        generation=root.generation if generation is None else generation,
+        generated_at=root.generated_at,
+        types={**root.types, type_name: new_entry},
+    )
+    write_files(dest, {tree.type_sums_path(type_name): type_sums})
+    write_files(dest, {tree.ROOT_INDEX: new_root.to_bytes()})
