@@ -48,11 +48,15 @@ from glarelite import (
     tree,
 )
 
+from . import _hop2
 from .copy import CHUNK, describe, hash_file
 from .dest import Dest, open_dest
 from .lock import TreeLock
 from .report import SyncReport
 from .state import STATE
+
+# a tree a catalog sync wrote holds its state (state.json, or SQLite since format 2)
+CATALOG_STATES = (STATE, f"{tree.STATE_DIR}/state.sqlite")
 
 __all__ = ["FromOptions", "sync_from"]
 
@@ -70,7 +74,9 @@ class FromOptions:
     DEST that a catalog sync wrote. ``settings`` bounds the reading of the source (see
     ``glarelite.MirrorSettings``). ``attempts``: a source publishing a new generation
     while it is read is read again from its root, this many times in all. ``workers``
-    blobs are copied at once."""
+    blobs are copied at once. ``grace``: seconds a bucket or shard file the source no
+    longer pins stays in a format 2 DEST (a reader of the previous root can finish);
+    recorded in ``.glarelite-mirror/hop.json``, removed by the first run after it."""
 
     trusted_keys: Iterable[Any] | None = None
     force: bool = False
@@ -79,6 +85,7 @@ class FromOptions:
     fsync: bool = True
     attempts: int = 3
     workers: int = 8
+    grace: float = 3600.0
 
     def __post_init__(self) -> None:
         keys = self.trusted_keys
@@ -96,6 +103,12 @@ class FromOptions:
             raise InvalidInput(f"attempts must be an integer >= 1, not {self.attempts!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidInput(f"workers must be an integer >= 1, not {self.workers!r}")
+        if (
+            isinstance(self.grace, bool)
+            or not isinstance(self.grace, (int, float))
+            or not 0 <= self.grace < float("inf")
+        ):
+            raise InvalidInput(f"grace must be a number of seconds >= 0, not {self.grace!r}")
 
     @classmethod
     def build(cls, options: FromOptions | None, overrides: Mapping[str, Any]) -> FromOptions:
@@ -241,8 +254,80 @@ class _Hop:
         return _signed_text(signed, where), signed
 
     def run(self) -> None:
-        report, target = self.report, self.target
         root_bytes, signed = self._source_root()
+        data = _json(root_bytes, tree.ROOT_INDEX)
+        if tree.format_of(data) == tree.FORMAT_VERSION:
+            self._run2(tree.Root.from_dict(data), root_bytes, signed)
+            return
+        self._run1(root_bytes, signed)
+
+    def _refusal(self, generation: int, old_generation: int, empty: bool) -> str:
+        """Why the source is refused (unless forced), or ""."""
+        if self.opts.force:
+            return ""
+        if generation < old_generation:
+            return (
+                f"the source {self.files.location} is at generation {generation}, "
+                f"older than generation {old_generation} in {self.target.url} (a rollback); "
+                "force to accept it"
+            )
+        marker = next((m for m in CATALOG_STATES if self.target.stat(m) is not None), None)
+        if marker is not None:
+            return (
+                f"{self.target.url} is a mirror of a catalog ({marker}); a tree mirrored from "
+                "another tree is written by --from alone; force to replace it"
+            )
+        if empty:
+            return (
+                f"the source {self.files.location} publishes no artifact and "
+                f"{self.target.url} does; force to empty it"
+            )
+        return ""
+
+    def _run2(self, root: tree.Root, root_bytes: bytes, signed: bytes | None) -> None:
+        """A format 2 source (see ``_hop2``)."""
+        report, target = self.report, self.target
+        report.generation = root.generation
+        dest_root = target.read_bytes(tree.ROOT_INDEX)
+        dest_signed = target.read_bytes(signing.SIGNED_INDEX)
+        same = dest_root == root_bytes and dest_signed == signed
+        if same and all(self._present(tree.type_sums_path(t)) for t in root.types):
+            report.nothing_to_do = True
+            report.artifacts = root.counts["artifacts"]
+            report.blobs = root.counts["blobs"]
+            _hop2.expire(self, root, [])
+            return
+        old = _hop2.old_root(dest_root)
+        old_v1 = None
+        if old is None and dest_root is not None:
+            v1 = _old_tree(target, dest_root, dest_signed)
+            old_v1 = v1 if v1.generation else None
+        if old is not None:
+            old_generation, had = old.generation, old.counts["artifacts"] > 0
+        elif old_v1 is not None:
+            old_generation, had = old_v1.generation, any(old_v1.shows.values())
+        else:
+            old_generation, had = 0, False
+        why = self._refusal(root.generation, old_generation, root.counts["artifacts"] == 0 and had)
+        if why:
+            report.refused = why
+            return
+        if signed is not None:
+            plain = self._read(tree.ROOT_INDEX, self.settings.max_root_index_bytes)
+            if plain != root_bytes:
+                raise _SourceMoved(
+                    f"{tree.ROOT_INDEX} is not the root {signing.SIGNED_INDEX} holds"
+                )
+        _hop2.run(self, root, root_bytes, signed, old, old_v1)
+        if report.published:
+            for marker in CATALOG_STATES:  # forced over a catalog's mirror
+                if target.stat(marker) is not None:
+                    target.delete(marker)
+
+    def _run1(self, root_bytes: bytes, signed: bytes | None) -> None:
+        """A format 1 source: copied as format 1 (a region relays a hub that is not
+        upgraded yet; its edges read format 1 too)."""
+        report, target = self.report, self.target
         root = tree.RootIndex.from_dict(_json(root_bytes, tree.ROOT_INDEX))
         report.generation = root.generation
         dest_root = target.read_bytes(tree.ROOT_INDEX)
@@ -254,26 +339,14 @@ class _Hop:
             report.blobs = root.counts["blobs"]
             return
         old = _old_tree(target, dest_root, dest_signed)
-        if not self.opts.force:
-            if root.generation < old.generation:
-                report.refused = (
-                    f"the source {self.files.location} is at generation {root.generation}, "
-                    f"older than generation {old.generation} in {target.url} (a rollback); "
-                    "force to accept it"
-                )
-                return
-            if target.stat(STATE) is not None:
-                report.refused = (
-                    f"{target.url} is a mirror of a catalog ({STATE}); a tree mirrored from "
-                    "another tree is written by --from alone; force to replace it"
-                )
-                return
-            if root.counts["artifacts"] == 0 and any(old.shows.values()):
-                report.refused = (
-                    f"the source {self.files.location} publishes no artifact and "
-                    f"{target.url} does; force to empty it"
-                )
-                return
+        why = self._refusal(
+            root.generation,
+            old.generation,
+            root.counts["artifacts"] == 0 and any(old.shows.values()),
+        )
+        if why:
+            report.refused = why
+            return
         # index.json must be the root the signed file holds (copied side by side)
         if signed is not None:
             plain = self._read(tree.ROOT_INDEX, self.settings.max_root_index_bytes)

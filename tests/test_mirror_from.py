@@ -25,6 +25,7 @@ import pytest
 import glarelite
 import mirror
 from glarelite import signing, tree
+from tests import tree2kit
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import StaticServer, start_http_server
 from tests.test_mirror_support import QUICK, World, build_world, tree_files
@@ -480,3 +481,126 @@ def test_a_source_that_lies_changes_nothing(world: World, tmp_path: Path) -> Non
     with pytest.raises(glarelite.VerificationError, match="SHA256SUMS"):
         mirror.sync_from(str(hub), str(edge), attempts=1)
     assert tree_files(edge) == before
+
+
+# -- format 2: O(change) by content addressing ------------------------------------------------
+def test_v2_hop_is_verbatim_a_no_op_reads_the_root_and_one_change_moves_one_shard(
+    tmp_path: Path,
+) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 60)
+    with start_http_server(hub) as server:
+        first = mirror.sync_from(server.url, str(region))
+        assert first.exit_code == 0 and first.published, first.to_dict()
+        assert tree_files(region) == tree_files(hub)
+        assert mirror.check_tree(str(region)).ok
+        assert tree2kit.sums_check(region).returncode == 0
+
+        # the same root: a no-op with 2 reads (the signed root, absent, and the root)
+        mark = log_lines(server)
+        again = mirror.sync_from(server.url, str(region))
+        assert again.nothing_to_do and not again.copied
+        assert sorted(gets(server, mark)) == sorted([signing.SIGNED_INDEX, tree.ROOT_INDEX])
+
+        # one artifact changed: its shard, bucket, sums file, artifact index and blob
+        # (and the type's sums index, which pins the bucket), nothing else
+        new_blob = tree2kit.change_one(hub, shows, 7, 2)
+        ref = tree2kit.shard_ref(hub, "images", shows[7]["name"])
+        root = tree.Root.from_dict(tree2kit.root_of(hub))
+        mark = log_lines(server)
+        hop = mirror.sync_from(server.url, str(region))
+        assert hop.exit_code == 0 and hop.published
+        assert sorted(gets(server, mark)) == sorted(
+            [
+                signing.SIGNED_INDEX,
+                tree.ROOT_INDEX,
+                root.types["images"].bucket_path(tree.bucket_of(ref.shard)),
+                ref.path("images"),
+                tree.shard_sums_path("images", ref.shard),
+                tree.type_sums_path("images"),
+                tree.artifact_index_path("images", shows[7]["id"]),
+                new_blob,
+            ]
+        )
+        assert blob_paths(hop) == {new_blob}
+        # the hub kept its superseded bucket and shard; so does the region (grace)
+        assert tree_files(region) == tree_files(hub)
+        check = mirror.check_tree(str(region))
+        assert check.ok and check.superseded == 2, check.faults
+        assert tree2kit.sums_check(region).returncode == 0
+
+
+def test_v2_hop_withdraws_and_removes_superseded_files_after_the_grace(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 30)
+    assert mirror.sync_from(str(hub), str(region)).published
+    first_root = tree.Root.from_dict(tree2kit.root_of(hub))
+    gone = tree2kit.withdraw_one(hub, shows, 3, 2)
+    hop = mirror.sync_from(str(hub), str(region))
+    assert hop.published and [w["id"] for w in hop.withdrawn] == [gone]
+    assert not (region / "artifacts" / "images" / gone).exists()
+    superseded = [
+        first_root.types["images"].bucket_path(b)
+        for b, r in first_root.types["images"].buckets.items()
+        if r != tree.Root.from_dict(tree2kit.root_of(hub)).types["images"].buckets.get(b)
+    ]
+    assert superseded and all((region / p).exists() for p in superseded)
+    record = json.loads((region / ".glarelite-mirror" / "hop.json").read_text())
+    assert set(superseded) <= set(record["superseded"])
+    # within the grace period they stay; after it (grace 0 here) the next run removes them
+    assert mirror.sync_from(str(hub), str(region)).nothing_to_do
+    assert all((region / p).exists() for p in superseded)
+    tree2kit.change_one(hub, shows, 0, 3)
+    out = mirror.sync_from(str(hub), str(region), grace=0)
+    assert out.published and set(superseded) <= set(out.deleted)
+    assert not any((region / p).exists() for p in superseded)
+    check = mirror.check_tree(str(region))
+    assert check.ok and check.superseded == 0, check.faults
+
+
+def test_v2_a_hostile_hop_record_deletes_nothing_it_should_not(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    pinned = [p for p in tree_files(region) if "/_shards/" in p or "/_buckets/" in p]
+    record = {p: 0 for p in [*pinned, "index.json", "../outside", tree.type_sums_path("images")]}
+    (region / ".glarelite-mirror" / "hop.json").write_text(json.dumps({"superseded": record}))
+    (tmp_path / "outside").write_text("x")
+    tree2kit.change_one(hub, shows, 1, 2)
+    assert mirror.sync_from(str(hub), str(region), grace=0).published
+    assert mirror.check_tree(str(region)).ok and (tmp_path / "outside").exists()
+
+
+def test_v2_a_source_that_lies_changes_nothing(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 2, 2)
+    ref = tree2kit.shard_ref(hub, "images", shows[2]["name"])
+    path = hub / ref.path("images")
+    path.write_bytes(path.read_bytes().replace(b"generation 2", b"generation 9"))
+    with pytest.raises(glarelite.VerificationError):
+        mirror.sync_from(str(hub), str(region), attempts=1)
+    assert tree_files(region) == before
+
+
+def test_v2_the_signature_is_carried_and_checked(tmp_path: Path, keys: dict[str, Path]) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    trusted = [f"{keys['hub']}.pub"]
+    shows = tree2kit.synth_tree(hub, 10)
+    tree2kit.resign(hub, keys["hub"])
+    out = mirror.sync_from(str(hub), str(region), trusted_keys=trusted)
+    assert out.published and tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region), trusted_keys=trusted).ok
+    tree2kit.change_one(hub, shows, 4, 2)
+    tree2kit.resign(hub, keys["hub"])
+    assert mirror.sync_from(str(hub), str(region), trusted_keys=trusted).published
+    assert mirror.check_tree(str(region), trusted_keys=trusted).ok
+    # a root re-sealed by someone else is refused, nothing written
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 5, 3)
+    tree2kit.resign(hub, keys["other"])
+    with pytest.raises(glarelite.SignatureError):
+        mirror.sync_from(str(hub), str(region), trusted_keys=trusted)
+    assert tree_files(region) == before

@@ -198,3 +198,33 @@ def repin(
     )
     write_files(dest, {tree.type_sums_path(type_name): type_sums})
     write_files(dest, {tree.ROOT_INDEX: new_root.to_bytes()})
+
+
+def change_one(dest: Path, shows: list[dict[str, Any]], i: int, generation: int) -> str:
+    """A new generation where artifact ``i`` has a new description and blob (the old
+    bucket and shard files stay, as the writer keeps them); returns the new blob path."""
+    blob = f"changed {i} at {generation}\n".encode()
+    old = shows[i]
+    show = {**old, "description": f"generation {generation}"}
+    show["blobs"] = {
+        "file": {
+            **old["blobs"]["file"],
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "size": len(blob),
+        }
+    }
+    shows[i] = show
+    write_artifact(dest, show, blob, generation)
+    render(dest, {str(show["type_name"]): shows}, generation)
+    return tree.blob_path(str(show["type_name"]), str(show["id"]), "file")
+
+
+def withdraw_one(dest: Path, shows: list[dict[str, Any]], i: int, generation: int) -> str:
+    """A new generation without artifact ``i`` (its files removed); returns its id."""
+    show = shows.pop(i)
+    folder = dest / tree.ARTIFACTS / str(show["type_name"]) / str(show["id"])
+    for p in sorted(folder.rglob("*"), reverse=True):
+        p.unlink() if p.is_file() else p.rmdir()
+    folder.rmdir()
+    render(dest, {str(show["type_name"]): shows}, generation)
+    return str(show["id"])

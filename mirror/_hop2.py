@@ -1,0 +1,396 @@
+"""``sync_from`` of a format 2 source: O(change) by content addressing.
+
+A bucket or shard already in DEST under its name (and verifying) is not fetched again;
+a shard pinned with the same sha256 (file and sums) as DEST's is unchanged, so none of
+its artifacts changed: their indexes and blobs are not even looked at. Only the
+artifacts of changed shards are compared with DEST's previous shard of the same name.
+
+Publish order: blobs, artifact indexes, shards, shard sums files, buckets, the types'
+sums indexes, the signed root, the root last. Then what the new generation no longer
+names is removed, except the superseded bucket and shard files: a reader that read the
+previous root may still want them, so they are recorded in ``.glarelite-mirror/hop.json``
+with the time they were superseded and removed by the first run after ``grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from glarelite import GlareliteError, InvalidInput, VerificationError, signing, tree
+
+from . import _tree2
+from .copy import CHUNK, describe, hash_file
+
+if TYPE_CHECKING:
+    from .hop import _Hop
+
+HOP_RECORD = f"{tree.STATE_DIR}/hop.json"  # superseded bucket/shard files -> when
+_MAX_RECORD = 64 << 20
+
+
+@dataclass
+class _Artifact:
+    type_name: str
+    show: Mapping[str, Any]
+    blobs: list[_tree2.Blob]
+
+
+@dataclass
+class _Plan:
+    # files to write, by publish rank
+    shards: list[tuple[str, bytes]] = field(default_factory=list)
+    sums: list[tuple[str, bytes]] = field(default_factory=list)
+    buckets: list[tuple[str, bytes]] = field(default_factory=list)
+    type_sums: list[tuple[str, bytes]] = field(default_factory=list)
+    # the artifacts of the changed shards, before and after
+    old: dict[str, _Artifact] = field(default_factory=dict)
+    new: dict[str, _Artifact] = field(default_factory=dict)
+    superseded: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # index files no longer published
+
+
+def old_root(raw: bytes | None) -> tree.Root | None:
+    """DEST's format 2 root, when it has a valid one."""
+    if raw is None:
+        return None
+    try:
+        return _tree2.root(raw)
+    except GlareliteError:
+        return None
+
+
+def run(
+    hop: _Hop,
+    root: tree.Root,
+    root_bytes: bytes,
+    signed: bytes | None,
+    old: tree.Root | None,
+    old_v1: Any,
+) -> None:
+    """Publish ``root`` (verified bytes ``root_bytes``) into DEST. ``old``: DEST's format
+    2 root; ``old_v1``: DEST's format 1 tree (hop._Old) when it is one."""
+    report, target = hop.report, hop.target
+    plan = _Plan()
+    if old_v1 is not None:  # DEST is format 1: every artifact of it is "old"
+        for type_name, by_id in old_v1.shows.items():
+            for artifact_id, show in by_id.items():
+                try:
+                    _, blobs = _tree2.artifact(type_name, show)
+                except InvalidInput:
+                    continue
+                plan.old[artifact_id] = _Artifact(type_name, show, blobs)
+        plan.gone += [tree.type_index_path(n) for n in old_v1.types]
+        plan.gone.append(tree.SUMS)
+    for type_name in sorted(set(root.types) | set(old.types if old else ())):
+        _plan_type(hop, plan, type_name, root.types.get(type_name), old)
+
+    # artifact indexes and blobs of the changed shards' artifacts
+    staged: list[tuple[str, bytes]] = []
+    jobs: list[tuple[str, _tree2.Blob]] = []
+    for artifact_id, art in sorted(plan.new.items()):
+        before = plan.old.get(artifact_id)
+        path = tree.artifact_index_path(art.type_name, artifact_id)
+        same = before is not None and before.type_name == art.type_name
+        if not (same and before is not None and before.show == art.show and hop._present(path)):
+            data = hop._read(path)
+            from .hop import _check_artifact_index
+
+            _check_artifact_index(data, art.show, root.generation, path)
+            staged.append((path, data))
+        had = {b.path: (b.sha256, b.size) for b in before.blobs} if before else {}
+        for blob in art.blobs:
+            if had.get(blob.path) == (blob.sha256, blob.size) and hop._present(
+                blob.path, blob.size
+            ):
+                report.skipped += 1
+                continue
+            jobs.append((artifact_id, blob))
+    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+        for _ in pool.map(lambda job: _copy_blob(hop, *job), jobs):
+            pass
+    if report.failed:
+        return  # DEST keeps its previous generation, whole
+
+    # publish, in order
+    for group in (staged, plan.shards, plan.sums, plan.buckets, plan.type_sums):
+        for path, data in group:
+            hop._write(path, data)
+        target.sync_dirs()
+    if signed is not None and hop_raw_signed(hop) != signed:
+        hop._write(signing.SIGNED_INDEX, signed)
+    elif signed is None and hop_raw_signed(hop) is not None:
+        target.delete(signing.SIGNED_INDEX)
+        report.deleted.append(signing.SIGNED_INDEX)
+    if target.read_bytes(tree.ROOT_INDEX) != root_bytes:
+        hop._write(tree.ROOT_INDEX, root_bytes)
+    target.sync_dirs()
+    report.published = True
+    report.artifacts = root.counts["artifacts"]
+    report.blobs = root.counts["blobs"]
+
+    # withdrawals: what the changed shards named before and name no longer
+    old_files: set[str] = set()
+    for artifact_id, art in plan.old.items():
+        files = [tree.artifact_index_path(art.type_name, artifact_id)] + [b.path for b in art.blobs]
+        old_files.update(files)
+        if artifact_id not in plan.new:
+            report.withdrawn.append(
+                {
+                    "id": artifact_id,
+                    "type": art.type_name,
+                    "reason": "no longer published by the source",
+                    "files": len(files),
+                }
+            )
+    new_files: set[str] = set()
+    for artifact_id, art in plan.new.items():
+        new_files.add(tree.artifact_index_path(art.type_name, artifact_id))
+        new_files.update(b.path for b in art.blobs)
+    gone = sorted(old_files - new_files) + plan.gone
+    for path in gone:
+        if target.delete(path):
+            report.deleted.append(path)
+    target.remove_empty_dirs(gone)
+    expire(hop, root, plan.superseded)
+
+
+def hop_raw_signed(hop: _Hop) -> bytes | None:
+    return hop.target.read_bytes(signing.SIGNED_INDEX)
+
+
+def _local_or_fetch(hop: _Hop, path: str, ref: tree.FileRef) -> tuple[bytes, bool]:
+    """(bytes, fetched): a content-addressed file DEST already holds (verified) is not
+    fetched again."""
+    st = hop.target.stat(path)
+    if st is not None and st[0] == ref.size:
+        raw = hop.target.read_bytes(path)
+        if raw is not None and _tree2.matches(raw, ref):
+            return raw, False
+    return hop._pinned(path, ref.size, ref.sha256), True
+
+
+def _old_file(hop: _Hop, path: str, ref: tree.FileRef) -> bytes | None:
+    """A file of DEST's previous generation, when it is still the one pinned."""
+    try:
+        raw = hop.target.read_bytes(path)
+    except OSError:
+        return None
+    return raw if raw is not None and _tree2.matches(raw, ref) else None
+
+
+def _plan_type(
+    hop: _Hop, plan: _Plan, type_name: str, entry: tree.RootType | None, old: tree.Root | None
+) -> None:
+    before = old.types.get(type_name) if old is not None else None
+    for b in sorted(set(entry.buckets if entry else ()) | set(before.buckets if before else ())):
+        nref = entry.buckets.get(b) if entry else None
+        oref = before.buckets.get(b) if before else None
+        if (
+            nref is not None
+            and nref == oref
+            and hop._present(tree.bucket_path(type_name, b, nref.sha256), nref.size)
+        ):
+            continue  # the same bucket: every shard in it unchanged
+        new_bucket: tree.Bucket | None = None
+        if nref is not None:
+            path = tree.bucket_path(type_name, b, nref.sha256)
+            raw, fetched = _local_or_fetch(hop, path, nref)
+            new_bucket = _tree2.bucket(raw, type_name, b)
+            if fetched:
+                plan.buckets.append((path, raw))
+        old_bucket: tree.Bucket | None = None
+        if oref is not None:
+            opath = tree.bucket_path(type_name, b, oref.sha256)
+            if nref != oref:
+                plan.superseded.append(opath)
+            raw_old = _old_file(hop, opath, oref)
+            if raw_old is not None:
+                try:
+                    old_bucket = _tree2.bucket(raw_old, type_name, b)
+                except InvalidInput:
+                    old_bucket = None
+        new_shards = new_bucket.shards if new_bucket else {}
+        old_shards = old_bucket.shards if old_bucket else {}
+        for s in sorted(set(new_shards) | set(old_shards)):
+            _plan_shard(hop, plan, type_name, new_shards.get(s), old_shards.get(s))
+    if entry is not None:
+        path = tree.type_sums_path(type_name)
+        if before is None or before.sums != entry.sums or not hop._present(path, entry.sums.size):
+            plan.type_sums.append((path, hop._pinned(path, entry.sums.size, entry.sums.sha256)))
+    elif before is not None:
+        plan.gone.append(tree.type_sums_path(type_name))
+
+
+def _plan_shard(
+    hop: _Hop, plan: _Plan, type_name: str, new: tree.ShardRef | None, old: tree.ShardRef | None
+) -> None:
+    sums_path = tree.shard_sums_path(type_name, (new or old).shard)  # type: ignore[union-attr]
+    if (
+        new is not None
+        and old is not None
+        and (new.file, new.sums) == (old.file, old.sums)
+        and hop._present(new.path(type_name), new.file.size)
+        and hop._present(sums_path, new.sums.size)
+    ):
+        return  # unchanged: none of its artifacts changed
+    if new is not None:
+        path = new.path(type_name)
+        raw, fetched = _local_or_fetch(hop, path, new.file)
+        if fetched:
+            plan.shards.append((path, raw))
+        for show in _tree2.shard(raw, type_name, new):
+            artifact_id, blobs = _tree2.artifact(type_name, show)
+            plan.new[artifact_id] = _Artifact(type_name, show, blobs)
+        if old is None or old.sums != new.sums or not hop._present(sums_path, new.sums.size):
+            plan.sums.append((sums_path, hop._pinned(sums_path, new.sums.size, new.sums.sha256)))
+    else:
+        plan.gone.append(sums_path)
+    if old is not None:
+        opath = old.path(type_name)
+        if new is None or new.file != old.file:
+            plan.superseded.append(opath)
+        raw_old = _old_file(hop, opath, old.file)
+        if raw_old is None:
+            return  # DEST cannot vouch for it: its artifacts are compared with nothing
+        try:
+            shows = _tree2.shard(raw_old, type_name, old)
+            for show in shows:
+                artifact_id, blobs = _tree2.artifact(type_name, show)
+                plan.old[artifact_id] = _Artifact(type_name, show, blobs)
+        except InvalidInput:
+            return
+
+
+def _copy_blob(hop: _Hop, artifact_id: str, blob: _tree2.Blob) -> None:
+    """One blob from the source, verified against the size and sha256 its shard pins."""
+    report, target = hop.report, hop.target
+    path, size, sha = blob.path, blob.size, blob.sha256
+    st = target.stat(path)
+    if st is not None and st[0] == size:  # a run stopped before it published
+        try:
+            if hash_file(target, path) == (size, sha):
+                with hop.lock:
+                    report.skipped += 1
+                return
+        except OSError:
+            pass
+    got = 0
+    temp = target.new_temp(path)
+    try:
+        digest = hashlib.sha256()
+        stream = hop.files.open(path)
+        try:
+            while chunk := stream.read(CHUNK):
+                got += len(chunk)
+                if got > size:
+                    break  # never more than the shard says
+                temp.write(chunk)
+                digest.update(chunk)
+        finally:
+            stream.close()
+        if (got, digest.hexdigest()) != (size, sha):
+            raise VerificationError(f"{path}: the bytes read are not the ones indexed")
+        temp.commit()
+    except (GlareliteError, OSError) as exc:
+        temp.discard()
+        with hop.lock:
+            report.bytes_fetched += got
+            report.failed.append(
+                {
+                    "path": path,
+                    "id": artifact_id,
+                    "error": type(exc).__name__,
+                    "reason": describe(exc),
+                }
+            )
+        return
+    except BaseException:
+        temp.discard()
+        raise
+    with hop.lock:
+        report.bytes_fetched += got
+        report.copied.append({"path": path, "kind": "blob", "id": artifact_id, "bytes": size})
+        report.bytes += size
+
+
+# -- superseded buckets and shards: kept for the grace period -------------------------------
+def _load_record(hop: _Hop) -> dict[str, float]:
+    try:
+        raw = hop.target.read_bytes(HOP_RECORD)
+    except OSError:
+        return {}
+    if raw is None or len(raw) > _MAX_RECORD:
+        return {}
+    try:
+        data = json.loads(raw).get("superseded")
+    except (ValueError, RecursionError, AttributeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    # hostile or stale entries are dropped: only content-addressed names are ever deleted
+    return {
+        p: float(t)
+        for p, t in data.items()
+        if tree.parse_content_path(p) is not None
+        and isinstance(t, (int, float))
+        and not isinstance(t, bool)
+    }
+
+
+def _pinned_now(hop: _Hop, root: tree.Root, path: str, cache: dict[str, set[str]]) -> bool:
+    """Whether the new root pins ``path`` (a bucket or shard file)."""
+    parsed = tree.parse_content_path(path)
+    if parsed is None:
+        return False
+    type_name, kind, part, sha = parsed
+    entry = root.types.get(type_name)
+    if entry is None:
+        return False
+    if kind == "bucket":
+        ref = entry.buckets.get(part)
+        return ref is not None and ref.sha256 == sha
+    bucket = tree.bucket_of(part)
+    key = f"{type_name}/{bucket}"
+    if key not in cache:
+        cache[key] = set()
+        ref = entry.buckets.get(bucket)
+        raw = _old_file(hop, tree.bucket_path(type_name, bucket, ref.sha256), ref) if ref else None
+        if raw is not None:
+            with contextlib.suppress(InvalidInput):
+                cache[key] = {
+                    r.path(type_name) for r in _tree2.bucket(raw, type_name, bucket).shards.values()
+                }
+    return path in cache[key]
+
+
+def expire(hop: _Hop, root: tree.Root, superseded: list[str]) -> None:
+    """Record what was just superseded; delete what was superseded ``grace`` ago."""
+    now = time.time()
+    record = _load_record(hop)
+    if not record and not superseded:
+        return
+    for path in superseded:
+        record.setdefault(path, now)
+    cache: dict[str, set[str]] = {}
+    keep: dict[str, float] = {}
+    expired: list[str] = []
+    for path, since in sorted(record.items()):
+        if _pinned_now(hop, root, path, cache):
+            continue  # pinned again (a revert): no longer superseded
+        if now - since >= hop.opts.grace:
+            expired.append(path)
+        else:
+            keep[path] = since
+    for path in expired:
+        if hop.target.delete(path):
+            hop.report.deleted.append(path)
+    hop.target.remove_empty_dirs(expired)
+    data = json.dumps({"superseded": keep}, indent=1, sort_keys=True).encode()
+    hop.target.write_file(HOP_RECORD, [data])
