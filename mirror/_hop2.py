@@ -8,31 +8,25 @@ artifacts of changed shards are compared with DEST's previous shard of the same 
 Publish order: blobs, artifact indexes, shards, shard sums files, buckets, the types'
 sums indexes, the signed root, the root last. Then what the new generation no longer
 names is removed, except the superseded bucket and shard files: a reader that read the
-previous root may still want them, so they are recorded in ``.glarelite-mirror/hop.json``
-with the time they were superseded and removed by the first run after ``grace`` seconds.
+previous root may still want them, so they are recorded (``_superseded``) with the time
+they were superseded and removed by the first run after ``grace`` seconds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from glarelite import GlareliteError, InvalidInput, VerificationError, signing, tree
+from glarelite import GlareliteError, InvalidInput, NotFound, VerificationError, signing, tree
 
-from . import _tree2
+from . import _superseded, _tree2, redirects
 from .copy import CHUNK, describe, hash_file
 
 if TYPE_CHECKING:
     from .hop import _Hop
-
-HOP_RECORD = f"{tree.STATE_DIR}/hop.json"  # superseded bucket/shard files -> when
-_MAX_RECORD = 64 << 20
 
 
 @dataclass
@@ -54,6 +48,11 @@ class _Plan:
     new: dict[str, _Artifact] = field(default_factory=dict)
     superseded: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # index files no longer published
+    redirects: bool = False  # a changed artifact has (or had) a blob left at its origin
+
+
+def _has_redirect(show: Mapping[str, Any]) -> bool:
+    return any(b.get("redirect") is not None for _, _, b in tree.iter_blob_entries(show))
 
 
 def old_root(raw: bytes | None) -> tree.Root | None:
@@ -86,6 +85,7 @@ def run(
                 except InvalidInput:
                     continue
                 plan.old[artifact_id] = _Artifact(type_name, show, blobs)
+                plan.redirects |= _has_redirect(show)
         plan.gone += [tree.type_index_path(n) for n in old_v1.types]
         plan.gone.append(tree.SUMS)
     for type_name in sorted(set(root.types) | set(old.types if old else ())):
@@ -112,13 +112,22 @@ def run(
                 report.skipped += 1
                 continue
             jobs.append((artifact_id, blob))
+    # the redirect rules of blobs left at their origin: not pinned by the root, so read
+    # only when a changed artifact has (or had) such a blob, or DEST is new; carried
+    # verbatim once proven to be an include glarelite writes
+    include: bytes | None = None
+    if plan.redirects or old is None:
+        include = _redirects(hop)  # verified before any byte is written
+
     with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
         for _ in pool.map(lambda job: _copy_blob(hop, *job), jobs):
             pass
     if report.failed:
         return  # DEST keeps its previous generation, whole
 
-    # publish, in order
+    # publish, in order (the rules with the blobs, before the indexes that name them)
+    if include is not None and target.read_bytes(redirects.INCLUDE) != include:
+        hop._write(redirects.INCLUDE, include)
     for group in (staged, plan.shards, plan.sums, plan.buckets, plan.type_sums):
         for path, data in group:
             hop._write(path, data)
@@ -154,11 +163,28 @@ def run(
         new_files.add(tree.artifact_index_path(art.type_name, artifact_id))
         new_files.update(b.path for b in art.blobs)
     gone = sorted(old_files - new_files) + plan.gone
+    if (plan.redirects or old is None) and include is None:
+        gone.append(redirects.INCLUDE)
     for path in gone:
         if target.delete(path):
             report.deleted.append(path)
     target.remove_empty_dirs(gone)
-    expire(hop, root, plan.superseded)
+    _superseded.expire(target, root, plan.superseded, hop.opts.grace, report.deleted)
+
+
+def _redirects(hop: _Hop) -> bytes | None:
+    try:
+        data = hop._read(redirects.INCLUDE)
+    except NotFound:
+        return None
+    try:
+        redirects.parse(data)
+    except ValueError as exc:
+        raise VerificationError(
+            f"{hop.files.location}/{redirects.INCLUDE} is not a redirect include glarelite "
+            f"writes ({exc}): refused"
+        ) from None
+    return data
 
 
 def hop_raw_signed(hop: _Hop) -> bytes | None:
@@ -248,6 +274,7 @@ def _plan_shard(
         for show in _tree2.shard(raw, type_name, new):
             artifact_id, blobs = _tree2.artifact(type_name, show)
             plan.new[artifact_id] = _Artifact(type_name, show, blobs)
+            plan.redirects |= _has_redirect(show)
         if old is None or old.sums != new.sums or not hop._present(sums_path, new.sums.size):
             plan.sums.append((sums_path, hop._pinned(sums_path, new.sums.size, new.sums.sha256)))
     else:
@@ -264,6 +291,7 @@ def _plan_shard(
             for show in shows:
                 artifact_id, blobs = _tree2.artifact(type_name, show)
                 plan.old[artifact_id] = _Artifact(type_name, show, blobs)
+                plan.redirects |= _has_redirect(show)
         except InvalidInput:
             return
 
@@ -318,79 +346,3 @@ def _copy_blob(hop: _Hop, artifact_id: str, blob: _tree2.Blob) -> None:
         report.bytes_fetched += got
         report.copied.append({"path": path, "kind": "blob", "id": artifact_id, "bytes": size})
         report.bytes += size
-
-
-# -- superseded buckets and shards: kept for the grace period -------------------------------
-def _load_record(hop: _Hop) -> dict[str, float]:
-    try:
-        raw = hop.target.read_bytes(HOP_RECORD)
-    except OSError:
-        return {}
-    if raw is None or len(raw) > _MAX_RECORD:
-        return {}
-    try:
-        data = json.loads(raw).get("superseded")
-    except (ValueError, RecursionError, AttributeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    # hostile or stale entries are dropped: only content-addressed names are ever deleted
-    return {
-        p: float(t)
-        for p, t in data.items()
-        if tree.parse_content_path(p) is not None
-        and isinstance(t, (int, float))
-        and not isinstance(t, bool)
-    }
-
-
-def _pinned_now(hop: _Hop, root: tree.Root, path: str, cache: dict[str, set[str]]) -> bool:
-    """Whether the new root pins ``path`` (a bucket or shard file)."""
-    parsed = tree.parse_content_path(path)
-    if parsed is None:
-        return False
-    type_name, kind, part, sha = parsed
-    entry = root.types.get(type_name)
-    if entry is None:
-        return False
-    if kind == "bucket":
-        ref = entry.buckets.get(part)
-        return ref is not None and ref.sha256 == sha
-    bucket = tree.bucket_of(part)
-    key = f"{type_name}/{bucket}"
-    if key not in cache:
-        cache[key] = set()
-        ref = entry.buckets.get(bucket)
-        raw = _old_file(hop, tree.bucket_path(type_name, bucket, ref.sha256), ref) if ref else None
-        if raw is not None:
-            with contextlib.suppress(InvalidInput):
-                cache[key] = {
-                    r.path(type_name) for r in _tree2.bucket(raw, type_name, bucket).shards.values()
-                }
-    return path in cache[key]
-
-
-def expire(hop: _Hop, root: tree.Root, superseded: list[str]) -> None:
-    """Record what was just superseded; delete what was superseded ``grace`` ago."""
-    now = time.time()
-    record = _load_record(hop)
-    if not record and not superseded:
-        return
-    for path in superseded:
-        record.setdefault(path, now)
-    cache: dict[str, set[str]] = {}
-    keep: dict[str, float] = {}
-    expired: list[str] = []
-    for path, since in sorted(record.items()):
-        if _pinned_now(hop, root, path, cache):
-            continue  # pinned again (a revert): no longer superseded
-        if now - since >= hop.opts.grace:
-            expired.append(path)
-        else:
-            keep[path] = since
-    for path in expired:
-        if hop.target.delete(path):
-            hop.report.deleted.append(path)
-    hop.target.remove_empty_dirs(expired)
-    data = json.dumps({"superseded": keep}, indent=1, sort_keys=True).encode()
-    hop.target.write_file(HOP_RECORD, [data])

@@ -48,7 +48,7 @@ from glarelite import (
     tree,
 )
 
-from . import _hop2
+from . import _hop2, _superseded
 from .copy import CHUNK, describe, hash_file
 from .dest import Dest, open_dest
 from .lock import TreeLock
@@ -76,7 +76,7 @@ class FromOptions:
     while it is read is read again from its root, this many times in all. ``workers``
     blobs are copied at once. ``grace``: seconds a bucket or shard file the source no
     longer pins stays in a format 2 DEST (a reader of the previous root can finish);
-    recorded in ``.glarelite-mirror/hop.json``, removed by the first run after it."""
+    recorded in ``.glarelite-mirror/superseded.json``, removed by the first run after it."""
 
     trusted_keys: Iterable[Any] | None = None
     force: bool = False
@@ -295,7 +295,7 @@ class _Hop:
             report.nothing_to_do = True
             report.artifacts = root.counts["artifacts"]
             report.blobs = root.counts["blobs"]
-            _hop2.expire(self, root, [])
+            _superseded.expire(target, root, [], self.opts.grace, report.deleted)
             return
         old = _hop2.old_root(dest_root)
         old_v1 = None

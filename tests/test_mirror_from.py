@@ -545,7 +545,7 @@ def test_v2_hop_withdraws_and_removes_superseded_files_after_the_grace(tmp_path:
         if r != tree.Root.from_dict(tree2kit.root_of(hub)).types["images"].buckets.get(b)
     ]
     assert superseded and all((region / p).exists() for p in superseded)
-    record = json.loads((region / ".glarelite-mirror" / "hop.json").read_text())
+    record = json.loads((region / ".glarelite-mirror" / "superseded.json").read_text())
     assert set(superseded) <= set(record["superseded"])
     # within the grace period they stay; after it (grace 0 here) the next run removes them
     assert mirror.sync_from(str(hub), str(region)).nothing_to_do
@@ -564,7 +564,9 @@ def test_v2_a_hostile_hop_record_deletes_nothing_it_should_not(tmp_path: Path) -
     assert mirror.sync_from(str(hub), str(region)).published
     pinned = [p for p in tree_files(region) if "/_shards/" in p or "/_buckets/" in p]
     record = {p: 0 for p in [*pinned, "index.json", "../outside", tree.type_sums_path("images")]}
-    (region / ".glarelite-mirror" / "hop.json").write_text(json.dumps({"superseded": record}))
+    (region / ".glarelite-mirror" / "superseded.json").write_text(
+        json.dumps({"superseded": record})
+    )
     (tmp_path / "outside").write_text("x")
     tree2kit.change_one(hub, shows, 1, 2)
     assert mirror.sync_from(str(hub), str(region), grace=0).published
@@ -604,3 +606,30 @@ def test_v2_the_signature_is_carried_and_checked(tmp_path: Path, keys: dict[str,
     with pytest.raises(glarelite.SignatureError):
         mirror.sync_from(str(hub), str(region), trusted_keys=trusted)
     assert tree_files(region) == before
+
+
+def test_v2_the_redirect_rules_are_carried_and_a_hostile_include_refused(tmp_path: Path) -> None:
+    from mirror import redirects
+
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    path = tree2kit.redirect_one(hub, shows, 3, 2)
+    out = mirror.sync_from(str(hub), str(region))
+    assert out.published and not (region / path).exists()
+    assert (region / redirects.INCLUDE).read_bytes() == (hub / redirects.INCLUDE).read_bytes()
+    assert mirror.check_tree(str(region)).ok
+    assert tree_files(region) == tree_files(hub)
+    # an include that would smuggle nginx configuration into the edge: refused, unwritten
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 3, 3)  # its blob back in the tree: the rules change
+    text = (hub / redirects.INCLUDE).read_text()
+    (hub / redirects.INCLUDE).write_text(text.replace("}\n", "}\nserver { listen 81; }\n"))
+    with pytest.raises(glarelite.VerificationError, match="redirect include"):
+        mirror.sync_from(str(hub), str(region))
+    assert tree_files(region) == before
+    # the rules go when the source has none left
+    (hub / redirects.INCLUDE).unlink()
+    tree2kit.change_one(hub, shows, 3, 4)
+    assert mirror.sync_from(str(hub), str(region)).published
+    assert not (region / redirects.INCLUDE).exists() and mirror.check_tree(str(region)).ok

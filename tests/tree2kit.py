@@ -206,9 +206,11 @@ def change_one(dest: Path, shows: list[dict[str, Any]], i: int, generation: int)
     blob = f"changed {i} at {generation}\n".encode()
     old = shows[i]
     show = {**old, "description": f"generation {generation}"}
+    kept = {k: v for k, v in old["blobs"]["file"].items() if k != "redirect"}
     show["blobs"] = {
         "file": {
-            **old["blobs"]["file"],
+            **kept,
+            "external": False,
             "sha256": hashlib.sha256(blob).hexdigest(),
             "size": len(blob),
         }
@@ -228,3 +230,26 @@ def withdraw_one(dest: Path, shows: list[dict[str, Any]], i: int, generation: in
     folder.rmdir()
     render(dest, {str(show["type_name"]): shows}, generation)
     return str(show["id"])
+
+
+def redirect_one(dest: Path, shows: list[dict[str, Any]], i: int, generation: int) -> str:
+    """A new generation where artifact ``i``'s blob is left at its origin (``redirect``,
+    no file in the tree, a rule in the include); returns the blob path."""
+    from mirror import redirects
+
+    show = shows[i]
+    path = tree.blob_path(str(show["type_name"]), str(show["id"]), "file")
+    url = f"https://origin.example/{show['id']}/file"
+    blob = {**show["blobs"]["file"], "external": True, "redirect": url}
+    shows[i] = show = {**show, "blobs": {"file": blob}}
+    (dest / path).unlink()
+    write_artifact_index(dest, show, generation)
+    (dest / redirects.INCLUDE).write_bytes(redirects.render([(path, url)]))
+    render(dest, {str(show["type_name"]): shows}, generation)
+    return path
+
+
+def write_artifact_index(dest: Path, show: Mapping[str, Any], generation: int) -> None:
+    body = {**show, tree.MIRROR_KEY: {"format_version": 2, "generation": generation}}
+    index = dest / tree.artifact_index_path(str(show["type_name"]), str(show["id"]))
+    index.write_bytes(json.dumps(body, separators=(",", ":")).encode())
