@@ -25,6 +25,7 @@ import glarelite
 import mirror
 from glarelite import signing, tree
 from mirror import bundle as bundle_mod
+from tests import tree2kit
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import start_http_server
 from tests.test_mirror_support import QUICK, SELECTED, World, build_world, listing, tree_files
@@ -530,3 +531,110 @@ def test_a_corrupt_gz_bundle_is_refused_and_the_site_is_unchanged(
     with pytest.raises(glarelite.VerificationError):
         mirror.import_bundle(bad, site)
     assert snapshot(site) == before
+
+
+# -- format 2 -------------------------------------------------------------------------------
+def test_v2_full_bundle_round_trip_in_publish_order(tmp_path: Path) -> None:
+    hub, site, bundle = tmp_path / "hub", tmp_path / "site", tmp_path / "full.tar"
+    tree2kit.synth_tree(hub, 40)
+    out = mirror.export_bundle(hub, bundle)
+    assert out.generation == 1 and out.files == len(tree_files(hub))
+    names = members(bundle)[1:]
+    rank = [bundle_mod._rank(n) for n in names]
+    assert rank == sorted(rank) and names[-1] == tree.ROOT_INDEX
+    assert names[-2] == tree.type_sums_path("images")
+    assert bundle_mod.bundle_manifest(bundle)["format"] == "glarelite-bundle/2"
+    got = mirror.import_bundle(bundle, site)
+    assert got.files == out.files and tree_files(site) == tree_files(hub)
+    assert mirror.check_tree(str(site)).ok
+    assert tree2kit.sums_check(site).returncode == 0
+
+
+def test_v2_incremental_bundle_carries_only_the_change(tmp_path: Path) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 200)
+    full = mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    new_blob = tree2kit.change_one(hub, shows, 11, 2)
+    ref = tree2kit.shard_ref(hub, "images", shows[11]["name"])
+    root = tree.Root.from_dict(tree2kit.root_of(hub))
+    inc = mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    carried = members(tmp_path / "g2.tar")[1:]
+    assert sorted(carried) == sorted(
+        [
+            new_blob,
+            tree.artifact_index_path("images", shows[11]["id"]),
+            ref.path("images"),
+            tree.shard_sums_path("images", ref.shard),
+            root.types["images"].bucket_path(tree.bucket_of(ref.shard)),
+            tree.type_sums_path("images"),
+            tree.ROOT_INDEX,
+        ]
+    )
+    assert inc.files == 7 and inc.bytes < full.bytes / 10
+    manifest = bundle_mod.bundle_manifest(tmp_path / "g2.tar")
+    superseded = sorted(p for p in manifest["removed"] if "/_" in p)
+    assert len(superseded) == 2 and set(manifest["removed"]) == set(superseded)
+    got = mirror.import_bundle(tmp_path / "g2.tar", site)
+    assert got.generation == 2 and not got.removed  # superseded files stay (grace)
+    assert tree_files(site) == tree_files(hub)  # the hub keeps them too
+    check = mirror.check_tree(str(site))
+    assert check.ok and check.superseded == 2, check.faults
+    # after the grace period (0 here) the next import removes them
+    tree2kit.withdraw_one(hub, shows, 0, 3)
+    mirror.export_bundle(hub, tmp_path / "g3.tar", since=2)
+    got = mirror.import_bundle(tmp_path / "g3.tar", site, grace=0)
+    assert set(superseded) <= set(got.removed)
+    assert not any((site / p).exists() for p in superseded)
+    check = mirror.check_tree(str(site))
+    assert check.ok, check.faults
+    assert tree2kit.sums_check(site).returncode == 0
+
+
+def test_v2_signed_tree_and_redirect_rules_travel(tmp_path: Path) -> None:
+    from mirror import redirects
+
+    hub, site, keys = tmp_path / "hub", tmp_path / "site", tmp_path / "keys"
+    keys.mkdir()
+    signing.generate_key(keys / "hub")
+    trusted = [f"{keys / 'hub'}.pub"]
+    shows = tree2kit.synth_tree(hub, 10)
+    tree2kit.redirect_one(hub, shows, 2, 2)
+    tree2kit.resign(hub, keys / "hub")
+    mirror.export_bundle(hub, tmp_path / "b.tar")
+    mirror.import_bundle(tmp_path / "b.tar", site)
+    assert (site / redirects.INCLUDE).read_bytes() == (hub / redirects.INCLUDE).read_bytes()
+    assert (site / signing.SIGNED_INDEX).read_bytes() == (hub / signing.SIGNED_INDEX).read_bytes()
+    assert mirror.check_tree(str(site), trusted_keys=trusted).ok
+    # a hostile include is refused at export (it would reach the site's nginx)
+    text = (hub / redirects.INCLUDE).read_text()
+    (hub / redirects.INCLUDE).write_text(text.replace("}\n", "}\nserver { listen 81; }\n"))
+    with pytest.raises(glarelite.VerificationError):
+        mirror.export_bundle(hub, tmp_path / "bad.tar")
+    assert not (tmp_path / "bad.tar").exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "SHA256SUMS.d/../index.json",
+        "SHA256SUMS.d/images/1234",
+        "SHA256SUMS.d/Images/abc",
+        "artifacts/images/_shards/abc.json",
+        "artifacts/images/_shards/ab." + "0" * 64 + ".json",
+        "artifacts/../_shards/abc." + "0" * 64 + ".json",
+    ],
+)
+def test_v2_a_manifest_naming_a_path_no_tree_holds_is_refused(path: str) -> None:
+    sha = "0" * 64
+    data = {
+        "format": "glarelite-bundle/2",
+        "generation": 1,
+        "root_sha256": sha,
+        "base": None,
+        "tree": {tree.ROOT_INDEX: [1, sha], path: [1, sha]},
+        "members": [tree.ROOT_INDEX],
+        "removed": [],
+    }
+    with pytest.raises(glarelite.VerificationError, match="not a path a tree holds"):
+        bundle_mod.parse_manifest(json.dumps(data).encode(), "x")
