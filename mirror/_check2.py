@@ -22,6 +22,7 @@ from typing import Any
 from glarelite import InvalidInput, tree
 
 from . import _tree2
+from ._paths import is_inside
 from .copy import hash_file
 from .dest import Dest
 from .progress import SafeProgress
@@ -151,6 +152,9 @@ class Check2:
         for name in sorted(set(want) - set(listed)):
             self.report.fault(name, "not-in-sums", f"named by the indexes but absent from {path}")
         for name in sorted(set(listed) - set(want)):
+            if not is_inside(name):  # never read: it could name any file
+                self.report.fault(name[:200], "invalid", f"{path} names a path outside the tree")
+                continue
             self.report.fault(name[:200], "unreferenced", f"listed in {path} but named by no index")
         for name in sorted(set(want) & set(listed)):
             if want[name] != listed[name]:
