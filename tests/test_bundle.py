@@ -638,3 +638,22 @@ def test_v2_a_manifest_naming_a_path_no_tree_holds_is_refused(path: str) -> None
     }
     with pytest.raises(glarelite.VerificationError, match="not a path a tree holds"):
         bundle_mod.parse_manifest(json.dumps(data).encode(), "x")
+
+
+def test_v2_cli_bundle_import_grace(tmp_path: Path) -> None:
+    """`bundle import --grace 0`: the superseded bucket and shard go at once."""
+    from tests.test_mirror_from import cli
+
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 20)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    tree2kit.change_one(hub, shows, 3, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    superseded = [p for p in bundle_mod.bundle_manifest(tmp_path / "g2.tar")["removed"]]
+    done = cli("bundle", "import", str(tmp_path / "g2.tar"), str(site), "--grace", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["removed"]) == set(superseded) and len(superseded) == 2
+    assert mirror.check_tree(str(site)).ok
+    bad = cli("bundle", "import", str(tmp_path / "g2.tar"), str(site), "--grace", "-1")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
