@@ -76,6 +76,7 @@ def run(
     """Publish ``root`` (verified bytes ``root_bytes``) into DEST. ``old``: DEST's format
     2 root; ``old_v1``: DEST's format 1 tree (hop._Old) when it is one."""
     report, target = hop.report, hop.target
+    dest_root = target.read_bytes(tree.ROOT_INDEX)
     plan = _Plan()
     if old_v1 is not None:  # DEST is format 1: every artifact of it is "old"
         for type_name, by_id in old_v1.shows.items():
@@ -92,18 +93,14 @@ def run(
         _plan_type(hop, plan, type_name, root.types.get(type_name), old)
 
     # artifact indexes and blobs of the changed shards' artifacts
-    staged: list[tuple[str, bytes]] = []
+    wanted: list[tuple[str, Mapping[str, Any]]] = []  # artifact indexes to fetch
     jobs: list[tuple[str, _tree2.Blob]] = []
     for artifact_id, art in sorted(plan.new.items()):
         before = plan.old.get(artifact_id)
         path = tree.artifact_index_path(art.type_name, artifact_id)
         same = before is not None and before.type_name == art.type_name
         if not (same and before is not None and before.show == art.show and hop._present(path)):
-            data = hop._read(path)
-            from .hop import _check_artifact_index
-
-            _check_artifact_index(data, art.show, root.generation, path)
-            staged.append((path, data))
+            wanted.append((path, art.show))
         had = {b.path: (b.sha256, b.size) for b in before.blobs} if before else {}
         for blob in art.blobs:
             if had.get(blob.path) == (blob.sha256, blob.size) and hop._present(
@@ -112,6 +109,32 @@ def run(
                 report.skipped += 1
                 continue
             jobs.append((artifact_id, blob))
+    # Fetched in parallel, each proven to hold its shard's show view. A DEST with no
+    # root serves nothing yet: they are written at once (memory stays bounded on a
+    # first hop); else they are held until the blobs are in, then published in order.
+    fresh = dest_root is None
+    staged: list[tuple[str, bytes]] = []
+
+    from .hop import _check_artifact_index
+
+    def fetch(item: tuple[str, Mapping[str, Any]]) -> tuple[str, bytes]:
+        path, show = item
+        data = hop.files.read(path)
+        _check_artifact_index(data, show, root.generation, path)
+        with hop.lock:
+            report.bytes_fetched += len(data)
+        if fresh:
+            hop.target.write_file(path, [data])
+            with hop.lock:
+                report.copied.append({"path": path, "kind": "index", "bytes": len(data)})
+                report.bytes += len(data)
+            return path, b""
+        return path, data
+
+    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+        for path, data in pool.map(fetch, wanted):
+            if not fresh:
+                staged.append((path, data))
     # the redirect rules of blobs left at their origin: not pinned by the root, so read
     # only when a changed artifact has (or had) such a blob, or DEST is new; carried
     # verbatim once proven to be an include glarelite writes
@@ -137,7 +160,7 @@ def run(
     elif signed is None and hop_raw_signed(hop) is not None:
         target.delete(signing.SIGNED_INDEX)
         report.deleted.append(signing.SIGNED_INDEX)
-    if target.read_bytes(tree.ROOT_INDEX) != root_bytes:
+    if dest_root != root_bytes:
         hop._write(tree.ROOT_INDEX, root_bytes)
     target.sync_dirs()
     report.published = True

@@ -53,10 +53,8 @@ from .copy import CHUNK, describe, hash_file
 from .dest import Dest, open_dest
 from .lock import TreeLock
 from .report import SyncReport
-from .state import STATE
-
 # a tree a catalog sync wrote holds its state (state.json, or SQLite since format 2)
-CATALOG_STATES = (STATE, f"{tree.STATE_DIR}/state.sqlite")
+CATALOG_STATES = (f"{tree.STATE_DIR}/state.json", f"{tree.STATE_DIR}/state.sqlite")
 
 __all__ = ["FromOptions", "sync_from"]
 
@@ -446,9 +444,10 @@ class _Hop:
         if old.raw_root != root_bytes:
             self._write(tree.ROOT_INDEX, root_bytes)
         target.sync_dirs()
-        if target.stat(STATE) is not None:
-            # forced over a catalog's mirror: its state no longer describes the tree
-            target.delete(STATE)
+        for marker in CATALOG_STATES:
+            if target.stat(marker) is not None:
+                # forced over a catalog's mirror: its state no longer describes the tree
+                target.delete(marker)
         report.published = True
         report.artifacts = sum(len(v) for v in shows.values())
         report.blobs = len(wanted)
