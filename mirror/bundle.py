@@ -428,6 +428,19 @@ def _base_manifest(src: LocalDest, since: int | str | os.PathLike[str]) -> Manif
     with open(where, "rb") as f:
         manifest, tar = _read_manifest(f, where)
         tar.close()
+    if manifest.format == FORMAT and manifest.base is not None:
+        # an incremental /2 bundle lists only what it carried: the whole listing of its
+        # generation is the one this tree recorded when it exported it
+        record = f"{RECORDS}/{manifest.generation}.json"
+        raw = src.read_bytes(record)
+        full = parse_manifest(raw, src.abspath(record)) if raw is not None else None
+        if full is None or full.root_sha256 != manifest.root_sha256:
+            raise InvalidInput(
+                f"{where} is an incremental bundle and {src.root} has no record of its "
+                f"generation {manifest.generation}: pass --since {manifest.generation} if "
+                "this tree exported it, or send a full bundle"
+            )
+        return full
     return manifest
 
 
@@ -469,15 +482,23 @@ def export_bundle(
             )
         members = _ordered(p for p in listing if base is None or base.listing.get(p) != listing[p])
         removed = [] if base is None else sorted(set(base.listing) - set(listing))
+        fmt = FORMATS[0] if tree.SUMS in listing else FORMAT  # a format 1 tree: as before
+        carried = listing
+        if fmt == FORMAT and base is not None:
+            # /2 incremental: the manifest lists what it carries (and the root), not the
+            # whole tree, so its size follows the change (the site's root pins the rest)
+            carried = {p: listing[p] for p in [*members, tree.ROOT_INDEX]}
         manifest = Manifest(
             generation,
             root_sha,
             None if base is None else (base.generation, base.root_sha256),
-            listing,
+            carried,
             members,
             removed,
-            FORMATS[0] if tree.SUMS in listing else FORMAT,  # a format 1 tree: as before
+            fmt,
         )
+        # the hub keeps the whole listing of what it exported: a later --since diffs by it
+        record = Manifest(generation, root_sha, None, listing, _ordered(listing), [], fmt)
         report = ExportReport(
             bundle=os.fspath(bundle),
             tree=src.root,
@@ -487,7 +508,7 @@ def export_bundle(
         )
         _write_bundle(src, os.fspath(bundle), manifest, COMPRESSIONS[compression], report)
         with contextlib.suppress(OSError):  # a read-only tree (DestinationError is an OSError)
-            src.write_file(f"{RECORDS}/{generation}.json", [manifest.to_json()])
+            src.write_file(f"{RECORDS}/{generation}.json", [record.to_json()])
         if src.stat(f"{RECORDS}/{generation}.json") is None:
             report.warnings.append(
                 f"could not record generation {generation} in {src.abspath(RECORDS)}: "
@@ -783,6 +804,7 @@ def _apply(
         extra = _next(tar, where)
         if extra is not None:
             raise VerificationError(f"{where}: member {extra.name[:200]!r} is not in the manifest")
+        _check_base_pins(site, manifest, staged)
         site.sync_dirs()  # every staged byte durable before any final name points at it
         rank = -1
         for path in manifest.members:
@@ -807,6 +829,43 @@ def _apply(
     return report
 
 
+def _check_base_pins(site: LocalDest, manifest: Manifest, staged: Mapping[str, str]) -> None:
+    """An incremental /2 bundle carries what changed; the rest the new root pins must be
+    the site's already (a bucket, shard or sums file with the pinned size): Conflict
+    otherwise (a damaged or edited site), before anything is published. Cost: the
+    buckets the bundle carries, not the tree."""
+    if manifest.format != FORMAT or manifest.base is None:
+        return
+
+    def raw(path: str) -> bytes | None:
+        return site.read_bytes(staged[path]) if path in staged else site.read_bytes(path)
+
+    def present(path: str, size: int) -> None:
+        if path in staged:
+            return
+        st = site.stat(path)
+        if st is None or st[0] != size:
+            raise Conflict(
+                f"the site {site.root} lacks {path} of generation {manifest.base[0]} "  # type: ignore[index]
+                "(damaged or edited): import a full bundle"
+            )
+
+    try:
+        root = _tree2.root(raw(tree.ROOT_INDEX) or b"")
+        for type_name, entry in root.types.items():
+            present(tree.type_sums_path(type_name), entry.sums.size)
+            for name, ref in entry.buckets.items():
+                path = tree.bucket_path(type_name, name, ref.sha256)
+                present(path, ref.size)
+                if path not in staged:
+                    continue  # an unchanged bucket: its shards are the site's
+                for shard in _tree2.bucket(raw(path) or b"", type_name, name).shards.values():
+                    present(shard.path(type_name), shard.file.size)
+                    present(tree.shard_sums_path(type_name, shard.shard), shard.sums.size)
+    except InvalidInput as exc:
+        raise VerificationError(f"{site.root}: the bundle's indexes are not valid: {exc}") from None
+
+
 def _withdraw(site: LocalDest, paths: list[str], grace: float) -> list[str]:
     """Delete what the new generation no longer holds (after its root is published);
     superseded bucket and shard files are kept for the grace period (``_superseded``)."""
@@ -826,7 +885,12 @@ def _withdraw(site: LocalDest, paths: list[str], grace: float) -> list[str]:
 
 
 def _record(site: LocalDest, manifest: Manifest) -> None:
-    """Keep the listing the site now holds: a later full bundle withdraws by it."""
+    """Keep the listing the site now holds: a later full bundle withdraws by it. An
+    incremental /2 bundle lists only what it carried: the record is dropped instead (a
+    full bundle then reads what the site's own indexes name)."""
+    if manifest.format == FORMAT and manifest.base is not None:
+        site.delete(SITE_RECORD)
+        return
     listing = manifest.listing
     full = Manifest(manifest.generation, manifest.root_sha256, None, listing, _ordered(listing), [])
     site.write_file(SITE_RECORD, [full.to_json()])

@@ -53,6 +53,7 @@ from .copy import CHUNK, describe, hash_file
 from .dest import Dest, open_dest
 from .lock import TreeLock
 from .report import SyncReport
+
 # a tree a catalog sync wrote holds its state (state.json, or SQLite since format 2)
 CATALOG_STATES = (f"{tree.STATE_DIR}/state.json", f"{tree.STATE_DIR}/state.sqlite")
 

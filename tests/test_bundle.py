@@ -573,6 +573,9 @@ def test_v2_incremental_bundle_carries_only_the_change(tmp_path: Path) -> None:
     )
     assert inc.files == 7 and inc.bytes < full.bytes / 10
     manifest = bundle_mod.bundle_manifest(tmp_path / "g2.tar")
+    # its manifest lists what it carries, not the tree: its size follows the change
+    assert set(manifest["tree"]) == set(carried)
+    assert os.path.getsize(tmp_path / "g2.tar") < os.path.getsize(tmp_path / "g1.tar") / 10
     superseded = sorted(p for p in manifest["removed"] if "/_" in p)
     assert len(superseded) == 2 and set(manifest["removed"]) == set(superseded)
     got = mirror.import_bundle(tmp_path / "g2.tar", site)
@@ -657,3 +660,44 @@ def test_v2_cli_bundle_import_grace(tmp_path: Path) -> None:
     assert mirror.check_tree(str(site)).ok
     bad = cli("bundle", "import", str(tmp_path / "g2.tar"), str(site), "--grace", "-1")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_v2_incremental_since_a_bundle_and_a_damaged_site(tmp_path: Path) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 50)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    tree2kit.change_one(hub, shows, 1, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g2.tar", site)
+    # since an incremental bundle: the hub's record of its generation gives the listing
+    tree2kit.change_one(hub, shows, 2, 3)
+    mirror.export_bundle(hub, tmp_path / "g3.tar", since=tmp_path / "g2.tar")
+    # a site that lost a shard its (unchanged) bucket pins... of a bucket the bundle
+    # carries: refused before anything is published
+    root = tree.Root.from_dict(tree2kit.root_of(hub))
+    carried = set(bundle_mod.bundle_manifest(tmp_path / "g3.tar")["members"])
+    bucket = next(
+        root.types["images"].bucket_path(b)
+        for b in root.types["images"].buckets
+        if root.types["images"].bucket_path(b) in carried
+    )
+    data = json.loads((hub / bucket).read_bytes())
+    lost = next(
+        tree.shard_path("images", s, r["sha256"])
+        for s, r in data["shards"].items()
+        if tree.shard_path("images", s, r["sha256"]) not in carried
+    )
+    (site / lost).unlink()
+    before = snapshot(site)
+    with pytest.raises(glarelite.Conflict, match="lacks"):
+        mirror.import_bundle(tmp_path / "g3.tar", site)
+    assert snapshot(site) == before
+    (site / lost).write_bytes((hub / lost).read_bytes())
+    mirror.import_bundle(tmp_path / "g3.tar", site)
+    assert mirror.check_tree(str(site)).ok
+    # an incremental base this tree never exported: says what to pass
+    other = tmp_path / "other"
+    tree2kit.synth_tree(other, 5)
+    with pytest.raises(glarelite.InvalidInput, match="no record"):
+        mirror.export_bundle(other, tmp_path / "x.tar", since=tmp_path / "g3.tar")
