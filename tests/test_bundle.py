@@ -701,3 +701,22 @@ def test_v2_incremental_since_a_bundle_and_a_damaged_site(tmp_path: Path) -> Non
     tree2kit.synth_tree(other, 5)
     with pytest.raises(glarelite.InvalidInput, match="no record"):
         mirror.export_bundle(other, tmp_path / "x.tar", since=tmp_path / "g3.tar")
+
+
+def test_a_format_1_tree_bundles_as_before_and_an_upgrade_travels_as_one_incremental(
+    tmp_path: Path,
+) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree_v1(hub, 20)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    assert bundle_mod.bundle_manifest(tmp_path / "g1.tar")["format"] == "glarelite-bundle/1"
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    assert tree_files(site) == tree_files(hub) and mirror.check_tree(str(site)).ok
+    tree2kit.upgrade(hub, {"images": shows}, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    removed = bundle_mod.bundle_manifest(tmp_path / "g2.tar")["removed"]
+    assert set(removed) == {tree.SUMS, tree.type_index_path("images")}
+    mirror.import_bundle(tmp_path / "g2.tar", site)
+    assert tree_files(site) == tree_files(hub)
+    check = mirror.check_tree(str(site))
+    assert check.ok and not check.warnings, check.faults

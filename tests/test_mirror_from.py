@@ -633,3 +633,25 @@ def test_v2_the_redirect_rules_are_carried_and_a_hostile_include_refused(tmp_pat
     tree2kit.change_one(hub, shows, 3, 4)
     assert mirror.sync_from(str(hub), str(region)).published
     assert not (region / redirects.INCLUDE).exists() and mirror.check_tree(str(region)).ok
+
+
+def test_a_format_1_source_is_copied_as_format_1_then_upgraded_with_the_hub(
+    tmp_path: Path,
+) -> None:
+    """A region relays a hub not yet upgraded (its edges read format 1 too); when the hub
+    upgrades, the next hop upgrades the region: format 2, no format 1 file left."""
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree_v1(hub, 20)
+    first = mirror.sync_from(str(hub), str(region))
+    assert first.published and tree_files(region) == tree_files(hub)
+    assert tree2kit.root_of(region)["format_version"] == tree.FORMAT_V1
+    assert mirror.check_tree(str(region)).ok
+    tree2kit.upgrade(hub, {"images": shows}, 2)
+    hop = mirror.sync_from(str(hub), str(region))
+    assert hop.published and not hop.withdrawn, hop.to_dict()
+    assert tree_files(region) == tree_files(hub)
+    assert not (region / tree.SUMS).exists()
+    assert not (region / tree.type_index_path("images")).exists()
+    check = mirror.check_tree(str(region))
+    assert check.ok and not check.warnings, check.faults
+    assert tree2kit.sums_check(region).returncode == 0

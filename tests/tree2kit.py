@@ -65,23 +65,37 @@ def to_format2(dest: Path, sign_key: Path | None = None) -> bool:
     return True
 
 
+def definition(type_name: str) -> dict[str, Any]:
+    """The definition of the generated types: one blob field ``file``."""
+    return {"blob_dicts": [], "blobs": ["file"], "name": type_name, "properties": {}}
+
+
 def view(type_name: str, name: str, version: str, blob: bytes, **extra: Any) -> dict[str, Any]:
-    """A minimal show view with one internal blob ``file``."""
+    """A show view (as the catalog makes them) with one internal blob ``file``."""
     artifact_id = str(uuid.uuid4())
+    stamp = "2026-01-01T00:00:00.000000Z"
     return {
         "id": artifact_id,
         "type_name": type_name,
         "name": name,
         "version": version,
-        "status": "active",
+        "owner": "admin",
         "visibility": "public",
+        "status": "active",
         "description": extra.pop("description", ""),
+        "tags": [],
+        "properties": {},
+        "created_at": stamp,
+        "updated_at": stamp,
+        "activated_at": stamp,
+        "url": f"/{tree.ARTIFACTS}/{type_name}/{artifact_id}",
         "blobs": {
             "file": {
                 "url": "/" + tree.blob_path(type_name, artifact_id, "file"),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-                "size": len(blob),
                 "status": "active",
+                "size": len(blob),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "content_type": "application/octet-stream",
                 "external": False,
             }
         },
@@ -117,7 +131,7 @@ def render(
 ) -> dict[str, bytes]:
     """Write the index files of ``types`` (show views), the root last; returns them."""
     files = layout.render(
-        {t: ({"name": t}, shows) for t, shows in types.items()}, generation=generation
+        {t: (definition(t), shows) for t, shows in types.items()}, generation=generation
     )
     root = files.pop(tree.ROOT_INDEX)
     write_files(dest, files)
@@ -253,3 +267,60 @@ def write_artifact_index(dest: Path, show: Mapping[str, Any], generation: int) -
     body = {**show, tree.MIRROR_KEY: {"format_version": 2, "generation": generation}}
     index = dest / tree.artifact_index_path(str(show["type_name"]), str(show["id"]))
     index.write_bytes(json.dumps(body, separators=(",", ":")).encode())
+
+
+def synth_tree_v1(dest: Path, n: int, type_name: str = "images") -> list[dict[str, Any]]:
+    """A format 1 tree (one type index, one SHA256SUMS) of ``n`` generated artifacts, as
+    glarelite before 0.4 wrote it; their show views."""
+    shows = []
+    for i in range(n):
+        blob = f"blob {i:011d}\n".encode()
+        show = view(type_name, f"name-{i}", "1.0.0", blob)
+        write_artifact(dest, show, blob, 1)
+        shows.append(show)
+    render_v1(dest, {type_name: shows}, 1)
+    return shows
+
+
+def render_v1(dest: Path, types: Mapping[str, list[dict[str, Any]]], generation: int) -> None:
+    entries = {}
+    sums: list[tuple[str, str]] = []
+    for type_name, shows in types.items():
+        shows = sorted(shows, key=layout.sort_key)
+        head = tree.type_index_head(type_name, definition(type_name), generation)
+        data = (json.dumps({**head, "artifacts": shows}, separators=(",", ":")) + "\n").encode()
+        path = tree.type_index_path(type_name)
+        write_files(dest, {path: data})
+        sha = hashlib.sha256(data).hexdigest()
+        sums.append((path, sha))
+        lines = [line for show in shows for line in layout.blob_lines(show)]
+        sums += [(p, d) for p, d, _ in lines]
+        entries[type_name] = tree.TypeEntry(
+            name=type_name,
+            definition=definition(type_name),
+            index_sha256=sha,
+            index_size=len(data),
+            index_generation=generation,
+            artifacts=len(shows),
+            blobs=len(lines),
+            bytes=sum(size for _, _, size in lines),
+        )
+    text = b"".join(tree.sums_chunks(sorted(sums)))
+    write_files(dest, {tree.SUMS: text})
+    root = tree.RootIndex(
+        generation=generation,
+        generated_at="2026-01-01T00:00:00Z",
+        types=entries,
+        sums_sha256=hashlib.sha256(text).hexdigest(),
+        sums_size=len(text),
+    )
+    write_files(dest, {tree.ROOT_INDEX: (json.dumps(root.to_dict(), indent=1) + "\n").encode()})
+
+
+def upgrade(dest: Path, types: Mapping[str, list[dict[str, Any]]], generation: int) -> None:
+    """The hub's next mirror run upgrades its format 1 tree: format 2 index files, the
+    type indexes and SHA256SUMS gone (artifact indexes and blobs unchanged)."""
+    render(dest, types, generation)
+    for type_name in types:
+        (dest / tree.type_index_path(type_name)).unlink(missing_ok=True)
+    (dest / tree.SUMS).unlink(missing_ok=True)
