@@ -240,3 +240,20 @@ def test_a_format_1_tree_is_still_checked_with_a_note(tmp_path: Path, origin: Or
         ]
     finally:
         w.catalog.close()
+
+
+def test_cli_check_of_a_format_2_tree(tmp_path: Path) -> None:
+    from tests.test_mirror_from import cli
+
+    dest = tmp_path / "tree"
+    shows = tree2kit.synth_tree(dest, 20)
+    tree2kit.change_one(dest, shows, 5, 2)  # the previous bucket and shard stay
+    done = cli("mirror", str(dest), "--check", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["status"] == "ok" and data["superseded"] == 2 and data["artifacts"] == 20
+    assert "2 superseded bucket and shard files" in done.stderr
+    (dest / tree.SUMS_DIR / "images" / "stray").write_text("")
+    bad = cli("mirror", str(dest), "--check")
+    assert bad.returncode == mirror.EXIT_VERIFICATION and "stray" in bad.stderr
+    assert "Traceback" not in bad.stderr
