@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +80,7 @@ def blob_member_offset(path: Path) -> tuple[str, int, int]:
         found = [
             (m.name, m.offset_data, m.size)
             for m in tar.getmembers()
-            if m.name.startswith("artifacts/") and not m.name.endswith("index.json")
+            if m.name.startswith("artifacts/") and not tree2kit.is_index_file(m.name)
         ]
     return max(found, key=lambda f: f[2])
 
@@ -99,7 +98,11 @@ def test_full_bundle_round_trip_served_checked_and_read(world: World, tmp_path: 
     assert report.generation == 1 and report.base_generation is None and not report.warnings
     names = members(bundle)
     assert names[0] == bundle_mod.MANIFEST
-    assert names[-1] == tree.ROOT_INDEX and names[-2] == tree.SUMS  # publish order
+    assert names[-1] == tree.ROOT_INDEX  # publish order: the root last, after the sums
+    assert names[-2] in (tree.SUMS, tree.type_sums_path("images"), tree.type_sums_path("charts"))
+    assert [bundle_mod._rank(n) for n in names[1:]] == sorted(
+        bundle_mod._rank(n) for n in names[1:]
+    )
     manifest = bundle_mod.bundle_manifest(bundle)
     assert manifest["generation"] == 1 and manifest["base"] is None
     hub_files = tree_files(hub)
@@ -114,7 +117,7 @@ def test_full_bundle_round_trip_served_checked_and_read(world: World, tmp_path: 
     assert imported.files == len(hub_files) and not imported.nothing_to_do
     assert tree_files(site) == hub_files
     assert not (site / bundle_mod.STAGING).exists()
-    subprocess.run(["sha256sum", "--quiet", "-c", tree.SUMS], cwd=site, check=True)
+    assert tree2kit.site_check(site).returncode == 0
     expected = listing(world.catalog, None, SELECTED, None, False)
     with start_http_server(site) as server, glarelite.open_mirror(server.url) as m:
         assert listing(m, None, [], None, False) == expected
@@ -170,7 +173,7 @@ def test_incremental_bundle_carries_the_change_and_withdraws(world: World, tmp_p
     carried = set(m2["members"])
     assert any(p.startswith(f"artifacts/images/{new}/") for p in carried)
     assert not any(world.ids["b1"] in p for p in carried)  # unchanged: not carried
-    assert len(carried) < len(m2["tree"])
+    assert len(carried) < len(bundle_mod.bundle_manifest(bundles[1])["tree"])
     assert f"artifacts/images/{withdrawn}/file" in m2["removed"]
     assert f"artifacts/images/{withdrawn}/index.json" in m2["removed"]
 
@@ -182,7 +185,7 @@ def test_incremental_bundle_carries_the_change_and_withdraws(world: World, tmp_p
     assert f"artifacts/images/{withdrawn}/file" in report.removed
     assert withdrawn not in ids(site) and new in ids(site)
     assert not (site / "artifacts" / "images" / withdrawn).exists()  # its folder went too
-    subprocess.run(["sha256sum", "--quiet", "-c", tree.SUMS], cwd=site, check=True)
+    assert tree2kit.site_check(site).returncode == 0
     mirror.import_bundle(bundles[3], site)
     assert tree_files(site) == tree_files(hub)
     assert ids(site) == listing(world.catalog, None, SELECTED, None, False)

@@ -324,3 +324,32 @@ def upgrade(dest: Path, types: Mapping[str, list[dict[str, Any]]], generation: i
     for type_name in types:
         (dest / tree.type_index_path(type_name)).unlink(missing_ok=True)
     (dest / tree.SUMS).unlink(missing_ok=True)
+
+
+def is_format2(dest: Path) -> bool:
+    return root_of(dest).get("format_version") == tree.FORMAT_VERSION
+
+
+def site_check(dest: Path) -> subprocess.CompletedProcess[bytes]:
+    """The site's `sha256sum -c` of the tree's format: ``tree.SUMS_CHECK`` (format 2), or
+    ``sha256sum -c SHA256SUMS`` (format 1, until the writer writes format 2)."""
+    if is_format2(dest):
+        return sums_check(dest)
+    return subprocess.run(
+        ["sha256sum", "--strict", "--quiet", "-c", tree.SUMS],
+        cwd=dest,
+        capture_output=True,
+        check=False,
+    )
+
+
+def is_index_file(path: str) -> bool:
+    """A file of the tree that is no blob: the root, signed root, redirect rules, sums
+    files, type indexes, buckets, shards, artifact indexes."""
+    parts = path.split("/")
+    return (
+        "/" not in path
+        or parts[0] == tree.SUMS_DIR
+        or path.endswith("/index.json")
+        or tree.parse_content_path(path) is not None
+    )
