@@ -15,6 +15,7 @@ they were superseded and removed by the first run after ``grace`` seconds.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ class _Plan:
     superseded: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # index files no longer published
     redirects: bool = False  # a changed artifact has (or had) a blob left at its origin
+    # the shards of changed buckets, compared in parallel: (type, new ref, old ref)
+    shard_jobs: list[tuple[str, tree.ShardRef | None, tree.ShardRef | None]] = field(
+        default_factory=list
+    )
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _has_redirect(show: Mapping[str, Any]) -> bool:
@@ -91,6 +97,9 @@ def run(
         plan.gone.append(tree.SUMS)
     for type_name in sorted(set(root.types) | set(old.types if old else ())):
         _plan_type(hop, plan, type_name, root.types.get(type_name), old)
+    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+        for _ in pool.map(lambda job: _plan_shard(hop, plan, *job), plan.shard_jobs):
+            pass
 
     # artifact indexes and blobs of the changed shards' artifacts
     wanted: list[tuple[str, Mapping[str, Any]]] = []  # artifact indexes to fetch
@@ -268,7 +277,7 @@ def _plan_type(
         new_shards = new_bucket.shards if new_bucket else {}
         old_shards = old_bucket.shards if old_bucket else {}
         for s in sorted(set(new_shards) | set(old_shards)):
-            _plan_shard(hop, plan, type_name, new_shards.get(s), old_shards.get(s))
+            plan.shard_jobs.append((type_name, new_shards.get(s), old_shards.get(s)))
     if entry is not None:
         path = tree.type_sums_path(type_name)
         if before is None or before.sums != entry.sums or not hop._present(path, entry.sums.size):
@@ -280,6 +289,8 @@ def _plan_type(
 def _plan_shard(
     hop: _Hop, plan: _Plan, type_name: str, new: tree.ShardRef | None, old: tree.ShardRef | None
 ) -> None:
+    """Compare one shard with DEST's previous one of the same name (in a worker thread:
+    what it finds is merged into ``plan`` under its lock)."""
     sums_path = tree.shard_sums_path(type_name, (new or old).shard)  # type: ignore[union-attr]
     if (
         new is not None
@@ -289,34 +300,47 @@ def _plan_shard(
         and hop._present(sums_path, new.sums.size)
     ):
         return  # unchanged: none of its artifacts changed
+    shards: list[tuple[str, bytes]] = []
+    sums: list[tuple[str, bytes]] = []
+    gone: list[str] = []
+    superseded: list[str] = []
+    found: dict[str, _Artifact] = {}
+    had: dict[str, _Artifact] = {}
+    redirect = False
     if new is not None:
         path = new.path(type_name)
         raw, fetched = _local_or_fetch(hop, path, new.file)
         if fetched:
-            plan.shards.append((path, raw))
+            shards.append((path, raw))
         for show in _tree2.shard(raw, type_name, new):
             artifact_id, blobs = _tree2.artifact(type_name, show)
-            plan.new[artifact_id] = _Artifact(type_name, show, blobs)
-            plan.redirects |= _has_redirect(show)
+            found[artifact_id] = _Artifact(type_name, show, blobs)
+            redirect |= _has_redirect(show)
         if old is None or old.sums != new.sums or not hop._present(sums_path, new.sums.size):
-            plan.sums.append((sums_path, hop._pinned(sums_path, new.sums.size, new.sums.sha256)))
+            sums.append((sums_path, hop._pinned(sums_path, new.sums.size, new.sums.sha256)))
     else:
-        plan.gone.append(sums_path)
+        gone.append(sums_path)
     if old is not None:
         opath = old.path(type_name)
         if new is None or new.file != old.file:
-            plan.superseded.append(opath)
+            superseded.append(opath)
         raw_old = _old_file(hop, opath, old.file)
-        if raw_old is None:
-            return  # DEST cannot vouch for it: its artifacts are compared with nothing
+        # DEST cannot vouch for it (None, invalid): its artifacts are compared with nothing
         try:
-            shows = _tree2.shard(raw_old, type_name, old)
-            for show in shows:
+            for show in _tree2.shard(raw_old, type_name, old) if raw_old is not None else []:
                 artifact_id, blobs = _tree2.artifact(type_name, show)
-                plan.old[artifact_id] = _Artifact(type_name, show, blobs)
-                plan.redirects |= _has_redirect(show)
+                had[artifact_id] = _Artifact(type_name, show, blobs)
+                redirect |= _has_redirect(show)
         except InvalidInput:
-            return
+            had = {}
+    with plan.lock:
+        plan.shards += shards
+        plan.sums += sums
+        plan.gone += gone
+        plan.superseded += superseded
+        plan.new.update(found)
+        plan.old.update(had)
+        plan.redirects |= redirect
 
 
 def _copy_blob(hop: _Hop, artifact_id: str, blob: _tree2.Blob) -> None:

@@ -228,7 +228,8 @@ class _Hop:
 
     def _read(self, path: str, limit: int | None = None) -> bytes:
         data = self.files.read(path, limit)
-        self.report.bytes_fetched += len(data)
+        with self.lock:  # format 2 reads shards from worker threads
+            self.report.bytes_fetched += len(data)
         return data
 
     # -- the root --------------------------------------------------------------------
