@@ -219,8 +219,28 @@ class Check2:
             return
         self.report.fault(path, "unlisted", "served from the tree, yet named by no index")
 
+    def _followed(self, path: str) -> bool:
+        """Whether reaching ``path`` goes through a symbolic link (never followed)."""
+        root = str(getattr(self.dest, "root", ""))
+        real = os.path.join(os.path.realpath(root), *path.split("/"))
+        return os.path.realpath(self._abs(path)) != real
+
+    def _listdir(self, path: str) -> list[str] | None:
+        """The names in a folder of the tree; None when absent, or a link (a fault)."""
+        if not os.path.lexists(self._abs(path)):
+            return None
+        if self._followed(path):
+            self.report.fault(path, "unlisted", "a symbolic link in the tree: never followed")
+            return None
+        try:
+            return sorted(os.listdir(self._abs(path)))
+        except OSError:
+            return None
+
     def _files_under(self, path: str) -> list[str]:
         """Every file (or link, never followed) below ``path``, as tree paths."""
+        if self._followed(path):
+            return [path]  # served through a link: a fault, never walked
         out = []
         for folder, dirs, files in os.walk(self._abs(path)):
             dirs.sort()
@@ -240,9 +260,8 @@ class Check2:
 
     def _walk_type(self, type_name: str, ids: set[bytes]) -> None:
         top = f"{tree.ARTIFACTS}/{type_name}"
-        try:
-            names = sorted(os.listdir(self._abs(top)))
-        except OSError:
+        names = self._listdir(top)
+        if names is None:
             return
         superseded = 0
         for name in names:
@@ -266,9 +285,8 @@ class Check2:
 
     def _walk_top(self, root: tree.Root) -> None:
         top = tree.ARTIFACTS
-        try:
-            names = sorted(os.listdir(self._abs(top)))
-        except OSError:
+        names = self._listdir(top)
+        if names is None:
             return
         for name in names:
             if name in root.types:
@@ -279,9 +297,8 @@ class Check2:
 
     def _walk_sums(self, root: tree.Root) -> None:
         """Every file of SHA256SUMS.d/ is one a bucket or the root pins."""
-        try:
-            names = sorted(os.listdir(self._abs(tree.SUMS_DIR)))
-        except OSError:
+        names = self._listdir(tree.SUMS_DIR)
+        if names is None:
             return
         for name in names:
             path = f"{tree.SUMS_DIR}/{name}"

@@ -404,6 +404,21 @@ def test_check_reports_a_symlinked_artifacts_folder_as_a_fault(
     assert report.files == 0  # no blob was read through the link
 
 
+def test_check_never_walks_a_symlinked_sums_or_type_folder(
+    world: Any, tmp_path: Path, outside: Path
+) -> None:
+    dest = built_tree(world, tmp_path)
+    (outside / "secret-name").write_text("x")
+    for folder in (dest / tree.SUMS_DIR / "charts", dest / "artifacts" / "charts"):
+        shutil.move(str(folder), outside / f"moved-{folder.parent.name}")
+        folder.symlink_to(outside, target_is_directory=True)
+    report = mirror.check_tree(str(dest))
+    assert not report.ok and report.exit_code == cli.EXIT_VERIFICATION
+    paths = [f["path"] for f in report.faults]
+    assert f"{tree.SUMS_DIR}/charts" in paths and "artifacts/charts" in paths
+    assert not any("secret-name" in p or "moved-" in p for p in paths), paths
+
+
 def reseal(dest: Path) -> None:
     """Format 2: the mutations below pin what they write (``tree2kit.repin``), so that a
     hostile edit is not caught by a checksum alone; the root pins itself."""
