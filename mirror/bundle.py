@@ -2,17 +2,20 @@
 
 A bundle is a tar stream whose first member, ``glarelite-bundle.json``, is a manifest:
 the generation it brings, the sha256 of that generation's root index, the base
-generation (incremental bundles only), every file of the generation with its size and
-sha256 (``tree``), the files the bundle carries (``members``, in publish order) and the
-paths removed since the base (withdrawals). The members follow, in that order.
+generation (incremental bundles only), the files of the generation with their size and
+sha256 (``tree``: every file for a full bundle and for a format 1 tree's; what it
+carries for an incremental ``glarelite-bundle/2``), the files the bundle carries
+(``members``, in publish order) and the paths removed since the base (withdrawals). The
+members follow, in that order.
 
 Export reads a local tree the way a site would (names validated, every index checked
 against the root that pins it, no link followed) and hashes every byte it writes;
 import verifies every byte into a staging folder inside the site's state folder before
 anything is published, then renames into place in the mirror's publish order (blobs,
-artifact indexes, type indexes, SHA256SUMS, the signed root, ``index.json`` last).
-``index.signed.json`` travels unchanged, so an edge that trusts the hub's key still
-accepts what it reads.
+artifact indexes, shards, shard sums files, buckets, the types' sums indexes, the signed
+root, ``index.json`` last; format 1: type indexes and SHA256SUMS). Superseded bucket and
+shard files stay for a grace period (``_superseded``). ``index.signed.json`` travels
+unchanged, so an edge that trusts the hub's key still accepts what it reads.
 """
 
 from __future__ import annotations

@@ -1,21 +1,24 @@
 """Mirrors of mirrors: sync a tree from another tree (``glarelite mirror DEST --from TREE``).
 
-The result is the source tree, file for file: its index files are copied verbatim (root
-index, ``index.signed.json``, SHA256SUMS, type indexes, artifact indexes), so a region
-serves its edges exactly what the hub published, the hub's signature included, and an
-edge can be re-pointed from one to the other. Nothing is re-published, so there is no
-generation of our own: DEST carries the hub's.
+The result is the source tree, file for file: its files are copied verbatim (root index,
+``index.signed.json``, buckets, shards, ``SHA256SUMS.d/``, artifact indexes, blobs,
+``redirects.nginx.conf``), so a region serves its edges exactly what the hub published,
+the hub's signature included, and an edge can be re-pointed from one to the other.
+Nothing is re-published, so there is no generation of our own: DEST carries the hub's.
 
 Every byte is verified before it is written: the root by the hub's signature (trusted
-keys), the type indexes and SHA256SUMS against the sha256 the root pins, each artifact
-index against its show view in the type index, each blob against the sha256 of its type
-index (read through ``open_mirror``, which validates every name before it makes a path).
+keys), every index against the sha256 that pins it, each artifact index against its show
+view, each blob against the sha256 its index records; every name read from an index is
+validated before it makes a path.
 
-Incremental by generation: the same root as DEST's is a no-op (the root files are the
-only reads). A new one costs what changed: type indexes, artifact indexes and blobs whose
-entries differ from DEST's own indexes; what the new generation no longer names is
-removed after the new root is published. The indexes are published in the safe order:
-artifact indexes, type indexes, SHA256SUMS, the signed root, the root index last.
+A format 2 source is synced by ``_hop2``: O(change) by content addressing. A format 1
+source (one type index per type, one SHA256SUMS) is copied as format 1 (below): a region
+can relay a hub that is not upgraded yet, and its edges read format 1 too; when the hub
+upgrades, the next hop upgrades DEST. Format 1 is incremental by generation: the same
+root as DEST's is a no-op (the root files are the only reads); a new one costs the type
+indexes, artifact indexes and blobs whose entries differ from DEST's own indexes,
+published in the safe order: artifact indexes, type indexes, SHA256SUMS, the signed
+root, the root index last.
 """
 
 from __future__ import annotations
