@@ -58,7 +58,9 @@ from .lock import TreeLock
 from .report import SyncReport
 
 # a tree a catalog sync wrote holds its state (state.json, or SQLite since format 2)
-CATALOG_STATES = (f"{tree.STATE_DIR}/state.json", f"{tree.STATE_DIR}/state.sqlite")
+CATALOG_STATES = tuple(
+    f"{tree.STATE_DIR}/{name}" for name in ("state.json", "state.sqlite", "head.json")
+)
 
 __all__ = ["FromOptions", "sync_from"]
 

@@ -660,3 +660,29 @@ def test_a_format_1_source_is_copied_as_format_1_then_upgraded_with_the_hub(
     check = mirror.check_tree(str(region))
     assert check.ok and not check.warnings, check.faults
     assert tree2kit.sums_check(region).returncode == 0
+
+
+def test_v2_hop_into_s3(tmp_path: Path, seaweedfs: Any, s3_store_url: str) -> None:
+    hub = tmp_path / "hub"
+    options = seaweedfs.storage_options
+    shows = tree2kit.synth_tree(hub, 30)
+    fs, prefix = seaweedfs.other_fs, s3_store_url[len("s3://") :]
+
+    def objects() -> dict[str, bytes]:
+        fs.invalidate_cache()
+        found = {k[len(prefix) + 1 :]: fs.cat(k) for k in fs.find(prefix)}
+        return {k: v for k, v in found.items() if not k.startswith(tree.STATE_DIR)}
+
+    first = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert first.exit_code == 0 and first.published, first.to_dict()
+    assert objects() == tree_files(hub)
+    again = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert again.nothing_to_do and not again.copied
+    new_blob = tree2kit.change_one(hub, shows, 9, 2)
+    gone = tree2kit.withdraw_one(hub, shows, 0, 3)
+    hop = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert hop.exit_code == 0 and blob_paths(hop) == {new_blob}
+    assert [w["id"] for w in hop.withdrawn] == [gone]
+    assert objects() == tree_files(hub)  # superseded buckets and shards kept on both sides
+    check = mirror.check_tree(s3_store_url, storage_options=options)
+    assert check.ok, check.faults

@@ -136,6 +136,10 @@ def render(
     root = files.pop(tree.ROOT_INDEX)
     write_files(dest, files)
     write_files(dest, {tree.ROOT_INDEX: root})
+    for type_name in types:  # a shard gone: its sums file too (it is pinned by no bucket)
+        for path in (dest / tree.SUMS_DIR / type_name).glob("*"):
+            if path.relative_to(dest).as_posix() not in files:
+                path.unlink()
     files[tree.ROOT_INDEX] = root
     return files
 
