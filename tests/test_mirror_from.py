@@ -686,3 +686,32 @@ def test_v2_hop_into_s3(tmp_path: Path, seaweedfs: Any, s3_store_url: str) -> No
     assert objects() == tree_files(hub)  # superseded buckets and shards kept on both sides
     check = mirror.check_tree(s3_store_url, storage_options=options)
     assert check.ok, check.faults
+
+
+def test_v2_a_shard_dest_still_holds_is_not_fetched_again(tmp_path: Path) -> None:
+    """A revert: the hub publishes again the shard and bucket of generation 1, which the
+    region still holds (superseded, in their grace period): not fetched, pinned again."""
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 40)
+    original = dict(shows[6])
+    blob = (hub / tree.blob_path("images", original["id"], "file")).read_bytes()
+    ref = tree2kit.shard_ref(hub, "images", original["name"])
+    bucket = tree.Root.from_dict(tree2kit.root_of(hub)).types["images"].bucket_path(ref.shard[0])
+    with start_http_server(hub) as server:
+        assert mirror.sync_from(server.url, str(region)).published
+        tree2kit.change_one(hub, shows, 6, 2)
+        assert mirror.sync_from(server.url, str(region)).published
+        shows[6] = original
+        tree2kit.write_artifact(hub, original, blob, 1)
+        tree2kit.render(hub, {"images": shows}, 3)
+        assert tree2kit.shard_ref(hub, "images", original["name"]) == ref
+        mark = log_lines(server)
+        back = mirror.sync_from(server.url, str(region))
+        assert back.published
+        requested = gets(server, mark)
+        assert ref.path("images") not in requested and bucket not in requested
+        assert tree.artifact_index_path("images", original["id"]) in requested
+    record = json.loads((region / ".glarelite-mirror" / "superseded.json").read_text())
+    assert ref.path("images") not in record["superseded"] and bucket not in record["superseded"]
+    assert tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region)).ok
