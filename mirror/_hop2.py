@@ -55,6 +55,7 @@ class _Plan:
         default_factory=list
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
+    blob_jobs: list[tuple[str, _tree2.Blob]] = field(default_factory=list)
 
 
 def _has_redirect(show: Mapping[str, Any]) -> bool:
@@ -97,63 +98,29 @@ def run(
         plan.gone.append(tree.SUMS)
     for type_name in sorted(set(root.types) | set(old.types if old else ())):
         _plan_type(hop, plan, type_name, root.types.get(type_name), old)
-    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
-        for _ in pool.map(lambda job: _plan_shard(hop, plan, *job), plan.shard_jobs):
-            pass
-
-    # artifact indexes and blobs of the changed shards' artifacts
-    wanted: list[tuple[str, Mapping[str, Any]]] = []  # artifact indexes to fetch
-    jobs: list[tuple[str, _tree2.Blob]] = []
-    for artifact_id, art in sorted(plan.new.items()):
-        before = plan.old.get(artifact_id)
-        path = tree.artifact_index_path(art.type_name, artifact_id)
-        same = before is not None and before.type_name == art.type_name
-        if not (same and before is not None and before.show == art.show and hop._present(path)):
-            wanted.append((path, art.show))
-        had = {b.path: (b.sha256, b.size) for b in before.blobs} if before else {}
-        for blob in art.blobs:
-            if had.get(blob.path) == (blob.sha256, blob.size) and hop._present(
-                blob.path, blob.size
-            ):
-                report.skipped += 1
-                continue
-            jobs.append((artifact_id, blob))
-    # Fetched in parallel, each proven to hold its shard's show view. A DEST with no
-    # root serves nothing yet: they are written at once (memory stays bounded on a
-    # first hop); else they are held until the blobs are in, then published in order.
-    fresh = dest_root is None
-    staged: list[tuple[str, bytes]] = []
-
-    from .hop import _check_artifact_index
-
-    def fetch(item: tuple[str, Mapping[str, Any]]) -> tuple[str, bytes]:
-        path, show = item
-        data = hop.files.read(path)
-        _check_artifact_index(data, show, root.generation, path)
-        with hop.lock:
-            report.bytes_fetched += len(data)
-        if fresh:
-            hop.target.write_file(path, [data])
-            with hop.lock:
-                report.copied.append({"path": path, "kind": "index", "bytes": len(data)})
-                report.bytes += len(data)
-            return path, b""
-        return path, data
-
-    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
-        for path, data in pool.map(fetch, wanted):
-            if not fresh:
-                staged.append((path, data))
-    # the redirect rules of blobs left at their origin: not pinned by the root, so read
-    # only when a changed artifact has (or had) such a blob, or DEST is new; carried
-    # verbatim once proven to be an include glarelite writes
-    include: bytes | None = None
-    if plan.redirects or old is None:
+    if dest_root is None:
+        # DEST serves no root yet: shard by shard, each written at once (memory bounded
+        # by a batch of shards on a first hop, whatever the catalog's size)
         include = _redirects(hop)  # verified before any byte is written
-
-    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
-        for _ in pool.map(lambda job: _copy_blob(hop, *job), jobs):
-            pass
+        for at in range(0, len(plan.shard_jobs), _BATCH):
+            part = _Plan()
+            _compare(hop, part, plan.shard_jobs[at : at + _BATCH])
+            _transfer(hop, part, root, fresh=True)
+            if report.failed:
+                return  # no root: nothing is served; the next run resumes
+            for path, data in [*part.shards, *part.sums]:
+                hop._write(path, data)
+        staged: list[tuple[str, bytes]] = []
+    else:
+        _compare(hop, plan, plan.shard_jobs)
+        staged = _transfer(hop, plan, root, fresh=False)
+        # the redirect rules of blobs left at their origin: not pinned by the root, so
+        # read only when a changed artifact has (or had) such a blob, or DEST was format
+        # 1; carried verbatim once proven to be an include glarelite writes
+        include = _redirects(hop) if plan.redirects or old is None else None
+        with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+            for _ in pool.map(lambda job: _copy_blob(hop, *job), plan.blob_jobs):
+                pass
     if report.failed:
         return  # DEST keeps its previous generation, whole
 
@@ -217,6 +184,69 @@ def _redirects(hop: _Hop) -> bytes | None:
             f"writes ({exc}): refused"
         ) from None
     return data
+
+
+_BATCH = 64  # shards compared and copied at once when DEST is new
+
+
+def _compare(
+    hop: _Hop,
+    plan: _Plan,
+    jobs: list[tuple[str, tree.ShardRef | None, tree.ShardRef | None]],
+) -> None:
+    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+        for _ in pool.map(lambda job: _plan_shard(hop, plan, *job), jobs):
+            pass
+
+
+def _transfer(hop: _Hop, plan: _Plan, root: tree.Root, *, fresh: bool) -> list[tuple[str, bytes]]:
+    """The artifact indexes and blobs of the changed shards' artifacts that DEST lacks.
+    Artifact indexes are fetched in parallel, each proven to hold its shard's show view:
+    into a DEST that serves no root (``fresh``) they are written at once and the blobs
+    copied; else they are returned, to be published once every blob is in (the blob
+    jobs are left in ``plan.blob_jobs``)."""
+    from .hop import _check_artifact_index
+
+    report = hop.report
+    wanted: list[tuple[str, Mapping[str, Any]]] = []
+    for artifact_id, art in sorted(plan.new.items()):
+        before = plan.old.get(artifact_id)
+        path = tree.artifact_index_path(art.type_name, artifact_id)
+        same = before is not None and before.type_name == art.type_name
+        if not (same and before is not None and before.show == art.show and hop._present(path)):
+            wanted.append((path, art.show))
+        had = {b.path: (b.sha256, b.size) for b in before.blobs} if before else {}
+        for blob in art.blobs:
+            if had.get(blob.path) == (blob.sha256, blob.size) and hop._present(
+                blob.path, blob.size
+            ):
+                report.skipped += 1
+                continue
+            plan.blob_jobs.append((artifact_id, blob))
+
+    def fetch(item: tuple[str, Mapping[str, Any]]) -> tuple[str, bytes]:
+        path, show = item
+        data = hop.files.read(path)
+        _check_artifact_index(data, show, root.generation, path)
+        with hop.lock:
+            report.bytes_fetched += len(data)
+        if fresh:
+            hop.target.write_file(path, [data])
+            with hop.lock:
+                report.copied.append({"path": path, "kind": "index", "bytes": len(data)})
+                report.bytes += len(data)
+            return path, b""
+        return path, data
+
+    staged: list[tuple[str, bytes]] = []
+    with ThreadPoolExecutor(max_workers=hop.opts.workers) as pool:
+        for path, data in pool.map(fetch, wanted):
+            if not fresh:
+                staged.append((path, data))
+        if fresh:
+            for _ in pool.map(lambda job: _copy_blob(hop, *job), plan.blob_jobs):
+                pass
+    return staged
 
 
 def hop_raw_signed(hop: _Hop) -> bytes | None:

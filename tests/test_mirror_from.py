@@ -715,3 +715,29 @@ def test_v2_a_shard_dest_still_holds_is_not_fetched_again(tmp_path: Path) -> Non
     assert ref.path("images") not in record["superseded"] and bucket not in record["superseded"]
     assert tree_files(region) == tree_files(hub)
     assert mirror.check_tree(str(region)).ok
+
+
+def test_v2_first_hop_goes_shard_by_shard_and_resumes_after_a_bad_blob(tmp_path: Path) -> None:
+    """Into a new DEST the shards are copied in batches (more shards here than one batch
+    holds); a blob that cannot be had publishes no root, and the next run resumes."""
+    from mirror import _hop2
+
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 150)
+    shards = {tree.shard_of(s["name"]) for s in shows}
+    assert len(shards) > _hop2._BATCH
+    bad = hub / tree.blob_path("images", shows[-1]["id"], "file")
+    good = bad.read_bytes()
+    bad.write_bytes(b"X" + good[1:])
+    out = mirror.sync_from(str(hub), str(region))
+    assert out.exit_code == mirror.EXIT_VERIFICATION and not out.published
+    assert [f["path"] for f in out.failed] == [bad.relative_to(hub).as_posix()]
+    assert not (region / tree.ROOT_INDEX).exists()
+    bad.write_bytes(good)
+    again = mirror.sync_from(str(hub), str(region))
+    assert again.published and again.exit_code == 0
+    # what the first run copied is not copied again
+    assert blob_paths(out) and not blob_paths(again) & blob_paths(out)
+    assert bad.relative_to(hub).as_posix() in blob_paths(again)
+    assert tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region)).ok
