@@ -723,7 +723,7 @@ def test_v2_first_hop_goes_shard_by_shard_and_resumes_after_a_bad_blob(tmp_path:
     from mirror import _hop2
 
     hub, region = tmp_path / "hub", tmp_path / "region"
-    shows = tree2kit.synth_tree(hub, 150)
+    shows = tree2kit.synth_tree(hub, 300)
     shards = {tree.shard_of(s["name"]) for s in shows}
     assert len(shards) > _hop2._BATCH
     bad = hub / tree.blob_path("images", shows[-1]["id"], "file")
