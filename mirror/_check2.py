@@ -279,6 +279,10 @@ class Check2:
             key = _id_key(name)
             if key is not None and key in ids:
                 continue  # walked with its shard
+            if name == tree.INDEX_NAME and os.path.isfile(self._abs(path)):
+                # the format 1 type index, kept by the upgrade for its grace period
+                superseded += 1
+                continue
             for file in self._files_under(path) if os.path.isdir(self._abs(path)) else [path]:
                 self._unnamed(file)
         self.report.superseded += superseded

@@ -252,3 +252,14 @@ def test_cli_check_of_a_format_2_tree(tmp_path: Path) -> None:
     bad = cli("mirror", str(dest), "--check")
     assert bad.returncode == mirror.EXIT_VERIFICATION and "stray" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_format_1_type_index_kept_after_the_upgrade_is_superseded(tmp_path: Path) -> None:
+    """The upgrade keeps the format 1 type index (and SHA256SUMS) for the grace period."""
+    dest = tmp_path / "tree"
+    shows = tree2kit.synth_tree_v1(dest, 10)
+    kept = (dest / tree.type_index_path("images")).read_bytes()
+    tree2kit.upgrade(dest, {"images": shows}, 2)
+    (dest / tree.type_index_path("images")).write_bytes(kept)
+    report = mirror.check_tree(str(dest))
+    assert report.ok and report.superseded == 1, report.faults
