@@ -44,12 +44,18 @@ class MirrorSettings:
 
     ``timeout`` bounds connecting and each read of a socket (http). ``read_deadline``
     bounds, in total, the reading of a tree's indexes by ``open_mirror`` or ``refresh``
-    (http; a read under way ends at most ``timeout`` later). ``retry`` is how failed
+    and (format 2) the reading of each bucket or shard file (http; a read under way ends
+    at most ``timeout`` later). ``retry`` is how failed
     requests are retried (``Retry-After`` capped at ``retry.max_retry_after``).
     ``max_redirects`` redirects are followed, and only to URLs under the tree's base URL
     — but for an external blob the tree marks as left at its origin (``redirect``), which
     may also be redirected to exactly that recorded origin URL (issue 20).
-    ``max_root_index_bytes`` / ``max_index_bytes`` cap the root index and each type index.
+    ``max_root_index_bytes`` / ``max_index_bytes`` cap the root index and each type index
+    (format 1); ``max_bucket_bytes`` / ``max_shard_bytes`` each bucket and shard file
+    (format 2; a file is also never read past the size its parent pins).
+    ``cache_dir``: a folder where the bucket and shard files of format 2 trees are kept by
+    sha256 for later readers (verified on every use, never trusted), at most
+    ``cache_max_bytes`` (oldest access evicted first). None (the default): no cache.
     """
 
     timeout: float = 30.0
@@ -58,6 +64,10 @@ class MirrorSettings:
     max_redirects: int = 5
     max_root_index_bytes: int = 16 * MIB
     max_index_bytes: int = 64 * MIB
+    max_bucket_bytes: int = 4 * MIB
+    max_shard_bytes: int = 64 * MIB
+    cache_dir: str | None = None
+    cache_max_bytes: int = 1024 * MIB
     ca_certs: str | None = None
     user_agent: str = "glarelite-mirror-reader"
 
@@ -66,10 +76,26 @@ class MirrorSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise InvalidInput(f"{name} must be a number of seconds > 0, not {value!r}")
-        for name in ("max_redirects", "max_root_index_bytes", "max_index_bytes"):
+        for name in (
+            "max_redirects",
+            "max_root_index_bytes",
+            "max_index_bytes",
+            "max_bucket_bytes",
+            "max_shard_bytes",
+            "cache_max_bytes",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInput(f"{name} must be an integer >= 0, not {value!r}")
+        if self.cache_dir is not None:
+            if isinstance(self.cache_dir, os.PathLike):
+                object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
+            if (
+                not isinstance(self.cache_dir, str)
+                or not self.cache_dir
+                or "\x00" in self.cache_dir
+            ):
+                raise InvalidInput(f"cache_dir must be a folder path, not {self.cache_dir!r}")
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidInput("retry must be a glarelite.RetryPolicy")
         agent = self.user_agent
@@ -81,9 +107,10 @@ class MirrorSettings:
 class _Source:
     where: str
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         """A small file's bytes; NotFound when absent, TooLarge past ``limit`` bytes
-        (having read at most ``limit + 1``), NetworkError past ``deadline`` (monotonic)."""
+        (having read at most ``limit + 1``), NetworkError past ``deadline`` (monotonic).
+        ``immutable``: a content-addressed file, which any cache on the way may serve."""
         raise NotImplementedError
 
     def open(self, path: str, offset: int, length: int | None) -> IO[bytes]:
@@ -162,7 +189,7 @@ class _LocalSource(_Source):
             return Forbidden(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
         return VerificationError(f"mirror tree {self.where}: cannot read {shown}: {exc.strerror}")
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         fd = self._open_fd(path)
         try:
             if os.fstat(fd).st_size > limit:  # refused before reading a byte
@@ -361,10 +388,13 @@ class _HttpSource(_Source):
             )
         return resp
 
-    def read(self, path: str, limit: int, deadline: float) -> bytes:
+    def read(self, path: str, limit: int, deadline: float, immutable: bool = False) -> bytes:
         import urllib3
 
-        resp = self._get(path, {"Cache-Control": "no-cache"}, deadline)
+        # A mutable index (the root) is asked fresh past any cache; a content-addressed
+        # bucket or shard may come from any cache: its name is its hash, verified anyway.
+        headers = {} if immutable else {"Cache-Control": "no-cache"}
+        resp = self._get(path, headers, deadline)
         url = self.url(path)
         try:
             declared = resp.headers.get("Content-Length", "")

@@ -1,13 +1,25 @@
 """Reading a mirror tree at a disconnected site: a read-only catalog over the tree's
 indexes, local or served over http(s).
 
-``open_mirror`` reads the root index and one index per type (1 + types requests), checks
-each type index against the sha256 the root index records (a tree read in the middle of
-a publish is read again), and loads the show views into an in-memory SQLite database
-with the catalog's own schema. Listing then runs the catalog's own query code
-(``glarelite._query``), so filters, sort, ``latest`` and paging behave exactly as on the
-catalog. Blob reads verify size and sha256 while streaming; a blob missing from the tree
-or holding other bytes raises an error that names its path.
+A format 2 tree (see ``glarelite.tree``) is read lazily. ``open_mirror`` reads the root
+index only; a query then fetches the bucket and shard files it needs, each checked
+against the sha256 and size its parent pins before it is parsed: a ``name`` filter
+(``eq``/``in``) reads the shards of those names only (root, one bucket, one shard), any
+other query every shard of the type, and ``get(id)`` learns the artifact's shard from
+its ``artifacts/<type>/<id>/index.json`` (which chooses the shard and nothing more).
+Loaded shards go into a temporary on-disk SQLite database with the catalog's schema
+(``glarelite._shardview``), so listing runs the catalog's own query code
+(``glarelite._query``: filters, sort, ``latest`` and paging exactly as on the catalog)
+with bounded memory. The root read is
+the generation served until ``refresh``; a file it pins that has gone (a newer
+generation's grace period passed) makes the reader read the root again, once.
+``MirrorSettings.cache_dir`` keeps fetched buckets and shards by sha256 for later readers.
+
+A format 1 tree (one index per type) is read as before: every type index at open, into
+an in-memory database. A format this glarelite does not know is refused.
+
+Blob reads verify size and sha256 while streaming; a blob missing from the tree or
+holding other bytes raises an error that names its path.
 
 A tree is hostile until proven: its indexes are validated strictly
 (``glarelite._treeread``) before a name from them makes a path, a local tree is walked
@@ -23,14 +35,18 @@ import io
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, Any, BinaryIO, NoReturn, cast
+from typing import IO, Any, BinaryIO, NoReturn, TypeVar, cast
 
 from . import _listing, _treeread, tree
 from ._blobread import save_atomically
 from ._db import Database
+from ._shardcache import ShardCache
+from ._shardview import ShardView, insert_rows, name_shards
+from ._treeshards import Gone, ShardFetcher
 from ._treesource import (
     MirrorSettings,
     _HttpSource,
@@ -39,7 +55,6 @@ from ._treesource import (
     _too_large,
 )
 from ._trust import Trust
-from ._values import prop_rows
 from .errors import (
     InvalidInput,
     NotFound,
@@ -53,6 +68,7 @@ from .types import ArtifactType
 
 __all__ = ["MirrorCatalog", "MirrorSettings", "TreeFiles", "open_mirror", "open_tree_files"]
 
+T = TypeVar("T")
 _LOAD_ATTEMPTS = 5  # a publish in progress settles within a few rounds
 
 
@@ -68,11 +84,23 @@ class MirrorCatalog:
         self._source = source
         self._settings = settings or MirrorSettings()
         self._trust = trust
-        self._db: Database | None = None
+        self._db: Database | None = None  # format 1: every artifact, in memory
         self._artifacts: dict[str, Artifact] = {}
+        self._view: ShardView | None = None  # format 2: what the queries loaded
         self._types: dict[str, ArtifactType] = {}
-        self.root = tree.RootIndex(generation=0, generated_at="")
-        self.refresh()
+        self.root: tree.RootIndex | tree.Root = tree.RootIndex(generation=0, generated_at="")
+        self._root_bytes = b""
+        self._lock = threading.RLock()
+        self._cache: ShardCache | None = None
+        try:
+            cache_dir = self._settings.cache_dir
+            if cache_dir is not None:
+                self._cache = ShardCache(cache_dir, self._settings.cache_max_bytes)
+            self._fetch = ShardFetcher(source, self._settings, self._cache)
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifetime ---------------------------------------------------------------------
     def __enter__(self) -> MirrorCatalog:
@@ -81,10 +109,19 @@ class MirrorCatalog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
+    def _drop(self) -> None:
+        """Close what the previous generation loaded."""
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._view is not None:
+            self._view.close()
+            self._view = None
+
+    def close(self) -> None:
+        self._drop()
+        if self._cache is not None:
+            self._cache.close()
         self._source.close()
 
     @property
@@ -101,8 +138,105 @@ class MirrorCatalog:
         return self.root.generation
 
     def refresh(self) -> None:
-        """Read the tree's indexes again (after the site received a newer tree)."""
-        root, types, loaded = self._read_indexes()
+        """Read the tree's root again (after the site received a newer tree); shards
+        loaded from another generation are dropped."""
+        with self._lock:
+            deadline = time.monotonic() + self._settings.read_deadline
+            raw = self._read_root_checked(deadline)
+            try:
+                data = _json(raw, tree.ROOT_INDEX)
+                if not isinstance(data, dict):
+                    raise InvalidInput(
+                        f"{tree.ROOT_INDEX} is not a valid mirror root index: not a JSON object"
+                    )
+                fmt = tree.format_of(data)
+            except InvalidInput as exc:
+                raise InvalidInput(f"mirror tree {self._source.where}: {exc}") from None
+            if fmt == tree.FORMAT_V1:
+                self._refresh_v1(raw)
+            else:
+                self._refresh_v2(raw)
+
+    def _read_root_checked(self, deadline: float) -> bytes:
+        try:
+            return self._read_root(deadline)
+        except NotFound:
+            raise NotFound(
+                f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
+            ) from None
+
+    # -- format 2 ------------------------------------------------------------------------
+    def _refresh_v2(self, raw: bytes) -> None:
+        if raw == self._root_bytes and self._view is not None:
+            return  # the same generation: what is loaded stays valid
+        where = self._source.where
+        try:
+            root = tree.Root.from_dict(_json(raw, tree.ROOT_INDEX))
+            types = {
+                n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
+                for n, e in root.types.items()
+            }
+        except InvalidInput as exc:
+            raise InvalidInput(f"mirror tree {where}: {exc}") from None
+        view = ShardView(root, types, self._source, self._settings, self._fetch)
+        self._drop()
+        self._view, self.root, self._types, self._root_bytes = view, root, types, raw
+
+    def _retrying(self, load: Callable[[ShardView], T]) -> T | None:
+        """``load(view)``; a pinned file that has gone makes the reader re-read the root
+        once and load again from the view of the new generation."""
+        with self._lock:
+            view = self._view
+            if view is None:
+                return None
+            try:
+                return load(view)
+            except Gone:
+                self.refresh()
+            view = self._view
+            if view is None:  # the tree went back to format 1  # type: ignore[unreachable]
+                return None
+            try:
+                return load(view)
+            except Gone as exc:
+                raise NotFound(
+                    f"mirror tree {self.location} has no {exc.path}, which {tree.ROOT_INDEX} "
+                    f"(generation {self.generation}) pins, even after reading {tree.ROOT_INDEX} "
+                    "again: the tree is incomplete or being replaced (check it)"
+                ) from None
+
+    def _locate(self, artifact_id: str) -> Artifact | None:
+        """An artifact of a format 2 tree: loaded already, or found through its
+        artifacts/<type>/<id>/index.json (per type, few types), whose name says its shard;
+        the shard (verified) says what it is."""
+
+        def find(view: ShardView) -> Artifact | None:
+            found = view.stored(artifact_id)
+            if found is not None:
+                return found
+            try:
+                _treeread.check_artifact_id(artifact_id)
+            except InvalidInput:
+                return None
+            for type_name in sorted(view.types):
+                if type_name in view.complete:
+                    continue
+                shard = view.shard_named_by(type_name, artifact_id)
+                if shard is not None:
+                    view.load([type_name], {shard})
+                    found = view.stored(artifact_id)
+                    if found is not None:
+                        return found
+            return None
+
+        return self._retrying(find)
+
+    # -- format 1 ------------------------------------------------------------------------
+    def _materialize(self, _conn: Any, rows: Sequence[Any]) -> list[Artifact]:
+        return [self._artifacts[r[0]] for r in rows]
+
+    def _refresh_v1(self, first: bytes) -> None:
+        root, types, loaded = self._read_indexes(first)
         db = Database(":memory:")
         artifacts: dict[str, Artifact] = {}
         where = tree.ROOT_INDEX
@@ -118,7 +252,7 @@ class MirrorCatalog:
                     artifact = item.artifact
                     where = f"{tree.type_index_path(artifact.type_name)}: artifact {artifact.id}"
                     artifacts[artifact.id] = artifact
-                    _insert(conn, item, types[artifact.type_name])
+                    insert_rows(conn, item, types[artifact.type_name])
         except (sqlite3.Error, UnicodeError, ValueError) as exc:
             # Validation lets nothing through that the schema refuses (text that is not
             # Unicode, say); should it, the tree is still at fault, not the caller.
@@ -129,36 +263,30 @@ class MirrorCatalog:
         except BaseException:
             db.close()
             raise
-        old, self._db = self._db, db
-        self.root, self._types, self._artifacts = root, types, artifacts
-        if old is not None:
-            old.close()
+        self._drop()
+        self._db, self.root, self._types, self._artifacts = db, root, types, artifacts
+        self._root_bytes = b""
 
     def _read_indexes(
-        self,
+        self, first: bytes
     ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         """Every index of the tree, validated; InvalidInput names the file at fault."""
         where = self._source.where
         try:
-            return self._read_indexes_once()
+            return self._read_indexes_once(first)
         except InvalidInput as exc:
             if str(exc).startswith("mirror tree "):
                 raise
             raise type(exc)(f"mirror tree {where}: {exc}") from None
 
     def _read_indexes_once(
-        self,
+        self, first: bytes
     ) -> tuple[tree.RootIndex, dict[str, ArtifactType], list[_treeread.Loaded]]:
         settings = self._settings
         deadline = time.monotonic() + settings.read_deadline
         problem = ""
         for attempt in range(_LOAD_ATTEMPTS):
-            try:
-                raw = self._read_root(deadline)
-            except NotFound:
-                raise NotFound(
-                    f"no mirror tree at {self._source.where}: {tree.ROOT_INDEX} is missing"
-                ) from None
+            raw = first if attempt == 0 else self._read_root_checked(deadline)
             root = tree.RootIndex.from_dict(_json(raw, tree.ROOT_INDEX))
             types = {
                 n: _treeread.read_definition(n, e.definition, tree.ROOT_INDEX)
@@ -213,6 +341,8 @@ class MirrorCatalog:
         )
 
     def _conn(self) -> Database:
+        if self._view is not None:
+            return self._view.db
         if self._db is None:
             raise InvalidInput("this mirror catalog is closed")
         return self._db
@@ -228,7 +358,12 @@ class MirrorCatalog:
         return atype
 
     def get(self, artifact_id: str) -> Artifact:
-        artifact = self._artifacts.get(artifact_id) if isinstance(artifact_id, str) else None
+        artifact = None
+        if isinstance(artifact_id, str):
+            if self._view is None:
+                artifact = self._artifacts.get(artifact_id)
+            else:
+                artifact = self._locate(artifact_id)
         if artifact is None:
             raise NotFound(f"no artifact {artifact_id} in the mirror tree {self.location}")
         return artifact
@@ -245,9 +380,30 @@ class MirrorCatalog:
     ) -> Page:
         """A page of artifacts; the same semantics as ``Catalog.list`` (admin scope)."""
         atype = self.get_type(type_name) if type_name is not None else None
+        if self._view is None:
+            return self._page(type_name, atype, filters, sort, limit, marker, latest)
+        shards = name_shards(filters, atype)  # None: every shard
+        names = sorted(self._types) if type_name is None else [type_name]
+        with self._lock:  # the shards loaded and the page read from one database
+            self._retrying(lambda view: view.load(names, shards))
+            if isinstance(marker, str):
+                self._locate(marker)  # a marker from elsewhere: load its shard
+            return self._page(type_name, atype, filters, sort, limit, marker, latest)
+
+    def _page(
+        self,
+        type_name: str | None,
+        atype: ArtifactType | None,
+        filters: Any,
+        sort: str | Sequence[str] | None,
+        limit: int | None,
+        marker: str | None,
+        latest: bool,
+    ) -> Page:
+        view = self._view
         return _listing.page(
             self._conn(),
-            lambda _conn, rows: [self._artifacts[r[0]] for r in rows],
+            view.materialize if view is not None else self._materialize,
             type_name=type_name,
             atype=atype,
             owner=None,
@@ -393,44 +549,6 @@ def _json(raw: bytes, path: str) -> Any:
         raise InvalidInput(f"{path} is not a mirror index: JSON nested too deeply") from None
 
 
-def _insert(conn: Any, item: _treeread.Loaded, atype: ArtifactType) -> None:
-    """The catalog's rows for one artifact (no blob rows: listing never filters on them)."""
-    artifact, version_key = item.artifact, item.version_key
-    conn.execute(
-        "INSERT INTO artifacts (id, type_name, name, version, version_key, owner, visibility,"
-        " status, description, tags, properties, created_at, updated_at, activated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            artifact.id,
-            artifact.type_name,
-            artifact.name,
-            artifact.version,
-            version_key,
-            artifact.owner,
-            artifact.visibility,
-            artifact.status,
-            artifact.description,
-            json.dumps(sorted(artifact.tags)),
-            json.dumps(dict(artifact.properties), sort_keys=True),
-            artifact.created_at,
-            artifact.updated_at,
-            artifact.activated_at,
-        ),
-    )
-    if artifact.tags:
-        conn.executemany(
-            "INSERT INTO artifact_tags (artifact_id, tag) VALUES (?, ?)",
-            [(artifact.id, t) for t in sorted(set(artifact.tags))],
-        )
-    rows = prop_rows(artifact.id, atype, item.props)
-    if rows:
-        conn.executemany(
-            "INSERT INTO artifact_props (artifact_id, name, key, position, value)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-
-
 def _range(offset: int | None, length: int | None, size: int) -> tuple[int, int | None]:
     start = 0 if offset is None else offset
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
@@ -455,6 +573,7 @@ def open_mirror(
     settings: MirrorSettings | None = None,
     trusted_keys: Iterable[Any] | None = None,
     seen_file: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> MirrorCatalog:
     """A read-only catalog over the mirror tree at ``location``: a folder, a ``file://``
     URL or an http(s) URL where a static web server serves the tree.
@@ -465,7 +584,12 @@ def open_mirror(
     With ``trusted_keys`` (public keys, ``.pub`` files or base64 text; see
     ``glarelite.signing``) only a tree whose ``index.signed.json`` is signed by one of
     them is read, and its root is taken from that file; ``seen_file`` records the
-    highest generation seen per tree so that an older one is refused (SignatureError)."""
+    highest generation seen per tree so that an older one is refused (SignatureError).
+
+    ``cache_dir`` (replaces ``settings.cache_dir``): a folder keeping the bucket and
+    shard files of format 2 trees by sha256, so that a later reader (another process,
+    the next day) fetches only the root and what changed; every cached file is verified
+    by its hash on use, never trusted."""
     settings = settings if settings is not None else MirrorSettings()
     if not isinstance(settings, MirrorSettings):
         raise InvalidInput("settings must be a glarelite.MirrorSettings")
@@ -475,6 +599,8 @@ def open_mirror(
         settings = replace(settings, timeout=timeout)
     if retries is not None:
         settings = replace(settings, retry=replace(settings.retry, total=retries))
+    if cache_dir is not None:
+        settings = replace(settings, cache_dir=os.fspath(cache_dir))
     text = os.fspath(location)
     trust = Trust.build(trusted_keys, seen_file)
     if text.startswith(("http://", "https://")):

@@ -40,6 +40,8 @@ class SyncOptions:
     fsync: bool = True
     sign_key: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
     externals: str = "copy"  # "redirect": leave external blobs at their origin (issue 20)
+    grace: float = 3600.0  # seconds superseded index files stay for readers of the old root
+    scan: int = 200_000  # blobs lstat-checked per run with nothing else to do (0: none)
 
     def __post_init__(self) -> None:
         # Iterables become tuples: a generator would be consumed by the first run, and a
@@ -60,6 +62,12 @@ class SyncOptions:
             raise InvalidInput(
                 f"externals must be one of {', '.join(EXTERNALS)}, not {self.externals!r}"
             )
+        if isinstance(self.grace, bool) or not isinstance(self.grace, (int, float)):
+            raise InvalidInput(f"grace must be a number of seconds, not {self.grace!r}")
+        if not self.grace >= 0:
+            raise InvalidInput(f"grace must be >= 0, not {self.grace}")
+        if isinstance(self.scan, bool) or not isinstance(self.scan, int) or self.scan < 0:
+            raise InvalidInput(f"scan must be an integer >= 0, not {self.scan!r}")
         if self.workers < 1:
             raise InvalidInput(f"workers must be >= 1, not {self.workers}")
 

@@ -26,7 +26,7 @@ MAX_SOURCES = 4  # alternative catalog slots holding the same bytes
 _LABELLED = 8 << 20  # blobs this large get a progress bar, which names the artifact
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One selected artifact."""
 
@@ -42,6 +42,8 @@ class Item:
     redirects: list[tuple[str, str]] = field(default_factory=list)
     withheld: bool = False
     error: str = "InvalidInput"  # the report's error name for ``problem``
+    name: str = ""  # the artifact's name: its shard
+    linked: bool = False  # selected only because a selected artifact links to it
 
 
 class Spool:
@@ -80,7 +82,7 @@ class Spool:
 class Plan:
     items: dict[str, list[Item]] = field(default_factory=dict)  # type -> items
     spools: dict[str, Spool] = field(default_factory=dict)
-    skip: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha, size)
+    skip: set[str] = field(default_factory=set)  # paths the state and one lstat vouch for
     check: dict[str, tuple[str, int]] = field(default_factory=dict)  # re-hash these
     fetch: dict[str, tuple[str, int]] = field(default_factory=dict)  # absent: copy these
     missing: set[str] = field(default_factory=set)  # fetch targets the state said we had
@@ -134,6 +136,7 @@ def build(
             and (target.visibility == "public" or private_ok)
         ):
             _add(plan, selection, dest, state, target, verify, seen, linked)
+            plan.items[target.type_name][-1].linked = True
     for type_name in selection.types:
         plan.selected[type_name] = len(plan.items[type_name])
     return plan
@@ -197,10 +200,13 @@ def _add(
         paths.append((path, blob.sha256, blob.size))
         if blob.size >= _LABELLED:  # only large blobs get a bar of their own
             plan.labels[path] = f"{type_name}/{artifact.name} {artifact.version} {blob.slot}"
-        sources = plan.sources.setdefault(blob.sha256, [])
-        if len(sources) < MAX_SOURCES:
-            sources.append(Source(artifact.id, blob.slot, blob.external))
         _decide(plan, dest, state.blobs.get(path), path, blob.sha256, blob.size, verify)
+        if path in plan.fetch or path in plan.check:
+            # Only a blob that may be copied needs where to read it: a walk of a tree
+            # that holds everything keeps no source per blob.
+            sources = plan.sources.setdefault(blob.sha256, [])
+            if len(sources) < MAX_SOURCES:
+                sources.append(Source(artifact.id, blob.slot, blob.external))
     offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
     item = Item(
         artifact.id,
@@ -210,6 +216,7 @@ def _add(
         offset,
         length,
         problem,
+        name=artifact.name,
     )
     item.redirects, item.withheld, item.error = redirects, withheld, error
     plan.items[type_name].append(item)
@@ -239,7 +246,7 @@ def _decide(
     known = record is not None and record[0] == sha256 and record[1] == size
     if known and not verify and not dest.local:
         # An object store answers a stat with a request per object: trust the state.
-        plan.skip[path] = want
+        plan.skip.add(path)
         plan.have.setdefault(sha256, path)
         return
     st = dest.stat(path)
@@ -249,7 +256,7 @@ def _decide(
             plan.missing.add(path)
         return
     if known and not verify and record is not None and st == (size, record[2]):
-        plan.skip[path] = want
+        plan.skip.add(path)
         plan.have.setdefault(sha256, path)
         return
     if record is not None and not known and st == (record[1], record[2]):

@@ -1,20 +1,23 @@
-"""Writing the indexes, in the order that keeps every reader safe: artifact indexes, then
-type indexes, then SHA256SUMS, then the root index — each after the blobs it names, each
-replaced whole (temporary + rename). The root index records the sha256 of every type
-index it publishes, so a reader can tell a consistent generation from a publish in
-progress.
+"""Writing the indexes of a format 2 tree (``glarelite.tree``), in the order that keeps
+every reader safe: artifact indexes, then shard files and their sums files, then bucket
+files, then each type's sums index, then the root index — each after what it names, each
+written whole (temporary + rename). Shards and buckets are content-addressed: one whose
+bytes did not change keeps its name and is not written again, and a reader holding the
+previous root still finds the files it pins (they are retired, not removed: the caller
+removes them after the grace period).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from glarelite import GlareliteError, tree
 from glarelite.fsutil import utcnow
 
+from . import layout
 from . import redirects as redirecting
 from .dest import Dest
 from .plan import Item, Plan
@@ -31,6 +34,8 @@ class Outcome:
     published: dict[str, list[Item]] = field(default_factory=dict)
     written_indexes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # ids published as the previous generation
+    retired: list[str] = field(default_factory=list)  # index files the new root no longer pins
+    drop: list[str] = field(default_factory=list)  # sums files of shards and types now gone
 
 
 def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
@@ -43,29 +48,6 @@ def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
     return show[:-1] + b"," + extra[1:].encode() + b"\n"
 
 
-def _type_index_chunks(
-    plan: Plan, type_name: str, items: list[Item], selection: Selection, generation: int
-) -> Iterator[bytes]:
-    head = tree.type_index_head(type_name, selection.definitions[type_name].to_json(), generation)
-    head["count"] = len(items)
-    text = json.dumps(head, separators=(",", ":"))
-    yield (text[:-1] + ',"artifacts":[\n').encode()
-    spool = plan.spools[type_name]
-    batch: list[bytes] = []
-    for n, item in enumerate(items):
-        batch.append((b",\n" if n else b"") + spool.get(item.offset, item.length))
-        if len(batch) >= 256:
-            yield b"".join(batch)
-            batch = []
-    batch.append(b"\n]}\n")
-    yield b"".join(batch)
-
-
-def _sums_chunks(lines: list[tuple[str, str]]) -> Iterator[bytes]:
-    for start in range(0, len(lines), 4096):
-        yield "".join(tree.sums_line(sha, p) for p, sha in lines[start : start + 4096]).encode()
-
-
 def publish(
     dest: Dest,
     state: State,
@@ -76,7 +58,9 @@ def publish(
     *,
     verify: bool,
 ) -> Outcome:
-    """Write what changed; update ``state.published`` and ``state.indexes`` to match."""
+    """Write what changed; update ``state.published``, ``state.shards`` and
+    ``state.indexes`` to match. Superseded index files are returned in
+    ``Outcome.retired`` (the caller records them for the grace period)."""
     old = state.published
     published: dict[str, list[Item]] = {}
     kept: list[str] = []
@@ -96,7 +80,7 @@ def publish(
             if previous is not None:
                 items.append(previous)
                 kept.append(i.id)
-        items.sort(key=lambda i: i.id)
+        items.sort(key=lambda i: (i.name, i.id))
         published[type_name] = items
 
     # Redirect rules before any index names the blobs they answer for.
@@ -105,44 +89,93 @@ def publish(
     else:
         redirecting.remove(dest)
 
-    # Which artifact and type indexes differ from what the tree publishes now.
     new_artifacts = {i.id: [i.type, i.fingerprint] for v in published.values() for i in v}
+    new_names = {i.id: i.name for v in published.values() for i in v}
     stale_items = [
         i
         for v in published.values()
         for i in v
-        if old.artifacts.get(i.id) != [i.type, i.fingerprint]
+        if state.legacy  # format 1 -> 2: every artifact index says its format
+        or old.artifacts.get(i.id) != [i.type, i.fingerprint]
         or tree.artifact_index_path(i.type, i.id) not in state.indexes
         or (dest.local and dest.stat(tree.artifact_index_path(i.type, i.id)) is None)
         or (verify and not _artifact_index_ok(dest, plan, i))
     ]
-    changed_types = []
-    for type_name, items in published.items():
-        entry = old.types.get(type_name)
-        same = (
-            entry is not None
-            and entry.get("definition") == selection.definitions[type_name].to_json()
-            and entry.get("artifacts") == len(items)
-            and all(old.artifacts.get(i.id) == [i.type, i.fingerprint] for i in items)
-            and dest.stat(tree.type_index_path(type_name)) is not None
-            and not (verify and not _matches(dest, tree.type_index_path(type_name), entry))
-        )
-        if not same:
-            changed_types.append(type_name)
-    root_same = (
-        old.generation > 0
-        and not changed_types
-        and set(old.types) == set(selection.types)
-        and dest.stat(tree.ROOT_INDEX) is not None
-        and dest.stat(tree.SUMS) is not None
-        and not (verify and not _root_ok(dest, state))
-    )
-    out = Outcome(generation=old.generation, changed=not root_same, published=published)
+    out = Outcome(generation=old.generation, changed=False, published=published)
     out.kept = sorted(kept)
     out.artifacts = sum(len(v) for v in published.values())
     out.blobs = len({p for v in published.values() for i in v for p, _, _ in i.paths})
+
+    # Every shard of every type, built in memory one at a time (~250 artifacts at a
+    # million) and compared with what the state says the tree publishes.
+    shard_writes: list[tuple[str, layout.ShardFiles]] = []
+    new_shards: dict[tuple[str, str], tree.ShardRef] = {}
+    for type_name, items in published.items():
+        by_shard: dict[str, list[Item]] = {}
+        for item in items:
+            by_shard.setdefault(tree.shard_of(item.name), []).append(item)
+        spool = plan.spools[type_name]
+        for shard in sorted(by_shard):
+            members = by_shard[shard]
+            views = [spool.get(i.offset, i.length) for i in members]
+            blobs = [line for i in members for line in i.paths]
+            built = layout.shard_files(type_name, shard, views, blobs)
+            new_shards[(type_name, shard)] = built.ref
+            if (
+                state.shards.get((type_name, shard)) != built.ref
+                or not _present(dest, built.ref.path(type_name), built.ref.file, verify)
+                or not _present(
+                    dest, tree.shard_sums_path(type_name, shard), built.ref.sums, verify
+                )
+            ):
+                shard_writes.append((type_name, built))
+    # Buckets and type entries.
+    entries: dict[str, tree.RootType] = {}
+    type_sums: dict[str, bytes] = {}
+    bucket_writes: list[tuple[str, bytes]] = []
+    for type_name in selection.types:
+        refs: dict[str, dict[str, tree.ShardRef]] = {}
+        for (t, shard), ref in new_shards.items():
+            if t == type_name:
+                refs.setdefault(tree.bucket_of(shard), {})[shard] = ref
+        if not refs:
+            # A type with no artifact: one empty bucket, so that its sums index has a
+            # line and tree.SUMS_CHECK passes on a tree that publishes nothing (GNU
+            # sha256sum fails on input without a line; issue 16.3).
+            refs[tree.BUCKETS[0]] = {}
+        buckets: dict[str, tree.FileRef] = {}
+        for bucket in sorted(refs):
+            data = layout.bucket_file(type_name, bucket, refs[bucket])
+            file_ref = tree.FileRef(hashlib.sha256(data).hexdigest(), len(data))
+            buckets[bucket] = file_ref
+            path = tree.bucket_path(type_name, bucket, file_ref.sha256)
+            if not _present(dest, path, file_ref, verify):
+                bucket_writes.append((path, data))
+        all_refs = [r for shard_refs in refs.values() for r in shard_refs.values()]
+        entry, sums = layout.root_type(
+            type_name, selection.definitions[type_name].to_json(), buckets, all_refs
+        )
+        entries[type_name] = entry
+        type_sums[type_name] = sums
+    sums_writes = [
+        t
+        for t, entry in entries.items()
+        if (old.types.get(t) or {}).get("sums") != entry.sums.to_dict()
+        or not _present(dest, tree.type_sums_path(t), entry.sums, verify)
+    ]
+    new_types = {n: e.to_dict() for n, e in entries.items()}
+    root_same = (
+        old.generation > 0
+        and not stale_items
+        and not shard_writes
+        and not bucket_writes
+        and not sums_writes
+        and new_types == old.types
+        and _root_is(dest, old.root_sha256)
+    )
     if root_same:
         return out
+    out.changed = True
     generation = old.generation + 1
     out.generation = generation
 
@@ -164,62 +197,86 @@ def publish(
         out.written_indexes.extend(paths)
     dest.sync_dirs()
 
-    # 2. type indexes
-    types: dict[str, dict[str, object]] = {}
-    for type_name in selection.types:
-        items = published[type_name]
-        if type_name in changed_types:
-            path = tree.type_index_path(type_name)
-            size, sha = dest.write_file(
-                path, _type_index_chunks(plan, type_name, items, selection, generation)
-            )
-            state.indexes.add(path)
-            out.written_indexes.append(path)
-            blob_paths = {(p, s) for i in items for p, _, s in i.paths}
-            new_entry = tree.TypeEntry(
-                name=type_name,
-                definition=selection.definitions[type_name].to_json(),
-                index_sha256=sha,
-                index_size=size,
-                index_generation=generation,
-                artifacts=len(items),
-                blobs=len(blob_paths),
-                bytes=sum(s for _, s in blob_paths),
-            )
-            types[type_name] = new_entry.to_dict()
-        else:
-            types[type_name] = old.types[type_name]
+    # 2. shard files and their sums files, then 3. bucket files, then 4. the types' sums
+    #    indexes: each after what it names
+    def write_shard(job: tuple[str, layout.ShardFiles]) -> list[str]:
+        type_name, built = job
+        path = built.ref.path(type_name)
+        dest.write_file(path, [built.data], defer=True)
+        sums = tree.shard_sums_path(type_name, built.ref.shard)
+        dest.write_file(sums, [built.sums], defer=True)
+        return [path, sums]
+
+    for paths in executor.map(write_shard, shard_writes):
+        out.written_indexes.extend(paths)
+        for path in paths:
+            state.retired.pop(path, None)
+    dest.sync_dirs()
+    for path, data in bucket_writes:
+        dest.write_file(path, [data])
+        state.retired.pop(path, None)
+        out.written_indexes.append(path)
+    dest.sync_dirs()
+    for type_name in sums_writes:
+        path = tree.type_sums_path(type_name)
+        dest.write_file(path, [type_sums[type_name]])
+        state.retired.pop(path, None)
+        out.written_indexes.append(path)
     dest.sync_dirs()
 
-    # 3. SHA256SUMS: every published blob, and every type index (so that `sha256sum -c`
-    #    also checks the listings, and passes on a tree that publishes no artifact: GNU
-    #    sha256sum fails on a file without a line)
-    blob_lines = {(p, sha) for v in published.values() for i in v for p, sha, _ in i.paths}
-    index_lines = {
-        (tree.type_index_path(t), tree.TypeEntry.from_dict(t, e).index_sha256)
-        for t, e in types.items()
-    }
-    lines = sorted(blob_lines | index_lines)
-    sums_size, sums_sha = dest.write_file(tree.SUMS, _sums_chunks(lines))
-
-    # 4. the root index, last
-    root = tree.RootIndex(
-        generation=generation,
-        generated_at=utcnow("seconds"),
-        types={n: tree.TypeEntry.from_dict(n, t) for n, t in types.items()},
-        sums_sha256=sums_sha,
-        sums_size=sums_size,
-    )
-    text = json.dumps(root.to_dict(), indent=1, sort_keys=True) + "\n"
-    dest.write_file(tree.ROOT_INDEX, [text.encode()])
+    # 5. the root index, last
+    root = tree.Root(generation=generation, generated_at=utcnow("seconds"), types=entries)
+    raw = root.to_bytes()
+    dest.write_file(tree.ROOT_INDEX, [raw])
     dest.sync_dirs()
+
+    # What the previous root pinned that this one does not: superseded, kept for readers
+    # holding the previous root until the grace period has passed.
+    for (type_name, shard), ref in state.shards.items():
+        now = new_shards.get((type_name, shard))
+        if now is None or now.file.sha256 != ref.file.sha256:
+            out.retired.append(ref.path(type_name))
+        if now is None:  # its sums file goes at once: it is not pinned by any root
+            out.drop.append(tree.shard_sums_path(type_name, shard))
+    for type_name, entry_dict in old.types.items():
+        try:
+            old_entry = tree.RootType.from_dict(type_name, entry_dict)
+        except ValueError:
+            continue
+        new_entry = entries.get(type_name)
+        for bucket, bucket_ref in old_entry.buckets.items():
+            if new_entry is None or new_entry.buckets.get(bucket) != bucket_ref:
+                out.retired.append(old_entry.bucket_path(bucket))
+        if new_entry is None:
+            out.drop.append(tree.type_sums_path(type_name))
 
     old.generation = generation
     old.generated_at = root.generated_at
-    old.types = types
+    old.types = new_types
     old.artifacts = new_artifacts
-    old.sums = [sums_size, sums_sha]
+    old.names = new_names
+    old.linked = {i.id for v in published.values() for i in v if i.linked}
+    old.root_sha256 = hashlib.sha256(raw).hexdigest()
+    state.shards = new_shards
     return out
+
+
+def _present(dest: Dest, path: str, ref: tree.FileRef, verify: bool) -> bool:
+    """The content-addressed file is in the tree (its size, or with ``verify`` its bytes)."""
+    if not verify:
+        st = dest.stat(path)
+        return st is not None and st[0] == ref.size
+    from .copy import hash_file
+
+    try:
+        return hash_file(dest, path) == (ref.size, ref.sha256)
+    except (FileNotFoundError, OSError):
+        return False
+
+
+def _root_is(dest: Dest, sha256: str) -> bool:
+    raw = dest.read_bytes(tree.ROOT_INDEX)
+    return raw is not None and bool(sha256) and hashlib.sha256(raw).hexdigest() == sha256
 
 
 def _artifact_index_ok(dest: Dest, plan: Plan, item: Item) -> bool:
@@ -233,38 +290,6 @@ def _artifact_index_ok(dest: Dest, plan: Plan, item: Item) -> bool:
         return False
     data.pop(tree.MIRROR_KEY, None)
     return bool(data == json.loads(plan.spools[item.type].get(item.offset, item.length)))
-
-
-def _root_ok(dest: Dest, state: State) -> bool:
-    """Root index and SHA256SUMS are the ones the state says were published (verify)."""
-    from .copy import hash_file
-
-    raw = dest.read_bytes(tree.ROOT_INDEX)
-    try:
-        root = tree.RootIndex.from_dict(json.loads(raw)) if raw is not None else None
-    except (ValueError, RecursionError):
-        return False
-    if root is None or root.generation != state.published.generation:
-        return False
-    try:
-        size, sha = hash_file(dest, tree.SUMS)
-    except FileNotFoundError:
-        return False
-    return [size, sha] == list(state.published.sums)
-
-
-def _matches(dest: Dest, path: str, entry: dict[str, object]) -> bool:
-    """The type index on disk is the one the root index publishes (verify only)."""
-    from .copy import hash_file
-
-    index = entry.get("index")
-    if not isinstance(index, dict):
-        return False
-    try:
-        size, sha = hash_file(dest, path)
-    except FileNotFoundError:
-        return False
-    return size == index.get("size") and sha == index.get("sha256")
 
 
 def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> Item | None:
@@ -297,6 +322,6 @@ def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> It
     except (KeyError, TypeError, ValueError, GlareliteError):
         return None
     offset, length = plan.spools[item.type].add(json.dumps(show, separators=(",", ":")).encode())
-    kept = Item(item.id, item.type, entry[1], paths, offset, length)
+    kept = Item(item.id, item.type, entry[1], paths, offset, length, name=str(show.get("name")))
     kept.redirects = rules
     return kept

@@ -53,6 +53,10 @@ class SyncReport:
     would_check: int = 0  # dry run: tree files a real run would re-hash
     repaired: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
+    scanned: int = 0  # blob files checked with one lstat against the state
+    # how the run found its work: "no-op" (the journal serial published), "journal" (the
+    # artifacts changed since), "walk" (the whole selection), "" (dry run, refused...)
+    mode: str = ""
     failed: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)

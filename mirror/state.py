@@ -1,26 +1,113 @@
-"""The tree's own memory: ``.glarelite-mirror/state.json``.
+"""The tree's own memory: ``.glarelite-mirror/state.sqlite`` (SQLite, through sqlite-utils).
 
 It records every file the tree wrote (so pruning never touches anything else), each blob
 file's sha256, size and mtime (so a rerun skips a blob on one ``lstat`` instead of
-re-hashing it) and what the last publish contained (so a rerun with nothing to do is
-recognised from a few catalog counts). It is written after the root index, and also as
-a checkpoint during long runs: a checkpoint adds blobs already verified and renamed into
-place but leaves the ``published`` part as it was, since the indexes are not yet written.
+re-hashing it), what the last publish contained (artifacts with their fingerprints, the
+shards of each type with their sha256) and the journal serial it published, so that a
+rerun with nothing to do is recognised from a few ``meta`` rows (:func:`Store.head`).
+
+Tables: ``meta`` (key -> JSON value), ``artifacts`` (published: id, type, name, shard,
+fingerprint), ``blobs`` (path, artifact id, sha256, size, mtime_ns), ``indexes``
+(artifact index files written), ``shards`` (type, shard, the ShardRef fields) and
+``retired`` (superseded files and when, removed after the grace period). Every row read
+back is hostile input: a name that is not a path of the tree's own kind voids the file.
+
+A publish is one transaction (after the root index); checkpoints during long copies
+commit blob rows only. A remote tree (S3) has no local file to open: the file is
+downloaded to a temporary, updated, and uploaded after the root, beside a small
+``head.json`` (the meta rows) from which a no-op run decides without the download.
+A ``state.json`` (format 1) is read once for the upgrade, then removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlite_utils
+
 from glarelite import tree
 
-from ._paths import is_blob_path, is_index_path
+from ._paths import check_artifact_id, check_blob_names, is_blob_path, is_index_path
 from .dest import Dest
+from .scan import valid_blob_path
 
-STATE = f"{tree.STATE_DIR}/state.json"
-STATE_VERSION = 1
+STATE = f"{tree.STATE_DIR}/state.sqlite"
+STATE_V1 = f"{tree.STATE_DIR}/state.json"  # format 1: read once for the upgrade
+HEAD = f"{tree.STATE_DIR}/head.json"  # remote trees: the meta rows, for a no-op run
+STATE_VERSION = 2
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_SHARD = re.compile(rf"[0-9a-f]{{{tree.SHARD_DIGITS}}}\Z")
+_CONTENT = re.compile(r"[0-9a-f]{1,3}\.[0-9a-f]{64}\.json\Z")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS artifacts (id TEXT PRIMARY KEY, type TEXT NOT NULL, "
+    "name TEXT NOT NULL, shard TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+    "linked INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS blobs (path TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, "
+    "sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS blobs_artifact ON blobs (artifact_id)",
+    "CREATE TABLE IF NOT EXISTS indexes (path TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS shards (type TEXT NOT NULL, shard TEXT NOT NULL, "
+    "sha256 TEXT NOT NULL, size INTEGER NOT NULL, sums_sha256 TEXT NOT NULL, "
+    "sums_size INTEGER NOT NULL, artifacts INTEGER NOT NULL, blobs INTEGER NOT NULL, "
+    "bytes INTEGER NOT NULL, PRIMARY KEY (type, shard))",
+    "CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY, since REAL NOT NULL)",
+)
+
+
+class Tracked(dict[str, Any]):
+    """A dict that remembers which keys changed, so a save writes only those rows."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.dirty: set[str] = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.dirty.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.dirty.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.dirty.add(key)
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
+class TrackedSet(set[str]):
+    """A set that remembers which members changed."""
+
+    def __init__(self, items: Iterable[str] = ()) -> None:
+        super().__init__(items)
+        self.dirty: set[str] = set()
+
+    def add(self, item: str) -> None:
+        self.dirty.add(item)
+        super().add(item)
+
+    def discard(self, item: object) -> None:
+        if isinstance(item, str):
+            self.dirty.add(item)
+        super().discard(item)
 
 
 @dataclass
@@ -28,73 +115,656 @@ class Published:
     """What the current root index publishes."""
 
     generation: int = 0
-    catalog: str = ""  # the catalog file the run read
-    selection: str = ""  # signature of the selection options
-    watermark: str = ""  # the highest updated_at among the published artifacts
+    catalog: str = ""  # digest of the catalog's location
+    selection: str = ""  # signature of the selection options (and the externals mode)
+    serial: int = -1  # the catalog journal serial published (-1: unknown, walk)
     complete: bool = False  # the run published every selected artifact
-    types: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> TypeEntry dict
+    root_sha256: str = ""  # of the root index bytes published
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> RootType dict
     artifacts: dict[str, list[str]] = field(default_factory=dict)  # id -> [type, fingerprint]
+    names: dict[str, str] = field(default_factory=dict)  # id -> name (its shard)
+    linked: set[str] = field(default_factory=set)  # ids published because of a link
     selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
-    sums: list[Any] = field(default_factory=lambda: [0, ""])  # [size, sha256] of SHA256SUMS
     generated_at: str = ""
     retained: int = 0  # files the tree wrote that the indexes no longer name
+    scan_cursor: str = ""  # the blob path the bounded lstat scan goes on from
 
 
 @dataclass
 class State:
     # path -> [sha256, size, mtime_ns]: every blob file the tree wrote and still holds
-    blobs: dict[str, list[Any]] = field(default_factory=dict)
-    # index files (artifact and type indexes) the tree wrote and still holds
-    indexes: set[str] = field(default_factory=set)
+    blobs: dict[str, list[Any]] = field(default_factory=Tracked)
+    # artifact index files the tree wrote and still holds
+    indexes: set[str] = field(default_factory=TrackedSet)
     published: Published = field(default_factory=Published)
-    problem: str = ""  # why an unreadable state file was ignored
+    # (type, shard) -> ShardRef of the published shards
+    shards: dict[tuple[str, str], tree.ShardRef] = field(default_factory=dict)
+    retired: dict[str, float] = field(default_factory=dict)  # superseded path -> since
+    problem: str = ""  # why an unreadable state was ignored
+    legacy: bool = False  # read from a format 1 state.json (the upgrade)
+    rewrite: bool = False  # the file is rewritten whole by the next save (upgrade, recovery)
+    _loaded_artifacts: dict[str, list[str]] | None = None
+    _loaded_names: dict[str, str] | None = None
+    _loaded_linked: set[str] | None = None
+    partial: bool = False  # only the rows of what changed (a journal run)
+    _loaded_shards: dict[tuple[str, str], tree.ShardRef] | None = None
+    _loaded_retired: dict[str, float] | None = None
+    _saved_meta: dict[str, Any] | None = None
 
-    def to_json(self) -> bytes:
-        p = self.published
-        data = {
-            "state_version": STATE_VERSION,
-            "published": {
-                "generation": p.generation,
-                "catalog": p.catalog,
-                "selection": p.selection,
-                "watermark": p.watermark,
-                "complete": p.complete,
-                "generated_at": p.generated_at,
-                "types": p.types,
-                "selected": p.selected,
-                "sums": p.sums,
-                "retained": p.retained,
-                "artifacts": p.artifacts,
-            },
-            "indexes": sorted(self.indexes),
-            "blobs": self.blobs,
-        }
-        return json.dumps(data, separators=(",", ":")).encode()
 
-    @classmethod
-    def from_json(cls, raw: bytes) -> State:
+def is_retirable_path(path: object) -> bool:
+    """A superseded file a tree may hold for a grace period: a content-addressed bucket
+    or shard file, or a format 1 type index or SHA256SUMS."""
+    if path == tree.SUMS:
+        return True
+    if not isinstance(path, str):
+        return False
+    parts = path.split("/")
+    if len(parts) == 3 and parts[0] == tree.SUMS_DIR:
+        try:
+            tree.check_identifier(parts[1], "type")
+        except ValueError:
+            return False
+        return parts[2] == tree.TYPE_SUMS or _shard_ok(parts[2])
+    if len(parts) == 3 and is_index_path(path):
+        return True
+    if len(parts) != 4 or parts[0] != tree.ARTIFACTS or parts[2] not in ("_shards", "_buckets"):
+        return False
+    try:
+        tree.check_identifier(parts[1], "type")
+    except ValueError:
+        return False
+    return bool(_CONTENT.match(parts[3]))
+
+
+def _meta_values(state: State) -> dict[str, Any]:
+    p = state.published
+    return {
+        "state_version": STATE_VERSION,
+        "generation": p.generation,
+        "catalog": p.catalog,
+        "selection": p.selection,
+        "serial": p.serial,
+        "complete": p.complete,
+        "root_sha256": p.root_sha256,
+        "types": p.types,
+        "selected": p.selected,
+        "generated_at": p.generated_at,
+        "retained": p.retained,
+        "scan_cursor": p.scan_cursor,
+    }
+
+
+@dataclass
+class Head:
+    """The few meta values a no-op run decides from."""
+
+    generation: int = 0
+    catalog: str = ""
+    selection: str = ""
+    serial: int = -1
+    complete: bool = False
+    root_sha256: str = ""
+    retained: int = 0
+    scan_cursor: str = ""
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    selected: dict[str, int] = field(default_factory=dict)
+
+
+def _head_of(meta: dict[str, Any]) -> Head:
+    """A Head from meta values, every one checked (ValueError when malformed)."""
+    if meta.get("state_version") != STATE_VERSION:
+        raise ValueError(f"state version {meta.get('state_version')!r}")
+
+    def integer(key: str, minimum: int = 0) -> int:
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"meta {key} is not an integer")
+        return value
+
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        if not isinstance(value, str):
+            raise ValueError(f"meta {key} is not text")
+        return value
+
+    types = meta.get("types", {})
+    selected = meta.get("selected", {})
+    if not isinstance(types, dict) or not isinstance(selected, dict):
+        raise ValueError("meta types or selected is not an object")
+    for name, entry in types.items():
+        tree.RootType.from_dict(name, entry)  # InvalidInput is a ValueError
+    root_sha = text("root_sha256")
+    if root_sha and not _HEX64.match(root_sha):
+        raise ValueError("meta root_sha256 is not a digest")
+    cursor = text("scan_cursor")
+    if cursor and not is_blob_path(cursor):
+        raise ValueError("meta scan_cursor is not a blob path")
+    return Head(
+        generation=integer("generation"),
+        catalog=text("catalog"),
+        selection=text("selection"),
+        serial=integer("serial", -1),
+        complete=bool(meta.get("complete")),
+        root_sha256=root_sha,
+        retained=integer("retained"),
+        scan_cursor=cursor,
+        types={str(k): dict(v) for k, v in types.items()},
+        selected={str(k): int(v) for k, v in selected.items()},
+    )
+
+
+class Store:
+    """The state file of one tree, opened for a run (or a read)."""
+
+    def __init__(self, dest: Dest, *, writable: bool = True) -> None:
+        self.dest = dest
+        self.writable = writable
+        self._db: sqlite3.Connection | None = None
+        self._temp: str | None = None  # remote: the local copy
+        self.rows_read = 0  # rows fetched from the file (tests count the no-op's)
+
+    # -- opening --------------------------------------------------------------------------
+    def _local_path(self, create: bool) -> str | None:
+        """The state file's path in a local tree, its folder reached without following a
+        link (DestinationError for a planted one); None when absent and not ``create``."""
+        dest = self.dest
+        try:
+            fd = dest.open_folder(tree.STATE_DIR, create=create)  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            return None
+        os.close(fd)
+        path = str(dest.abspath(STATE))  # type: ignore[attr-defined]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return path if create else None
+        import stat as stat_module
+
+        if not stat_module.S_ISREG(st.st_mode):
+            from .dest import _planted
+
+            raise _planted(STATE, "not a regular file")
+        return path
+
+    def _connect(self, create: bool) -> sqlite3.Connection | None:
+        if self._db is not None:
+            return self._db
+        if self.dest.local:
+            path = self._local_path(create)
+            if path is None:
+                return None
+        else:
+            raw = self.dest.read_bytes(STATE)
+            if raw is None and not create:
+                return None
+            fd, path = tempfile.mkstemp(prefix="glarelite-state-", suffix=".sqlite")
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw or b"")
+            self._temp = path
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA trust_schema = OFF")
+        # Reads go through the plain connection: sqlite_utils.Database scans the installed
+        # plugins when it is made (~75 ms), too much for a no-op run; save() uses it.
+        self._db = conn
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
+            self._temp = None
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        assert self._db is not None
+        for row in self._db.execute(sql, tuple(params)):
+            self.rows_read += 1
+            yield row
+
+    # -- reading --------------------------------------------------------------------------
+    def head(self) -> Head | None:
+        """The meta values, from O(1) rows (a remote tree: its head.json); None when
+        there is no usable state (then the run walks)."""
+        try:
+            if not self.dest.local:
+                raw = self.dest.read_bytes(HEAD)
+                if raw is None or len(raw) > 1 << 20:
+                    return None
+                data = json.loads(raw)
+                if not isinstance(data, dict):
+                    return None
+                return _head_of(data)
+            if self.dest.stat(STATE_V1) is not None:
+                return None  # the upgrade: walk
+            db = self._connect(create=False)
+            if db is None:
+                return None
+            meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
+            return _head_of(meta)
+        except (ValueError, TypeError, RecursionError, sqlite3.Error):
+            return None
+
+    def read_blobs(self, after: str, limit: int) -> list[tuple[str, str, int, int]]:
+        """Up to ``limit`` blob rows after path ``after`` (the bounded scan), checked."""
+        db = self._connect(create=False)
+        if db is None:
+            return []
+        out = []
+        for path, sha, size, mtime in self._rows(
+            "SELECT path, sha256, size, mtime_ns FROM blobs WHERE path > ? ORDER BY path LIMIT ?",
+            (after, limit),
+        ):
+            if not valid_blob_path(path) or type(size) is not int or type(mtime) is not int:
+                raise ValueError(f"bad blob row {str(path)[:200]!r}")
+            out.append((path, str(sha), size, mtime))
+        return out
+
+    def retired_due(self, now: float, grace: float) -> bool:
+        """Whether a superseded file is due for removal (one row)."""
+        if not self.dest.local:
+            return False  # remote: the next run with work removes them
+        db = self._connect(create=False)
+        if db is None:
+            return False
+        try:
+            rows = list(self._rows("SELECT min(since) FROM retired"))
+        except sqlite3.Error:
+            return False
+        since = rows[0][0] if rows else None
+        return isinstance(since, (int, float)) and now - since >= grace
+
+    def load_partial(self, ids: Iterable[str], types: Iterable[str]) -> State:
+        """The rows of artifacts ``ids`` only (their artifact rows, blob rows and index
+        files), the meta values and the retired files: a journal run's state. The
+        caller adds the shard rows it touches (:meth:`shard_refs`)."""
+        db = self._connect(create=False)
+        if db is None:
+            raise ValueError("no state")
+        meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
+        head = _head_of(meta)
+        p = Published(
+            generation=head.generation,
+            catalog=head.catalog,
+            selection=head.selection,
+            serial=head.serial,
+            complete=head.complete,
+            root_sha256=head.root_sha256,
+            types=head.types,
+            selected=head.selected,
+            generated_at=str(meta.get("generated_at", "")),
+            retained=head.retained,
+            scan_cursor=head.scan_cursor,
+        )
+        wanted = sorted(set(ids))
+        blobs = Tracked()
+        indexes = TrackedSet()
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            for artifact_id, type_name, name, _shard, fp, linked in self._rows(
+                "SELECT id, type, name, shard, fingerprint, linked FROM artifacts "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ):
+                check_artifact_id(artifact_id)
+                tree.check_identifier(type_name, "type")
+                p.artifacts[artifact_id] = [type_name, str(fp)]
+                p.names[artifact_id] = str(name)
+                if linked:
+                    p.linked.add(artifact_id)
+            for path, sha, size, mtime in self._rows(
+                f"SELECT path, sha256, size, mtime_ns FROM blobs WHERE artifact_id IN ({marks})",
+                chunk,
+            ):
+                if not is_blob_path(path) or str(path).split("/")[2] not in chunk:
+                    raise ValueError(f"not a blob path of its artifact: {str(path)[:200]!r}")
+                if not isinstance(sha, str) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) for n in (size, mtime)
+                ):
+                    raise ValueError(f"bad record for {path}")
+                dict.__setitem__(blobs, path, [sha, size, mtime])
+            paths = [tree.artifact_index_path(t, i) for t in types for i in chunk]
+            for start2 in range(0, len(paths), 400):
+                part = paths[start2 : start2 + 400]
+                marks2 = ",".join("?" * len(part))
+                for (path,) in self._rows(
+                    f"SELECT path FROM indexes WHERE path IN ({marks2})",
+                    part,
+                ):
+                    set.add(indexes, path)
+        retired: dict[str, float] = {}
+        for path, since in self._rows("SELECT path, since FROM retired"):
+            if not is_retirable_path(path) or not isinstance(since, (int, float)):
+                raise ValueError(f"not a retirable path: {str(path)[:200]!r}")
+            retired[path] = float(since)
+        state = State(blobs=blobs, indexes=indexes, published=p, retired=retired)
+        state.partial = True
+        return _fresh(state)
+
+    def shard_refs(self, type_name: str, bucket: str) -> dict[str, tree.ShardRef]:
+        """The published shards of one bucket of a type (at most 256 rows)."""
+        out: dict[str, tree.ShardRef] = {}
+        for row in self._rows(
+            "SELECT shard, sha256, size, sums_sha256, sums_size, artifacts, blobs, bytes "
+            "FROM shards WHERE type = ? AND shard >= ? AND shard < ?",
+            (type_name, bucket, bucket + "g"),
+        ):
+            data = {
+                "sha256": row[1],
+                "size": row[2],
+                "sums": {"sha256": row[3], "size": row[4]},
+                "artifacts": row[5],
+                "blobs": row[6],
+                "bytes": row[7],
+            }
+            ref = tree.ShardRef.from_dict(row[0], data, "state")
+            if tree.bucket_of(ref.shard) == bucket:
+                out[ref.shard] = ref
+        return out
+
+    def held_elsewhere(self) -> int:
+        """Files the tree wrote that no published artifact owns (retained), counted."""
+        rows = list(
+            self._rows(
+                "SELECT (SELECT count(*) FROM blobs WHERE artifact_id NOT IN "
+                "(SELECT id FROM artifacts)) + (SELECT count(*) FROM indexes WHERE "
+                "substr(path, instr(substr(path, 11), '/') + 11, 36) NOT IN "
+                "(SELECT id FROM artifacts))"
+            )
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def load(self) -> State:
+        """Everything, for a run with work (or ``check``); a malformed file or a format 1
+        ``state.json`` -> recovered as today (from the json, or from the tree)."""
+        raw_v1 = self.dest.read_bytes(STATE_V1)
+        if raw_v1 is not None:
+            return _fresh(_load_v1(self.dest, raw_v1))
+        try:
+            db = self._connect(create=False)
+            if db is None:  # a first run, or a tree whose state was lost
+                state = State(rewrite=True)
+                _adopt_root(self.dest, state)
+                return _fresh(state)
+            return self._load(db)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            problem = f"{STATE} was unreadable ({exc}); rebuilt from the tree"
+        except sqlite3.Error as exc:
+            problem = f"{STATE} was unreadable ({exc}); rebuilt from the tree"
+        self.close()
+        state = State(problem=problem, rewrite=True)
+        _recover(self.dest, state)
+        _adopt_root(self.dest, state)
+        return _fresh(state)
+
+    def _load(self, db: sqlite3.Connection) -> State:
+        meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
+        head = _head_of(meta)
+        p = Published(
+            generation=head.generation,
+            catalog=head.catalog,
+            selection=head.selection,
+            serial=head.serial,
+            complete=head.complete,
+            root_sha256=head.root_sha256,
+            types=head.types,
+            selected=head.selected,
+            generated_at=str(meta.get("generated_at", "")),
+            retained=head.retained,
+            scan_cursor=head.scan_cursor,
+        )
+        for artifact_id, type_name, name, _shard, fp, linked in self._rows(
+            "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"
+        ):
+            check_artifact_id(artifact_id)
+            tree.check_identifier(type_name, "type")
+            p.artifacts[artifact_id] = [type_name, str(fp)]
+            p.names[artifact_id] = str(name)
+            if linked:
+                p.linked.add(artifact_id)
+        blobs = Tracked()
+        for path, sha, size, mtime in self._rows("SELECT path, sha256, size, mtime_ns FROM blobs"):
+            if not is_blob_path(path):
+                raise ValueError(f"not a blob path: {str(path)[:200]!r}")
+            if not isinstance(sha, str) or not all(
+                isinstance(n, int) and not isinstance(n, bool) for n in (size, mtime)
+            ):
+                raise ValueError(f"bad record for {path}")
+            dict.__setitem__(blobs, path, [sha, size, mtime])
+        indexes = TrackedSet()
+        for (path,) in self._rows("SELECT path FROM indexes"):
+            if not is_index_path(path) or len(str(path).split("/")) != 4:
+                raise ValueError(f"not an index path: {str(path)[:200]!r}")
+            set.add(indexes, path)
+        shards: dict[tuple[str, str], tree.ShardRef] = {}
+        for row in self._rows(
+            "SELECT type, shard, sha256, size, sums_sha256, sums_size, artifacts, blobs, bytes "
+            "FROM shards"
+        ):
+            type_name, shard = row[0], row[1]
+            tree.check_identifier(type_name, "type")
+            data = {
+                "sha256": row[2],
+                "size": row[3],
+                "sums": {"sha256": row[4], "size": row[5]},
+                "artifacts": row[6],
+                "blobs": row[7],
+                "bytes": row[8],
+            }
+            shards[(type_name, shard)] = tree.ShardRef.from_dict(shard, data, "state")
+        retired: dict[str, float] = {}
+        for path, since in self._rows("SELECT path, since FROM retired"):
+            if not is_retirable_path(path) or not isinstance(since, (int, float)):
+                raise ValueError(f"not a retirable path: {str(path)[:200]!r}")
+            retired[path] = float(since)
+        state = State(blobs=blobs, indexes=indexes, published=p, shards=shards, retired=retired)
+        return _fresh(state)
+
+    # -- writing --------------------------------------------------------------------------
+    def save(self, state: State) -> None:
+        """Write what changed since the load or the last save, in one transaction; a
+        remote tree: upload the file, then head.json."""
+        if not state.rewrite and not _dirty(state) and _meta_values(state) == state._saved_meta:
+            return  # nothing changed since the load or the last save: nothing written
+        conn = self._connect(create=True)
+        assert conn is not None
+        db = sqlite_utils.Database(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            if state.rewrite:
+                for table in ("meta", "artifacts", "blobs", "indexes", "shards", "retired"):
+                    db.table(table).delete_where()
+                state._loaded_artifacts = {}
+                state._loaded_names = {}
+                state._loaded_shards = {}
+                state._loaded_retired = {}
+                state._loaded_linked = set()
+                _all_dirty(state)
+            self._write(conn, state)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        state.rewrite = False
+        _fresh(state)
+        if not self.dest.local:
+            assert self._temp is not None
+            with open(self._temp, "rb") as f:
+                self.dest.write_file(STATE, iter(lambda: f.read(1 << 20), b""))
+            head = json.dumps(_meta_values(state), sort_keys=True).encode()
+            self.dest.write_file(HEAD, [head])
+        if state.legacy:
+            self.dest.delete(STATE_V1)
+            state.legacy = False
+
+    def save_meta(self, state: State) -> None:
+        """Only the meta rows (a no-op run moving its scan cursor)."""
+        self.save(state)
+
+    def _write(self, conn: sqlite3.Connection, state: State) -> None:
+        p = state.published
+        conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, json.dumps(v, sort_keys=True)) for k, v in _meta_values(state).items()],
+        )
+        blobs = state.blobs
+        dirty = sorted(getattr(blobs, "dirty", set()))
+        # generators, not lists: a first mirror of a million blobs writes them all
+        conn.executemany(
+            "DELETE FROM blobs WHERE path = ?", ((k,) for k in dirty if k not in blobs)
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?)",
+            (
+                (k, k.split("/")[2], blobs[k][0], blobs[k][1], blobs[k][2])
+                for k in dirty
+                if k in blobs
+            ),
+        )
+        indexes = state.indexes
+        dirty = sorted(getattr(indexes, "dirty", set()))
+        conn.executemany(
+            "DELETE FROM indexes WHERE path = ?", [(k,) for k in dirty if k not in indexes]
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO indexes VALUES (?)", [(k,) for k in dirty if k in indexes]
+        )
+        old, new = state._loaded_artifacts or {}, p.artifacts
+        old_names = state._loaded_names or {}
+        old_linked = state._loaded_linked or set()
+        if old is not new or old_names is not p.names or old_linked != p.linked:
+            conn.executemany(
+                "DELETE FROM artifacts WHERE id = ?", [(k,) for k in old if k not in new]
+            )
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                for k, (type_name, fp) in new.items():
+                    name = p.names.get(k, "")
+                    if (
+                        old.get(k) != [type_name, fp]
+                        or old_names.get(k) != name
+                        or (k in old_linked) != (k in p.linked)
+                    ):
+                        yield (k, type_name, name, tree.shard_of(name), fp, k in p.linked)
+
+            conn.executemany("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?)", rows())
+        old_shards = state._loaded_shards or {}
+        conn.executemany(
+            "DELETE FROM shards WHERE type = ? AND shard = ?",
+            [k for k in old_shards if k not in state.shards],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t,
+                    s,
+                    r.file.sha256,
+                    r.file.size,
+                    r.sums.sha256,
+                    r.sums.size,
+                    r.artifacts,
+                    r.blobs,
+                    r.bytes,
+                )
+                for (t, s), r in state.shards.items()
+                if old_shards.get((t, s)) != r
+            ],
+        )
+        old_retired = state._loaded_retired or {}
+        conn.executemany(
+            "DELETE FROM retired WHERE path = ?",
+            [(k,) for k in old_retired if k not in state.retired],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO retired VALUES (?, ?)",
+            [(k, v) for k, v in sorted(state.retired.items()) if old_retired.get(k) != v],
+        )
+
+
+def _all_dirty(state: State) -> None:
+    if isinstance(state.blobs, Tracked):
+        state.blobs.dirty = set(state.blobs)
+    if isinstance(state.indexes, TrackedSet):
+        state.indexes.dirty = set(state.indexes)
+
+
+def _fresh(state: State) -> State:
+    """Mark what is in memory as what the file holds (after a load or a save)."""
+    if not isinstance(state.blobs, Tracked):
+        state.blobs = Tracked(state.blobs)
+    if not isinstance(state.indexes, TrackedSet):
+        state.indexes = TrackedSet(state.indexes)
+    if state.rewrite:
+        _all_dirty(state)
+        return state
+    state.blobs.dirty = set()
+    state.indexes.dirty = set()
+    state._loaded_artifacts = state.published.artifacts
+    state._loaded_names = state.published.names
+    state._loaded_linked = set(state.published.linked)
+    state._loaded_shards = dict(state.shards)
+    state._loaded_retired = dict(state.retired)
+    state._saved_meta = json.loads(json.dumps(_meta_values(state)))
+    return state
+
+
+def _dirty(state: State) -> bool:
+    return bool(
+        getattr(state.blobs, "dirty", True)
+        or getattr(state.indexes, "dirty", True)
+        or state.published.artifacts is not state._loaded_artifacts
+        or state.published.names is not state._loaded_names
+        or state.published.linked != state._loaded_linked
+        or state.shards != state._loaded_shards
+        or state.retired != state._loaded_retired
+    )
+
+
+def load(dest: Dest) -> State:
+    """The whole state, read only (``mirror.check`` and tools)."""
+    store = Store(dest, writable=False)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+def remove(dest: Dest) -> None:
+    """Remove the state (a tree taken over by another writer)."""
+    for path in (STATE, HEAD, STATE_V1):
+        dest.delete(path)
+
+
+# -- format 1 (state.json): read once for the upgrade ---------------------------------------
+def _load_v1(dest: Dest, raw: bytes) -> State:
+    try:
         data = json.loads(raw)
-        if data.get("state_version") != STATE_VERSION:
+        if data.get("state_version") != 1:
             raise ValueError(f"state version {data.get('state_version')!r}")
         p = data["published"]
         published = Published(
             generation=int(p["generation"]),
             catalog=str(p["catalog"]),
             selection=str(p["selection"]),
-            watermark=str(p["watermark"]),
-            complete=bool(p["complete"]),
+            complete=False,  # a format 1 tree is never a no-op: the upgrade walks
             generated_at=str(p.get("generated_at", "")),
-            types=dict(p["types"]),
-            selected={k: int(v) for k, v in p.get("selected", {}).items()},
-            sums=list(p.get("sums", [0, ""])),
             retained=int(p.get("retained", 0)),
-            artifacts=dict(p["artifacts"]),
+            artifacts={str(k): [str(v[0]), str(v[1])] for k, v in dict(p["artifacts"]).items()},
         )
+        for artifact_id, (type_name, _) in published.artifacts.items():
+            check_artifact_id(artifact_id)
+            tree.check_identifier(type_name, "type")
         blobs, indexes = data["blobs"], data["indexes"]
         if not isinstance(blobs, dict) or not isinstance(indexes, list):
             raise ValueError("blobs or indexes of the wrong kind")
-        # Every name is a path the tree will stat, re-hash or prune: only paths of the
-        # tree's own blobs and indexes are accepted, anything else voids the file.
         for path, record in blobs.items():
             if not is_blob_path(path):
                 raise ValueError(f"not a blob path: {str(path)[:200]!r}")
@@ -107,71 +777,123 @@ class State:
         for path in indexes:
             if not is_index_path(path):
                 raise ValueError(f"not an index path: {str(path)[:200]!r}")
-        if not all(isinstance(t, dict) for t in published.types.values()):
-            raise ValueError("published types of the wrong kind")
-        return cls(blobs=dict(blobs), indexes=set(indexes), published=published)
-
-
-def load(dest: Dest) -> State:
-    raw = dest.read_bytes(STATE)
-    if raw is None:
-        return State()
-    try:
-        return State.from_json(raw)
+        state = State(
+            blobs=Tracked(blobs),
+            indexes=TrackedSet(p for p in indexes if len(p.split("/")) == 4),
+            published=published,
+        )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        # Safe fallback: nothing the state names is trusted; what the tree's own published
-        # indexes name is recovered, with its bytes unknown (re-hashed before any use).
-        state = State(problem=f"{STATE} was unreadable ({exc}); rebuilt from the tree")
+        state = State(problem=f"{STATE_V1} was unreadable ({exc}); rebuilt from the tree")
         _recover(dest, state)
-        return state
+    state.legacy = state.rewrite = True
+    return state
 
 
 _MAX_RECOVERED_INDEX = 1 << 30  # a type index of ~1.5 million artifacts
 
 
 def _recover(dest: Dest, state: State) -> None:
-    """What the tree published, read back from its own root and type indexes (each checked
-    against the sha256 the root records): the index files, and each blob file with its
-    bytes unknown (sha256 ``""``: never skipped on a stat, re-hashed first), so that a
-    withdrawal or a prune still finds the files of what the tree published. Anything
+    """What the tree published, read back from its own root and indexes (each checked
+    against the sha256 that pins it): the artifact index files, and each blob file with
+    its bytes unknown (sha256 ``""``: never skipped on a stat, re-hashed first), so that
+    a withdrawal or a prune still finds the files of what the tree published. Anything
     malformed stops the recovery: then only what the catalog selects is known."""
     import hashlib
-
-    from ._paths import check_artifact_id, check_blob_names
 
     indexes: set[str] = set()
     blobs: dict[str, list[Any]] = {}
     artifacts: dict[str, list[str]] = {}
-    try:
+
+    def pinned(path: str, sha256: str, size: int) -> bytes | None:
+        st = dest.stat(path)
+        if st is None or st[0] != size or size > _MAX_RECOVERED_INDEX:
+            return None
+        data = dest.read_bytes(path)
+        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return data
+
+    def views() -> Iterator[tuple[str, Any]] | None:
         raw = dest.read_bytes(tree.ROOT_INDEX)
         if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
+            return None
+        parsed = json.loads(raw)
+        if tree.format_of(parsed) == tree.FORMAT_V1:
+            root1 = tree.RootIndex.from_dict(parsed)
+            out1: list[tuple[str, Any]] = []
+            for type_name, entry in root1.types.items():
+                data = pinned(tree.type_index_path(type_name), entry.index_sha256, entry.index_size)
+                if data is None:
+                    return None
+                out1 += [(type_name, s) for s in tree.check_type_index(json.loads(data), type_name)]
+            return iter(out1)
+        root = tree.Root.from_dict(parsed)
+        out: list[tuple[str, Any]] = []
+        for type_name, type_entry in root.types.items():
+            for bucket, ref in type_entry.buckets.items():
+                data = pinned(type_entry.bucket_path(bucket), ref.sha256, ref.size)
+                if data is None:
+                    return None
+                parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
+                for shard, sref in parsed_bucket.shards.items():
+                    raw_shard = pinned(sref.path(type_name), sref.file.sha256, sref.file.size)
+                    if raw_shard is None:
+                        return None
+                    items = tree.check_shard(json.loads(raw_shard), type_name, shard)
+                    out += [(type_name, s) for s in items]
+        return iter(out)
+
+    try:
+        found = views()
+        if found is None:
             return
-        root = tree.RootIndex.from_dict(json.loads(raw))
-        for type_name, entry in root.types.items():
-            path = tree.type_index_path(type_name)
-            st = dest.stat(path)
-            if st is None or st[0] != entry.index_size or st[0] > _MAX_RECOVERED_INDEX:
-                return
-            data = dest.read_bytes(path)
-            if data is None or hashlib.sha256(data).hexdigest() != entry.index_sha256:
-                return
-            indexes.add(path)
-            for show in tree.check_type_index(json.loads(data), type_name):
-                artifact_id = check_artifact_id(show.get("id"))
-                indexes.add(tree.artifact_index_path(type_name, artifact_id))
-                artifacts[artifact_id] = [type_name, ""]  # fingerprint unknown: republished
-                for field_name, key, blob in tree.iter_blob_entries(show):
-                    blob_path = check_blob_names(type_name, artifact_id, field_name, key)
-                    size = blob.get("size")
-                    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                        return
-                    blobs[blob_path] = ["", size, -1]
+        for type_name, show in found:
+            artifact_id = check_artifact_id(show.get("id"))
+            indexes.add(tree.artifact_index_path(type_name, artifact_id))
+            artifacts[artifact_id] = [type_name, ""]  # fingerprint unknown: republished
+            for field_name, key, blob in tree.iter_blob_entries(show):
+                blob_path = check_blob_names(type_name, artifact_id, field_name, key)
+                size = blob.get("size")
+                if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                    return
+                blobs[blob_path] = ["", size, -1]
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
         return  # InvalidInput is a ValueError
-    state.indexes |= indexes
+    for path in indexes:
+        state.indexes.add(path)
     state.blobs.update(blobs)
     state.published.artifacts.update(artifacts)
 
 
-def save(dest: Dest, state: State) -> None:
-    dest.write_file(STATE, [state.to_json()])
+def _adopt_root(dest: Dest, state: State) -> None:
+    """Without a usable state: the shards and buckets a format 2 root in the tree pins,
+    so that the next publish supersedes them (they go after the grace period) instead of
+    leaving them, and their sums files, behind. Bucket files are read (at most 16 per
+    type, each checked against its pin); shard files are not."""
+    import hashlib
+
+    try:
+        raw = dest.read_bytes(tree.ROOT_INDEX)
+        if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
+            return
+        parsed = json.loads(raw)
+        if tree.format_of(parsed) != tree.FORMAT_VERSION:
+            return
+        root = tree.Root.from_dict(parsed)
+        shards: dict[tuple[str, str], tree.ShardRef] = {}
+        for type_name, entry in root.types.items():
+            for bucket, ref in entry.buckets.items():
+                data = dest.read_bytes(entry.bucket_path(bucket))
+                if data is None or hashlib.sha256(data).hexdigest() != ref.sha256:
+                    return
+                parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
+                for shard, sref in parsed_bucket.shards.items():
+                    shards[(type_name, shard)] = sref
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
+        return
+    state.shards = shards
+    state.published.types = {n: e.to_dict() for n, e in root.types.items()}
+
+
+def _shard_ok(shard: object) -> bool:
+    return isinstance(shard, str) and bool(_SHARD.match(shard))

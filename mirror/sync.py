@@ -14,6 +14,8 @@ mtime against the state); damage that kept both needs ``verify``.
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,19 +23,23 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 from glarelite import (
+    Artifact,
     DestinationError,
     Forbidden,
     GlareliteError,
+    JournalTrimmed,
     NotFound,
     Progress,
     ReadableCatalog,
     tree,
 )
 
+from . import journal as journaling
 from . import partial, signroot
 from . import plan as planning
 from . import prune as pruning
 from . import redirects as redirecting
+from . import scan as scanning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
 from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
@@ -42,7 +48,7 @@ from .progress import SafeProgress
 from .publish import publish
 from .report import SyncReport
 from .select import Selection
-from .state import State, load, save
+from .state import Head, State, Store
 
 BATCH_MAX = 256  # small blobs per task (one pipeline per task)
 
@@ -108,6 +114,7 @@ def sync(
         error.errno = exc.errno
         raise error from exc
     report = SyncReport(dest=target.url, dry_run=dry_run)
+    run: _Run | None = None
     try:
         run = _Run(
             catalog,
@@ -124,6 +131,8 @@ def sync(
             repair=opts.repair,
             checkpoint_every=opts.checkpoint_every,
             redirect=opts.externals == "redirect",
+            grace=float(opts.grace),
+            scan=opts.scan,
             copier_options={
                 "retries": opts.retries,
                 "backoff": opts.backoff,
@@ -138,10 +147,13 @@ def sync(
             # Every run, a no-op one too: a tree signed for the first time, a new key
             # during a rotation, or a run killed before it signed are all caught up here.
             signroot.sign(target, sign_keys)
-        report.not_selected = selection.not_selected(catalog)
+        if run.walked:  # count queries: not on a no-op or journal run
+            report.not_selected = selection.not_selected(catalog)
     finally:
         if lock is not None:
             lock.release()
+        if run is not None:
+            run.store.close()
         report.seconds = time.monotonic() - started
     return report
 
@@ -165,6 +177,8 @@ class _Run:
         checkpoint_every: int,
         copier_options: dict[str, Any],
         redirect: bool = False,
+        grace: float = 3600.0,
+        scan: int = 200_000,
     ) -> None:
         self.catalog = catalog
         self.dest = dest
@@ -185,29 +199,31 @@ class _Run:
         self.stop = threading.Event()
         self.copier = Copier(catalog, dest, progress=progress, stop=self.stop, **copier_options)
         self.state = State()
+        self.store = Store(dest)
+        self.grace = grace
+        self.scan = scan
+        self.serial: int | None = None
+        self.walked = False  # the whole selection was walked (the report's hints need it)
         self.good: set[str] = set()
         self._repair_reasons: dict[str, str] = {}  # path -> why it is being replaced
         self._since_checkpoint = 0
 
     # -- the run ------------------------------------------------------------------------
     def execute(self, *, crashed: bool) -> None:
-        self.state = load(self.dest)
+        # The serial first: a change committed while this run walks is seen by the next.
+        self.serial = _catalog_serial(self.catalog)
+        if crashed:
+            self._clean_temporaries()
+        if not self.verify and self._fast():
+            return
+        self.walked = True
+        self.report.mode = "walk" if not self.dry_run else ""
+        self.state = self.store.load()
         if self.state.problem:
             self.report.warnings.append(self.state.problem)
         if not self.state.published.generation:
             # No memory of earlier runs: generations still only go up for readers.
             self.state.published.generation = _tree_generation(self.dest)
-        if crashed:
-            self._clean_temporaries()
-        if not self.verify and self._nothing_to_do():
-            p = self.state.published
-            self.report.nothing_to_do = True
-            self.report.generation = p.generation
-            self.report.artifacts = len(p.artifacts)
-            self.report.blobs = sum(int(t.get("blobs", 0)) for t in p.types.values())
-            self.report.skipped = self.report.blobs
-            self.report.retained = p.retained
-            return
         plan = planning.build(
             self.catalog,
             self.selection,
@@ -216,6 +232,7 @@ class _Run:
             verify=self.verify,
             redirect=self.redirect,
         )
+        self.report.scanned = len(plan.skip) + len(plan.check) if self.dest.local else 0
         try:
             self._execute_plan(plan)
         finally:
@@ -268,13 +285,24 @@ class _Run:
             self._checkpoint(force=True)
             raise
         executor.shutdown(wait=True)
-        self._withdraw()
         p = self.state.published
         p.catalog = _catalog_id(self.catalog)
         p.selection = self.signature
-        p.watermark = plan.watermark
-        p.complete = not report.failed
+        p.serial = self.serial if self.serial is not None else -1
         p.selected = dict(plan.selected)
+        now = time.time()
+        for path in out.retired:
+            self.state.retired.setdefault(path, now)
+        self._retire_format1(now)
+        drop = sorted(set(out.drop))
+        # The state names the new root before any file goes; until the removals are
+        # done it is not "complete", so a run killed in between is finished by the next.
+        p.complete = not report.failed and not (report.withdrawn or drop)
+        self.store.save(self.state)
+        self._withdraw()
+        for path in drop:
+            self.dest.delete(path)
+        p.complete = not report.failed
         report.generation = out.generation
         report.published = out.changed
         report.artifacts = out.artifacts
@@ -302,40 +330,228 @@ class _Run:
             self.selection.types,
         )
         self._prune(keep, out.artifacts)
-        save(self.dest, self.state)
+        self._remove_retired(now)
+        self.store.save(self.state)
 
-    # -- fast path ---------------------------------------------------------------------
-    def _nothing_to_do(self) -> bool:
-        """True when the tree already publishes exactly the current selection, decided
-        from catalog counts, the artifacts updated since the last run and one lstat per
-        blob — no blob is read, no artifact list is built."""
-        state, sel = self.state, self.selection
-        p = state.published
-        if not (p.complete and p.generation and p.watermark):
+    def _retire_format1(self, now: float) -> None:
+        """A format 1 tree's type indexes and SHA256SUMS: superseded by the new root, kept
+        for the grace period like any superseded index file."""
+        types = {*self.selection.types, *(p.split("/")[1] for p in self.state.indexes)}
+        for path in [tree.SUMS, *(tree.type_index_path(t) for t in sorted(types))]:
+            if path not in self.state.retired and self.dest.stat(path) is not None:
+                self.state.retired[path] = now
+
+    def _remove_retired(self, now: float) -> None:
+        """Remove superseded index files older than the grace period (never one the
+        current root pins again: publishing a file takes it off the list)."""
+        due = sorted(p for p, since in self.state.retired.items() if now - since >= self.grace)
+        if not due:
+            return
+        for path in due:
+            self.dest.delete(path)
+            del self.state.retired[path]
+        self.dest.remove_empty_dirs(due)
+        self.dest.sync_dirs()
+
+    # -- fast paths ------------------------------------------------------------------
+    def _fast(self) -> bool:
+        """A run with nothing to do, or one driven by the journal: True when done,
+        False when the whole selection must be walked. Decided from the catalog's
+        journal serial and a few state rows — no catalog walk, no count query — after
+        the bounded lstat scan of ``scan`` blobs (self-healing)."""
+        if self.serial is None:
+            return False  # a catalog without a journal (a mirror tree): walk
+        head = self.store.head()
+        if head is None or not (head.complete and head.generation and head.serial >= 0):
             return False
-        if p.catalog != _catalog_id(self.catalog) or p.selection != self.signature:
+        if head.catalog != _catalog_id(self.catalog) or head.selection != self.signature:
             return False
-        if set(p.types) != set(sel.types) or (self.delete and p.retained):
+        if set(head.types) != set(self.selection.types) or (self.delete and head.retained):
             return False
-        if self.dest.stat(tree.ROOT_INDEX) is None:
-            return False
+        definitions = self.selection.definitions
+        if any(head.types[t].get("definition") != definitions[t].to_json() for t in head.types):
+            return False  # a type's definition changed (not in the journal): walk
+        raw = self.dest.read_bytes(tree.ROOT_INDEX)
+        if raw is None or hashlib.sha256(raw).hexdigest() != head.root_sha256:
+            return False  # a crash between root and state, or someone else wrote it
         if (self.dest.stat(redirecting.INCLUDE) is None) == self.redirect:
             return False  # the redirect rules are missing, or left from a redirect run
-        for type_name in sel.types:
-            if sel.count(self.catalog, type_name) != p.selected.get(type_name):
+        cursor = self._scan(head.scan_cursor)
+        if cursor is None:
+            return False  # damage found: the walk repairs it
+        if head.serial != self.serial:
+            if self.dry_run or self.delete or self.redirect:
+                # the walk reports what would change, prunes, and writes the redirect
+                # rules whole
                 return False
-            for artifact in sel.changed_since(self.catalog, type_name, p.watermark):
-                published = [type_name, planning.item_fingerprint(artifact, self.redirect)]
-                if p.artifacts.get(artifact.id) != published:
-                    return False
-        if self.dest.local:
-            stat = self.dest.stat
-            for path, record in state.blobs.items():
-                if stat(path) != (record[1], record[2]):
-                    return False
-        # Files kept of artifacts no longer selected: withdrawn if the catalog withdrew them.
-        held = _held_ids(state)
-        return not any(self._withdraw_reason(i, None) for i in sorted(set(held) - set(p.artifacts)))
+            try:
+                return self._journal_run(head, cursor)
+            except journaling.WalkInstead:
+                self.state = State()
+                self.good = set()
+                return False
+        report = self.report
+        report.mode = "no-op"
+        report.nothing_to_do = True
+        report.generation = head.generation
+        report.artifacts = sum(int(t.get("artifacts", 0)) for t in head.types.values())
+        report.blobs = sum(int(t.get("blobs", 0)) for t in head.types.values())
+        report.skipped = report.blobs
+        report.retained = head.retained
+        due = self.store.retired_due(time.time(), self.grace)
+        if not self.dry_run and (cursor != head.scan_cursor or due):
+            self.state = self.store.load_partial([], self.selection.types)
+            self.state.published.scan_cursor = cursor
+            self._remove_retired(time.time())
+            self.store.save(self.state)
+        return True
+
+    def _journal_run(self, head: Head, cursor: str) -> bool:
+        """Publish the artifacts changed since the serial the tree published; False
+        (walk) when the journal cannot say (trimmed: reported), or too much changed."""
+        total = sum(int(t.get("artifacts", 0)) for t in head.types.values())
+        cap = max(journaling.MIN_WALK, total // 4)
+        try:
+            ids = journaling.changed_ids(self.catalog, head.serial, cast(int, self.serial), cap)
+        except JournalTrimmed as exc:
+            self.report.warnings.append(
+                f"the catalog's change journal was trimmed past serial {head.serial}, the "
+                f"one this tree published: the whole catalog was walked ({exc})"
+            )
+            return False
+        sel, report = self.selection, self.report
+        state = self.store.load_partial(ids, sel.types)
+        self.state = state
+        p = state.published
+        p.scan_cursor = cursor
+        plan = planning.Plan(redirect=self.redirect)
+        for type_name in sel.types:
+            plan.spools[type_name] = planning.Spool()
+            plan.items[type_name] = []
+        try:
+            dirty: set[tuple[str, str]] = set()
+            moved = False  # an artifact entered or left the tree
+            withdrawn: list[dict[str, Any]] = []
+            for artifact_id in ids:
+                try:
+                    artifact: Artifact | None = self.catalog.get(artifact_id)
+                except (NotFound, Forbidden):
+                    artifact = None
+                old = p.artifacts.get(artifact_id)
+                if artifact_id in p.linked:
+                    raise journaling.WalkInstead("a linked artifact changed")
+                if old is not None:
+                    dirty.add((old[0], tree.shard_of(p.names.get(artifact_id, ""))))
+                if artifact is not None and journaling.is_selected(sel, artifact):
+                    if journaling.has_links(sel, artifact):
+                        raise journaling.WalkInstead("an artifact with links changed")
+                    links: list[str] = []
+                    planning._add(plan, sel, self.dest, state, artifact, False, set(), links)
+                    dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
+                    moved = moved or old is None
+                    continue
+                files = sorted(
+                    [f for f in state.blobs if f.split("/")[2] == artifact_id]
+                    + [f for f in state.indexes if f.split("/")[2] == artifact_id]
+                )
+                if old is None and not files:
+                    continue  # never in the tree (a draft, a private one...)
+                moved = True
+                reason = self._withdraw_reason(artifact_id, old)
+                if reason:
+                    type_name = old[0] if old else files[0].split("/")[1]
+                    withdrawn.append(
+                        {
+                            "id": artifact_id,
+                            "type": type_name,
+                            "reason": "deleted" if reason == _UNKNOWN else reason,
+                            "files": [f for f in files if f.split("/")[1] == type_name],
+                        }
+                    )
+            journaling.check_shards(self.dest, self.store, dirty)
+            report.mode = "journal"
+            report.withdrawn = sorted(withdrawn, key=lambda w: str(w["id"]))
+            executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
+            try:
+                self._check_tree_files(plan, executor)
+                self._copy(plan, executor)
+                self._sweep_partials(plan)
+                self.dest.sync_dirs()
+                self._problems(plan)
+                out = journaling.publish_changes(
+                    self.dest,
+                    self.store,
+                    state,
+                    plan,
+                    sel,
+                    self.good,
+                    executor,
+                    changed=ids,
+                    dirty=dirty,
+                )
+            except BaseException:
+                self.stop.set()
+                executor.shutdown(wait=True, cancel_futures=True)
+                self._checkpoint(force=True)
+                raise
+            executor.shutdown(wait=True)
+            p.serial = cast(int, self.serial)
+            now = time.time()
+            for path in out.retired:
+                state.retired.setdefault(path, now)
+            drop = sorted(set(out.drop))
+            p.complete = not report.failed and not (report.withdrawn or drop)
+            self.store.save(state)
+            self._withdraw()
+            for path in drop:
+                self.dest.delete(path)
+            p.complete = not report.failed
+            self._remove_retired(now)
+            self.store.save(state)
+            if moved:
+                p.retained = self.store.held_elsewhere()
+                self.store.save(state)
+        finally:
+            plan.close()
+        report.retained = p.retained
+        report.generation = out.generation if out.changed else p.generation
+        report.published = out.changed
+        report.artifacts = out.artifacts
+        report.blobs = out.blobs
+        report.kept = out.kept
+        report.skipped = max(0, out.blobs - len(report.copied) - len(report.repaired))
+        if out.kept:
+            report.warnings.append(
+                f"{len(out.kept)} artifacts stay published as the previous generation had "
+                "them: their blobs could not be repaired (see failed); a rerun tries again"
+            )
+        report.nothing_to_do = (
+            not out.changed
+            and not report.copied
+            and not report.repaired
+            and not report.withdrawn
+            and not report.failed
+        )
+        return True
+
+    def _scan(self, cursor: str) -> str | None:
+        """lstat up to ``scan`` blobs from ``cursor`` on (wrapping round): the next
+        cursor, or None when one is missing or changed. Remote trees: not scanned (a
+        request per object); ``verify`` re-hashes them."""
+        if not self.scan or not self.dest.local:
+            return cursor
+        try:
+            rows = self.store.read_blobs(cursor, self.scan)
+            if len(rows) < self.scan and cursor:  # wrap round to the start
+                more = self.store.read_blobs("", self.scan - len(rows))
+                rows += [r for r in more if r[0] <= cursor]
+        except (ValueError, OSError, sqlite3.Error):
+            return None
+        if not scanning.unchanged(self.dest, rows):
+            return None
+        self.report.scanned = len(rows)
+        # every blob checked in this run: start again from the first next time
+        return rows[-1][0] if len(rows) == self.scan else ""
 
     # -- phase 1: tree files that need re-hashing ------------------------------------------
     def _check_tree_files(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
@@ -474,8 +690,8 @@ class _Run:
         self._since_checkpoint = 0
         try:
             self.dest.sync_dirs()
-            save(self.dest, self.state)
-        except OSError as exc:
+            self.store.save(self.state)
+        except (OSError, sqlite3.Error) as exc:
             self.report.warnings.append(f"state checkpoint failed: {describe(exc)}")
 
     # -- withdrawal ------------------------------------------------------------------------
@@ -537,7 +753,6 @@ class _Run:
         files = [f for w in self.report.withdrawn for f in w["files"]]
         if not files:
             return
-        save(self.dest, self.state)  # the published indexes first, then the files go
         # artifact indexes first, then blobs: never an index naming a missing blob
         for path in sorted(files, key=lambda f: not f.endswith("/" + tree.INDEX_NAME)):
             self.dest.delete(path)
@@ -564,7 +779,7 @@ class _Run:
             report.would_delete = decision.candidates
             return
         # The new indexes no longer name these: save that before any file goes.
-        save(self.dest, state)
+        self.store.save(state)
         report.deleted = pruning.apply(self.dest, state, decision.candidates)
         state.published.retained = 0
         report.retained = 0
@@ -640,9 +855,24 @@ def _tree_generation(dest: Dest) -> int:
     if raw is None:
         return 0
     try:
-        return tree.RootIndex.from_dict(json.loads(raw)).generation
+        data = json.loads(raw)
+        if tree.format_of(data) == tree.FORMAT_V1:
+            return tree.RootIndex.from_dict(data).generation
+        return tree.Root.from_dict(data).generation
     except (ValueError, RecursionError):  # a hostile tree file
         return 0
+
+
+def _catalog_serial(catalog: ReadableCatalog) -> int | None:
+    """The catalog's journal serial; None for a catalog without one (a mirror tree)."""
+    serial = getattr(catalog, "serial", None)
+    if not callable(serial):
+        return None
+    try:
+        value = serial()
+    except GlareliteError:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _UNKNOWN = "unknown to the catalog"

@@ -23,6 +23,7 @@ from tests.test_cli import (  # the CLI fixtures: env, run, ready
     ready_fixture,
     run_fixture,
 )
+from tests.test_mirror_support import sums_check, sums_text
 
 __all__ = ["env_fixture", "ready_fixture", "run_fixture"]
 
@@ -60,12 +61,13 @@ def test_mirror_writes_the_tree(ready: Run, published: dict[str, str], tmp_path:
     ubuntu = published["ubuntu"]
     assert (tree / f"artifacts/images/{ubuntu}/file").read_bytes() == DATA
     assert (tree / f"artifacts/images/{ubuntu}/regions/us").read_bytes() == b"us"
-    assert "index.json" in tree_paths(tree) and "SHA256SUMS" in tree_paths(tree)
+    assert "index.json" in tree_paths(tree)
+    assert any(p.startswith("SHA256SUMS.d/images/") for p in tree_paths(tree))
     assert not any(published["secret"] in p for p in tree_paths(tree))  # private: never
     index = json.loads((tree / f"artifacts/images/{ubuntu}/index.json").read_text())
     index.pop("mirror", None)
     assert index == json.loads(ok(ready("show", ubuntu, "--json")).stdout)
-    sums = (tree / "SHA256SUMS").read_text()
+    sums = sums_text(tree)
     assert f"{hashlib.sha256(DATA).hexdigest()}  artifacts/images/{ubuntu}/file" in sums
     again = ok(ready("mirror", str(tree), "--json"))
     report = json.loads(again.stdout)
@@ -234,7 +236,6 @@ def test_forgetting_to_publish_is_reported_and_the_empty_tree_checks(
 ) -> None:
     """Issue 16.3: a drafted and a private artifact, nothing public: exit 0, a word about
     each with what to do, no generation claimed twice, and `sha256sum -c` passes."""
-    import subprocess
 
     draft = new_id(ready, "draft", "--set", "os=linux")
     ok(ready("upload", draft, "file", "-", input=b"draft bytes"))
@@ -246,8 +247,8 @@ def test_forgetting_to_publish_is_reported_and_the_empty_tree_checks(
     assert "published generation 1" in first.stderr
     assert "not mirrored: 1 drafted, 1 private" in first.stderr
     assert "glarelite publish ID" in first.stderr and "--include-private" in first.stderr
-    done = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=tree, check=False)
-    assert done.returncode == 0
+    done = sums_check(tree)
+    assert done.returncode == 0, done.stderr
     again = ok(ready("mirror", str(tree)))
     assert "nothing to do, generation 1" in again.stderr
     assert "published generation" not in again.stderr
@@ -264,3 +265,22 @@ def test_plain_mirror_of_a_withdrawn_catalog_is_not_a_prune_refusal(
     result = ok(ready("mirror", str(tree)))
     assert "prune" not in result.stderr and "withdrawn 1" in result.stderr
     assert "published generation 2" in result.stderr
+
+
+def test_grace_and_scan_reach_the_run(
+    ready: Run, published: dict[str, str], tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    ok(ready("mirror", str(tree)))
+    report = json.loads(ok(ready("mirror", str(tree), "--scan", "0", "--json")).stdout)
+    assert (report["mode"], report["scanned"], report["nothing_to_do"]) == ("no-op", 0, True)
+    report = json.loads(ok(ready("mirror", str(tree), "--scan", "1", "--json")).stdout)
+    assert (report["mode"], report["scanned"]) == ("no-op", 1)
+    ok(ready("update", published["ubuntu"], "--tag", "changed"))
+    before = sorted(p.name for p in tree.glob("artifacts/images/_shards/*"))
+    report = json.loads(ok(ready("mirror", str(tree), "--grace", "0", "--json")).stdout)
+    assert report["mode"] == "journal" and report["published"]
+    after = sorted(p.name for p in tree.glob("artifacts/images/_shards/*"))
+    assert len(after) == len(before) and after != before  # the old shard went at once
+    bad = ready("mirror", str(tree), "--grace", "-1")
+    assert bad.exit_code == 2

@@ -26,15 +26,19 @@ import glarelite
 import mirror
 from tests.fixtures.origin import Origin
 from tests.test_mirror_faults import REPO, WAIT, gated_world, kill, start_sync
-from tests.test_mirror_support import QUICK, define_types, open_catalog, temporaries
+from tests.test_mirror_support import (
+    QUICK,
+    define_types,
+    open_catalog,
+    sums_check,
+    temporaries,
+)
 
 
 def verify_tree(dest: Path) -> glarelite.MirrorCatalog:
-    """check_tree clean, sha256sum -c clean, no temporary; returns an open reader."""
+    """check_tree clean, tree.SUMS_CHECK clean, no temporary; returns an open reader."""
     assert mirror.check_tree(str(dest)).ok
-    sums = subprocess.run(
-        ["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=dest, capture_output=True
-    )
+    sums = sums_check(dest)
     assert sums.returncode == 0, sums.stdout + sums.stderr
     assert temporaries(dest) == []
     return glarelite.open_mirror(str(dest))

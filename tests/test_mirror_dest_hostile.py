@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -336,16 +337,19 @@ def test_a_hostile_state_file_cannot_make_prune_delete_what_the_tree_did_not_wri
     dest = tmp_path / "tree"
     assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
     (dest / "README.txt").write_bytes(b"site notes")
-    state = json.loads((dest / STATE).read_text())
-    state["indexes"] += [tree.ROOT_INDEX, tree.SUMS, f"{tree.STATE_DIR}/lock", "README.txt"]
-    state["blobs"]["../outside/id_rsa"] = ["0" * 64, 1, 1]
-    state["blobs"]["artifacts//x"] = ["0" * 64, 1, 1]
-    (dest / STATE).write_text(json.dumps(state))
+    db = sqlite3.connect(dest / STATE)
+    sums = tree.type_sums_path("images")
+    for path in [tree.ROOT_INDEX, tree.SUMS, sums, f"{tree.STATE_DIR}/lock", "README.txt"]:
+        db.execute("INSERT INTO indexes VALUES (?)", (path,))
+    for path in ["../outside/id_rsa", "artifacts//x"]:
+        db.execute("INSERT INTO blobs VALUES (?, ?, ?, 1, 1)", (path, ids["b"], "0" * 64))
+    db.commit()
+    db.close()
     cat.deactivate(ids["b"])
     report = mirror.sync(cat, str(dest), delete=True, **QUICK)
     assert report.exit_code == 0
-    assert any("state.json" in w for w in report.warnings), report.warnings
-    for name in (tree.ROOT_INDEX, tree.SUMS, "README.txt"):
+    assert any("state.sqlite" in w for w in report.warnings), report.warnings
+    for name in (tree.ROOT_INDEX, sums, "README.txt"):
         assert (dest / name).is_file(), name
     assert (outside / "id_rsa").read_bytes() == SECRET
     assert mirror.check_tree(str(dest)).ok

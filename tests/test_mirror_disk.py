@@ -1,7 +1,7 @@
 """The destination's disk fails under a sync: a real 2 MiB tmpfs that fills up, then the
 same tmpfs remounted read-only. Each run fails cleanly (a report with a reason and a
 non-zero exit code, never a half-written tree), and the previous good tree still
-verifies: ``check_tree`` clean, ``sha256sum -c SHA256SUMS`` passes, the old index is
+verifies: ``check_tree`` clean, ``tree.SUMS_CHECK`` passes, the old index is
 still what a reader sees, and no temporary is left behind.
 
 Needs Linux and root (``mount -t tmpfs``); skipped otherwise.
@@ -22,7 +22,7 @@ import pytest
 import glarelite
 import mirror
 from tests.fixtures.origin import Origin
-from tests.test_mirror_support import QUICK, World, build_world, temporaries
+from tests.test_mirror_support import QUICK, World, build_world, sums_check, temporaries
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"),
@@ -52,20 +52,22 @@ def world(tmp_path: Path, origin: Origin) -> Iterator[World]:
 
 
 def snapshot(dest: Path) -> dict[str, bytes]:
-    """The published files: indexes and SHA256SUMS (what a site reads first)."""
+    """The published files: indexes, shards, buckets and SHA256SUMS.d (what a site reads
+    first)."""
     out = {}
     for p in sorted(dest.rglob("*")):
         rel = p.relative_to(dest).as_posix()
-        if p.is_file() and (rel.endswith("index.json") or rel == "SHA256SUMS"):
+        if p.is_file() and (
+            (rel.endswith(".json") and not rel.startswith(".glarelite-mirror/"))
+            or rel.startswith("SHA256SUMS.d/")
+        ):
             out[rel] = p.read_bytes()
     return out
 
 
 def assert_previous_tree_holds(dest: Path, ids: set[str], published: dict[str, bytes]) -> None:
     assert mirror.check_tree(str(dest)).ok
-    sums = subprocess.run(
-        ["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=dest, capture_output=True
-    )
+    sums = sums_check(dest)
     assert sums.returncode == 0, sums.stdout + sums.stderr
     assert temporaries(dest) == []
     assert snapshot(dest) == published  # the old indexes, byte for byte

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,15 @@ import glarelite
 import mirror
 from glarelite import tree
 from tests.fixtures.origin import Origin
-from tests.test_mirror_support import QUICK, World, build_world, origin_gets
+from tests.test_mirror_support import (
+    QUICK,
+    World,
+    build_world,
+    origin_gets,
+    sums_check,
+    sums_text,
+    type_views,
+)
 
 
 @pytest.fixture
@@ -27,18 +34,11 @@ def world(tmp_path: Path, origin: Origin) -> World:
 
 
 def type_ids(dest: Path, type_name: str) -> set[str]:
-    data = json.loads((dest / tree.type_index_path(type_name)).read_text())
-    return {a["id"] for a in data["artifacts"]}
+    return {a["id"] for a in type_views(dest, type_name)}
 
 
 def sums_ok(dest: Path) -> bool:
-    done = subprocess.run(
-        ["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"],
-        cwd=dest,
-        check=False,
-        capture_output=True,
-    )
-    return done.returncode == 0
+    return sums_check(dest).returncode == 0
 
 
 def flip_one_byte(path: Path) -> None:
@@ -105,7 +105,7 @@ def test_unrepairable_damage_keeps_the_artifact_published(world: World, tmp_path
     cat, dest, ids, origin = world.catalog, tmp_path / "tree", world.ids, world.origin
     mirror.sync(cat, str(dest), **QUICK)
     before = {t: type_ids(dest, t) for t in ("images", "charts")}
-    sums_before = (dest / "SHA256SUMS").read_text()
+    sums_before = sums_text(dest)
     a2_file = dest / tree.blob_path("images", ids["a2"], "file")
     chart_file = dest / tree.blob_path("charts", ids["chart"], "package")
     flip_one_byte(a2_file)
@@ -119,7 +119,7 @@ def test_unrepairable_damage_keeps_the_artifact_published(world: World, tmp_path
         p.relative_to(dest).as_posix() for p in (a2_file, chart_file)
     )
     assert {t: type_ids(dest, t) for t in ("images", "charts")} == before
-    assert (dest / "SHA256SUMS").read_text() == sums_before
+    assert sums_text(dest) == sums_before
     assert report.artifacts == 4
     assert (dest / tree.artifact_index_path("images", ids["a2"])).exists()
 
@@ -166,7 +166,7 @@ def test_a_deactivated_artifact_is_withdrawn_without_delete(world: World, tmp_pa
     ]
     assert not b1_dir.exists()
     assert a1_us.read_bytes() == good  # the other's file, same bytes, intact
-    assert ids["b1"] not in (dest / "SHA256SUMS").read_text()
+    assert ids["b1"] not in sums_text(dest)
     assert ids["b1"] not in type_ids(dest, "images")
     assert report.retained == 0
     assert sums_ok(dest)

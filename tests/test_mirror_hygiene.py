@@ -15,6 +15,7 @@ import pytest
 
 import mirror
 from glarelite import tree
+from mirror.state import STATE
 from tests.fixtures import static
 from tests.fixtures.origin import Origin
 from tests.test_mirror_support import QUICK, World, build_world
@@ -101,9 +102,10 @@ def test_the_tutorial_nginx_block_serves_the_api_only(world: World, tmp_path: Pa
     with start_site(tutorial_nginx_block(), dest) as site:
         assert status(f"{site.url}/index.json") == (200, "application/json")
         assert status(f"{site.url}/{blob}") == (200, "application/octet-stream")
-        assert status(f"{site.url}/SHA256SUMS")[0] == 200
+        sums = next(p for p in dest.glob("SHA256SUMS.d/*/*"))
+        assert status(f"{site.url}/{sums.relative_to(dest).as_posix()}")[0] == 200
         for hidden in (
-            f"{tree.STATE_DIR}/state.json",
+            STATE,
             f"{tree.STATE_DIR}/lock",
             f"{tree.STATE_DIR}/partial/{partial.name}",
             temp.relative_to(dest).as_posix(),

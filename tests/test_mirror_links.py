@@ -9,7 +9,7 @@ from pathlib import Path
 import glarelite
 import mirror
 from glarelite import tree
-from tests.test_mirror_support import QUICK
+from tests.test_mirror_support import QUICK, type_views
 
 
 def test_links_resolve_inside_the_tree(tmp_path: Path, memory_store: str) -> None:
@@ -40,5 +40,4 @@ def test_links_resolve_inside_the_tree(tmp_path: Path, memory_store: str) -> Non
     assert (dest / link.lstrip("/")).is_file()
     assert (dest / tree.blob_path("images", base.id, "file")).read_bytes() == b"base bytes"
     assert not (dest / "artifacts" / "images" / hidden.id).exists()
-    images = json.loads((dest / tree.type_index_path("images")).read_text())
-    assert [a["id"] for a in images["artifacts"]] == [base.id]
+    assert [a["id"] for a in type_views(dest, "images")] == [base.id]

@@ -64,3 +64,13 @@ def test_an_unknown_keyword_is_refused(world: World, tmp_path: Path) -> None:
     with pytest.raises(glarelite.InvalidInput, match="SyncOptions"):
         mirror.sync(world.catalog, str(tmp_path / "t"), {"workers": 2})  # type: ignore[arg-type]
     assert not (tmp_path / "t").exists()
+
+
+def test_grace_and_scan_are_validated() -> None:
+    for bad in (-1, float("nan"), "1", True):
+        with pytest.raises(glarelite.InvalidInput, match="grace"):
+            mirror.SyncOptions(grace=bad)  # type: ignore[arg-type]
+    for bad_scan in (-1, 1.5, True):
+        with pytest.raises(glarelite.InvalidInput, match="scan"):
+            mirror.SyncOptions(scan=bad_scan)  # type: ignore[arg-type]
+    assert (mirror.SyncOptions().grace, mirror.SyncOptions().scan) == (3600.0, 200_000)

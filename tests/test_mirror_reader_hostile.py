@@ -46,9 +46,30 @@ REPO = Path(glarelite.__file__).resolve().parents[1]
 
 
 # -- helpers ---------------------------------------------------------------------------------
+@pytest.fixture(params=[1, 2], ids=["fmt1", "fmt2"])
+def seed(request: pytest.FixtureRequest) -> Tree:
+    """The seed tree in both formats: format 1 (every index read at open) and format 2
+    (shards read when a query needs them)."""
+    return treekit.build(request.param)
+
+
 @pytest.fixture
-def seed() -> Tree:
-    return treekit.build()
+def seed1() -> Tree:
+    """A format 1 seed, for the cases about format 1's type indexes."""
+    return treekit.build(1)
+
+
+def held_in(t: Tree, type_name: str) -> str:
+    """The start of the path of the file that holds the type's show views."""
+    if t.fmt == 1:
+        return tree.type_index_path(type_name)
+    return f"{tree.ARTIFACTS}/{type_name}/_shards/"
+
+
+def load(location: Any, **kwargs: Any) -> None:
+    """Open the tree and list everything: a format 2 tree reads its shards only then."""
+    with glarelite.open_mirror(location, **kwargs) as m:
+        list(m.iter_all())
 
 
 @pytest.fixture
@@ -152,13 +173,14 @@ def test_a_hostile_id_field_or_key_never_reads_outside_a_local_tree(
     with spy_opens() as seen, pytest.raises(glarelite.InvalidInput) as caught:
         m = glarelite.open_mirror(scratch / "tree")
         exercise(m, scratch)  # only reached on a reader that trusted the index
-    assert "artifacts/images/index.json" in str(caught.value)
+    assert held_in(seed, "images") in str(caught.value)
     assert outside(seen, scratch / "tree") == []
 
 
 def test_a_hostile_type_name_never_reads_a_type_index_outside_the_tree(
-    seed: Tree, scratch: Path
+    seed1: Tree, scratch: Path
 ) -> None:
+    seed = seed1
     entry = seed.root["types"].pop("charts")
     seed.root["types"]["../../x"] = entry
     index = seed.indexes.pop("charts")
@@ -180,8 +202,9 @@ def test_a_hostile_id_field_or_key_never_requests_outside_the_base_url(
     hostile_blob(seed, "../..", "..", "secret.txt")
     base = treekit.serve_tree(origin, "/site/tree", treekit.render(seed))
     secret = origin.add("/site/secret.txt", data=SECRET)
-    with pytest.raises(glarelite.InvalidInput, match=r"artifacts/images/index\.json"):
+    with pytest.raises(glarelite.InvalidInput, match=held_in(seed, "images")):
         m = glarelite.open_mirror(base, settings=FAST)
+        list(m.iter_all())
         with m.open_blob("../..", "../secret.txt") as f:
             f.read()
     assert secret.hits == 0
@@ -195,7 +218,7 @@ def test_a_blob_url_in_the_index_is_never_the_path_read(seed: Tree, scratch: Pat
     record.update(size=len(SECRET), sha256=treekit.sha(SECRET))
     treekit.write_tree(scratch / "tree", treekit.render(seed))
     with pytest.raises(glarelite.InvalidInput, match="is not its internal URL"):
-        glarelite.open_mirror(scratch / "tree")
+        load(scratch / "tree")
 
 
 # -- 2. links in a local tree are never followed ----------------------------------------------
@@ -225,10 +248,15 @@ def test_a_blob_that_is_a_symlink_is_refused_whole_ranged_and_downloaded(
             assert f.read() == seed.blobs[tree.blob_path("images", other, "regions", "eu")]
 
 
-@pytest.mark.parametrize("what", ["folder", "root index", "type index", "tree folder"])
+@pytest.mark.parametrize(
+    "what", ["folder", "root index", "type index", "tree folder", "shard", "bucket", "shards"]
+)
 def test_a_symlinked_folder_or_index_is_refused(seed: Tree, scratch: Path, what: str) -> None:
     """A link anywhere under the tree: a copy of the real thing sits at the link's target,
     so only refusing the link itself passes."""
+    only = {"type index": 1, "shard": 2, "bucket": 2, "shards": 2}.get(what)
+    if only is not None and only != seed.fmt:
+        pytest.skip(f"format {seed.fmt} has no {what}")
     files = treekit.render(seed)
     treekit.write_tree(scratch / "tree", files)
     treekit.write_tree(scratch / "copy", files)
@@ -238,6 +266,9 @@ def test_a_symlinked_folder_or_index_is_refused(seed: Tree, scratch: Path, what:
         "root index": tree.ROOT_INDEX,
         "type index": tree.type_index_path("charts"),
         "tree folder": "artifacts",
+        "shard": seed.fmt == 2 and treekit.shard_file(files, "charts", tree.shard_of("web")),
+        "bucket": seed.fmt == 2 and treekit.bucket_file(files, "charts", tree.shard_of("web")[0]),
+        "shards": "artifacts/charts/_shards",
     }[what]
     target = t / name
     if target.is_dir():
@@ -248,7 +279,7 @@ def test_a_symlinked_folder_or_index_is_refused(seed: Tree, scratch: Path, what:
         target.unlink()
     target.symlink_to(scratch / "copy" / name)
     with pytest.raises(glarelite.VerificationError, match="symbolic link"):
-        glarelite.open_mirror(t)
+        load(t)
 
 
 def test_a_fifo_or_folder_at_a_blob_path_is_refused_without_waiting(
@@ -299,13 +330,18 @@ def gzip_bomb(inflated_gib: int = 1) -> bytes:
     return gzip.compress(b"")[:10] + block * (1024 * inflated_gib) + c.flush() + trailer
 
 
-@pytest.mark.parametrize("path", [tree.ROOT_INDEX, "artifacts/charts/index.json", "blob"])
+@pytest.mark.parametrize("path", [tree.ROOT_INDEX, "type index", "blob"])
 def test_a_gzip_body_is_refused_never_inflated(seed: Tree, origin: Origin, path: str) -> None:
     files = treekit.render(seed)
     base = treekit.serve_tree(origin, "/tree", files)
     chart = seed.shows("charts")[0]["id"]
     if path == "blob":
         path = tree.blob_path("charts", chart, "package")
+    elif path == "type index":  # format 2: the chart's shard
+        shard = tree.shard_of("web")
+        path = (
+            treekit.shard_file(files, "charts", shard) if seed.fmt == 2 else held_in(seed, "charts")
+        )
     origin.add(f"/tree/{path}", data=gzip_bomb(), headers={"Content-Encoding": "gzip"})
     tracemalloc.start()
     try:
@@ -357,8 +393,9 @@ def test_a_huge_local_root_index_is_refused_before_reading(seed: Tree, scratch: 
 
 
 def test_a_type_index_is_read_no_further_than_the_root_records(
-    seed: Tree, origin: Origin, scratch: Path
+    seed1: Tree, origin: Origin, scratch: Path
 ) -> None:
+    seed = seed1
     files = treekit.render(seed)
     files[tree.type_index_path("charts")] += b" " * (1 << 20)  # grew after the root was sealed
     base = treekit.serve_tree(origin, "/tree", files)
@@ -512,8 +549,9 @@ def _mutations() -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize("case", range(len(_mutations())))
 def test_a_malformed_index_raises_invalid_input_naming_the_file(
-    seed: Tree, scratch: Path, case: int
+    seed1: Tree, scratch: Path, case: int
 ) -> None:
+    seed = seed1
     where, mutate = _mutations()[case]
     doc = seed.root if where == "root" else seed.indexes[where]
     mutate(doc)
@@ -531,7 +569,7 @@ def test_an_id_in_two_type_indexes_is_invalid_input_not_a_conflict(
     seed.shows("charts")[0] = json.loads(chart)  # the first image's id, urls and all
     treekit.write_tree(scratch / "tree", treekit.render(seed))
     with pytest.raises(glarelite.InvalidInput, match="is listed twice"):
-        glarelite.open_mirror(scratch / "tree")
+        load(scratch / "tree")
 
 
 @pytest.mark.parametrize(
@@ -547,8 +585,9 @@ def test_an_id_in_two_type_indexes_is_invalid_input_not_a_conflict(
 )
 @pytest.mark.parametrize("path", [tree.ROOT_INDEX, "artifacts/images/index.json"])
 def test_unparseable_indexes_raise_invalid_input(
-    seed: Tree, scratch: Path, raw: bytes, path: str
+    seed1: Tree, scratch: Path, raw: bytes, path: str
 ) -> None:
+    seed = seed1
     files = treekit.render(seed)
     files[path] = raw
     if path != tree.ROOT_INDEX:  # sealed, so the reader gets as far as parsing it
@@ -636,7 +675,7 @@ def test_a_redirect_off_the_base_is_refused(
             origin.add("/tree/index.json", redirect=target)
         error = glarelite.NetworkError if where == "loop" else glarelite.RefusedLocation
         with pytest.raises(error, match="redirect"):
-            glarelite.open_mirror(base, settings=settings_)
+            load(base, settings=settings_)
         assert not elsewhere.requests
         assert not origin.requests_for("/other/index.json")
         assert not origin.requests_for("/tree/%2e%2e/other/index.json")
@@ -694,7 +733,7 @@ def _positions(doc: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]
 
 @st.composite
 def mutated_trees(draw: st.DrawFn, *, links: bool) -> tuple[Tree, list[str]]:
-    t = treekit.build()
+    t = treekit.build(draw(st.sampled_from([1, 2])))
     links_to_make: list[str] = []
     for _ in range(draw(st.integers(1, 3))):
         docs = {"root": t.root, **{f"type:{n}": d for n, d in t.indexes.items()}}
@@ -702,13 +741,48 @@ def mutated_trees(draw: st.DrawFn, *, links: bool) -> tuple[Tree, list[str]]:
         doc = docs[name]
         positions = list(_positions(doc))
         where = draw(st.sampled_from(positions))
-        op = draw(st.sampled_from(["value", "key", "delete", "dup", "raw", "link", "secret"]))
+        ops = ["value", "key", "delete", "dup", "raw", "link", "secret"]
+        op = draw(st.sampled_from([*ops, "file", "place"] if t.fmt == 2 else ops))
+        if op == "raw" and t.fmt == 2 and name != "root":  # a shard or bucket, pinned as is
+            kind = draw(st.sampled_from(["shard", "bucket"]))
+            shard = tree.shard_of(t.shows(name[5:])[0]["name"])
+            t.sealed_raw[(kind, name[5:], shard if kind == "shard" else shard[0])] = draw(
+                st.sampled_from(RAW)
+            )
+            continue
+        if op == "file":  # a field of a shard or bucket file itself
+            kind = draw(st.sampled_from(["shard", "bucket"]))
+            key = draw(st.sampled_from(["format_version", "type", "shard", "bucket", "shards"]))
+            value = draw(HOSTILE_VALUES)
+
+            def edit(_t: str, _p: str, d: dict[str, Any], key: str = key, v: Any = value) -> None:
+                if isinstance(d.get("shards"), dict) and key == "shards" and d["shards"]:
+                    first = sorted(d["shards"])[0]
+                    d["shards"][v if isinstance(v, str) else str(v)] = d["shards"].pop(first)
+                else:
+                    d[key] = v
+
+            t.edits.append((kind, edit))
+            continue
+        if op == "place":  # an artifact in a shard its name does not hash to
+            items = doc.get("artifacts") if name != "root" else None
+            if isinstance(items, list) and items and isinstance(items[0], dict):
+                ident = items[0].get("id")
+                if isinstance(ident, str):
+                    t.placed[ident] = draw(st.sampled_from(["000", "fff", "780", "4b5"]))
+            continue
         if op == "raw":
             path = tree.ROOT_INDEX if name == "root" else tree.type_index_path(name[5:])
             t.raw[path] = draw(st.sampled_from(RAW))
             continue
         if op == "link" and links:
-            links_to_make.append(draw(st.sampled_from([*sorted(t.blobs), "artifacts/images"])))
+            links_to_make.append(
+                draw(
+                    st.sampled_from(
+                        [*sorted(t.blobs), "artifacts/images", "artifacts/images/_shards"]
+                    )
+                )
+            )
             continue
         if op == "dup" and name != "root":
             items = doc.get("artifacts")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from tests.test_cli import (  # the CLI fixtures: env, run, ready
     ready_fixture,
     run_fixture,
 )
-from tests.test_mirror_support import QUICK, World, build_world
+from tests.test_mirror_support import QUICK, World, build_world, sums_check, sums_text, type_views
 
 __all__ = ["env_fixture", "ready_fixture", "run_fixture"]
 
@@ -77,15 +76,13 @@ def test_redirect_tree_lists_externals_without_copying_them(world: World, tmp_pa
         assert entry["redirect"] == origin_url
         assert entry["sha256"] == hashlib.sha256(world.data[url]).hexdigest()
         assert entry["size"] == len(world.data[url])
-    sums = (root / tree.SUMS).read_text()
+    sums = sums_text(root)
     for url in externals:
         assert url.lstrip("/") not in sums  # only what the tree holds
     for url in set(world.published_urls()) - set(externals):
         assert url.lstrip("/") in sums
     # sha256sum -c checks what the tree holds, and passes
-    checked = subprocess.run(
-        ["sha256sum", "--strict", "-c", tree.SUMS], cwd=root, capture_output=True, timeout=60
-    )
+    checked = sums_check(root)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = (root / INCLUDE).read_text()
     assert "map $uri $glarelite_redirect" in rules
@@ -136,8 +133,7 @@ def test_blob_changed_upstream_is_not_redirected_to(world: World, tmp_path: Path
     assert failed and "changed upstream" in failed[0]["reason"]
     rules = (root / INCLUDE).read_text()
     assert url not in rules and origin_url not in rules
-    types_index = json.loads((root / tree.type_index_path("images")).read_text())
-    assert a2 not in {a["id"] for a in types_index["artifacts"]}
+    assert a2 not in {a["id"] for a in type_views(root, "images")}
     with glarelite.open_mirror(root) as reader:
         with pytest.raises(glarelite.NotFound):
             reader.get(a2)

@@ -17,7 +17,7 @@ import mirror
 from glarelite import tree
 from mirror.dest import HOST
 from tests.fixtures.origin import Origin
-from tests.test_mirror_support import QUICK, World, build_world, origin_gets
+from tests.test_mirror_support import QUICK, World, build_world, origin_gets, sums_check
 
 pytestmark = pytest.mark.s3
 
@@ -53,7 +53,7 @@ def test_mirror_into_s3(world: World, seaweedfs: Any, s3_store_url: str, tmp_pat
     for key, data in objects.items():
         (local / key).parent.mkdir(parents=True, exist_ok=True)
         (local / key).write_bytes(data)
-    assert subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=local).returncode == 0
+    assert sums_check(local).returncode == 0
 
     # A rerun with nothing to do: no request upstream, nothing written.
     gets = len(origin_gets(world.origin))

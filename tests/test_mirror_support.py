@@ -8,13 +8,16 @@ kill tests) reads the same storage.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import glarelite
+from glarelite import tree
 from tests.fixtures.origin import Origin
 
 FAST = glarelite.HttpSettings(
@@ -23,6 +26,8 @@ FAST = glarelite.HttpSettings(
     read_timeout=10.0,
 )
 QUICK = {"backoff": 0.01, "retries": 1}  # sync options: tests never wait on backoff
+# ... nor keep superseded index files for the grace period (a reader holding an old root)
+NO_GRACE = {**QUICK, "grace": 0}
 
 
 def sha(data: bytes) -> str:
@@ -166,6 +171,40 @@ def tree_files(root: Path) -> dict[str, bytes]:
             p = Path(folder, name)
             out[p.relative_to(root).as_posix()] = p.read_bytes()
     return out
+
+
+def type_views(root: Path, type_name: str) -> list[dict[str, Any]]:
+    """The show views a format 2 tree publishes for a type: root -> buckets -> shards,
+    each checked against the sha256 that pins it."""
+    data = json.loads((root / tree.ROOT_INDEX).read_bytes())
+    entry = tree.Root.from_dict(data).types[type_name]
+    views: list[dict[str, Any]] = []
+    for bucket, ref in sorted(entry.buckets.items()):
+        raw = (root / entry.bucket_path(bucket)).read_bytes()
+        assert sha(raw) == ref.sha256
+        parsed = tree.Bucket.from_dict(json.loads(raw), type_name, bucket)
+        for shard, sref in sorted(parsed.shards.items()):
+            raw_shard = (root / sref.path(type_name)).read_bytes()
+            assert sha(raw_shard) == sref.file.sha256
+            views += [dict(v) for v in tree.check_shard(json.loads(raw_shard), type_name, shard)]
+    return views
+
+
+def sums_text(root: Path) -> str:
+    """Every line of the tree's SHA256SUMS.d files (what ``tree.SUMS_CHECK`` checks)."""
+    folder = root / tree.SUMS_DIR
+    return "".join(p.read_text() for p in sorted(folder.glob("*/*")))
+
+
+def sums_check(root: Path) -> subprocess.CompletedProcess[bytes]:
+    """``tree.SUMS_CHECK`` run in the tree, as a site would."""
+    return subprocess.run(
+        ["sh", "-c", tree.SUMS_CHECK + " --strict --quiet"],
+        cwd=root,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def temporaries(root: Path) -> list[str]:

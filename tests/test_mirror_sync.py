@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,21 @@ import mirror
 from glarelite import tree
 from mirror.dest import open_dest
 from mirror.lock import TreeLock
+from mirror.state import STATE
 from tests.fixtures.origin import Origin
 from tests.test_mirror_support import (
+    NO_GRACE,
     QUICK,
     RecordingProgress,
     World,
     build_world,
     origin_gets,
     sha,
+    sums_check,
+    sums_text,
     temporaries,
     tree_files,
+    type_views,
 )
 
 
@@ -41,8 +45,7 @@ def root_index(dest: Path) -> dict:
 
 
 def type_ids(dest: Path, type_name: str) -> set[str]:
-    data = json.loads((dest / tree.type_index_path(type_name)).read_text())
-    return {a["id"] for a in data["artifacts"]}
+    return {a["id"] for a in type_views(dest, type_name)}
 
 
 def test_tree_holds_every_selected_blob_at_its_internal_url(world: World, tmp_path: Path) -> None:
@@ -73,26 +76,26 @@ def test_tree_holds_every_selected_blob_at_its_internal_url(world: World, tmp_pa
         "bytes": sum(len(d) for d in world.published_urls().values()),
     }
     assert set(root["types"]) == {"images", "charts"}
-    images = json.loads((dest / "artifacts/images/index.json").read_text())
-    assert images["generation"] == 1 and images["count"] == 3
-    by_id = {a["id"]: a for a in images["artifacts"]}
+    assert root["generation"] == 1 and root["types"]["images"]["artifacts"] == 3
+    by_id = {a["id"]: a for a in type_views(dest, "images")}
     assert set(by_id) == {world.ids[k] for k in ("a1", "a2", "b1")}
     for artifact_id, show in by_id.items():
         assert show == world.catalog.get(artifact_id).to_dict()
         own = json.loads((dest / tree.artifact_index_path("images", artifact_id)).read_text())
-        assert own.pop("mirror") == {"format_version": 1, "generation": 1}
+        assert own.pop("mirror") == {"format_version": tree.FORMAT_VERSION, "generation": 1}
         assert own == show
     assert type_ids(dest, "charts") == {world.ids["chart"]}
 
-    # sha256sum -c in the tree checks every blob, and the type indexes (so that it has
-    # a line to check even in a tree that publishes no artifact); nothing else.
-    sums = (dest / "SHA256SUMS").read_text().splitlines()
+    # tree.SUMS_CHECK in the tree checks every blob, the shard files and the bucket
+    # files (so that it has a line to check even in a tree that publishes no artifact);
+    # nothing else.
+    sums = sums_text(dest).splitlines()
+    shards = [str(p.relative_to(dest)) for p in sorted((dest / "artifacts").glob("*/_*/*.json"))]
     assert sorted(line.split("  ")[1] for line in sums) == sorted(
-        [u.lstrip("/") for u in world.published_urls()]
-        + ["artifacts/charts/index.json", "artifacts/images/index.json"]
+        [u.lstrip("/") for u in world.published_urls()] + shards
     )
-    done = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=dest, check=False)
-    assert done.returncode == 0
+    done = sums_check(dest)
+    assert done.returncode == 0, done.stderr
     assert mirror.check_tree(str(dest)).ok
 
 
@@ -157,6 +160,7 @@ def test_rerun_copies_only_what_changed(world: World, tmp_path: Path) -> None:
     cat, dest = world.catalog, tmp_path / "tree"
     mirror.sync(cat, str(dest), **QUICK)
     gets = len(origin_gets(world.origin))
+    charts = root_index(dest)["types"]["charts"]
 
     # A metadata change: indexes rewritten, no blob read.
     cat.update(world.ids["a1"], description="now documented")
@@ -167,7 +171,7 @@ def test_rerun_copies_only_what_changed(world: World, tmp_path: Path) -> None:
     assert own["description"] == "now documented" and own["mirror"]["generation"] == 2
     untouched = json.loads((dest / tree.artifact_index_path("images", world.ids["b1"])).read_text())
     assert untouched["mirror"]["generation"] == 1
-    assert root_index(dest)["types"]["charts"]["index"]["generation"] == 1
+    assert root_index(dest)["types"]["charts"] == charts  # its shards and buckets as they were
     assert len(origin_gets(world.origin)) == gets
 
     # A new artifact: only its blob is fetched.
@@ -198,7 +202,7 @@ def test_deselected_artifacts_leave_the_indexes_and_delete_prunes_them(
     assert report.exit_code == 0 and report.retained == 2  # its blob and its index
     assert report.withdrawn == []
     assert ids["b1"] not in type_ids(dest, "images")
-    assert ids["b1"] not in (dest / "SHA256SUMS").read_text()
+    assert ids["b1"] not in sums_text(dest)
     assert (b1_dir / "file").exists()  # kept until delete=True
     assert mirror.check_tree(str(dest)).ok
 
@@ -262,12 +266,17 @@ def test_prune_refuses_to_empty_the_tree_and_respects_max_delete(
         assert "force" in report.refused and report.prune == "not asked"
         assert tree_files(dest) == before  # nothing published, nothing deleted
 
-    report = mirror.sync(cat, str(dest), names=["no such name"], delete=True, force=True, **QUICK)
+    report = mirror.sync(
+        cat, str(dest), names=["no such name"], delete=True, force=True, **NO_GRACE
+    )
     assert report.exit_code == 0 and report.artifacts == 0
-    assert sorted(p for p in tree_files(dest) if p.startswith("artifacts/")) == [
-        "artifacts/charts/index.json",
-        "artifacts/images/index.json",
+    # no artifact left: no blob, no artifact index, no shard; one empty bucket per type
+    files = sorted(p for p in tree_files(dest) if p.startswith("artifacts/"))
+    assert [p.split("/")[:3] for p in files] == [
+        ["artifacts", "charts", "_buckets"],
+        ["artifacts", "images", "_buckets"],
     ]
+    assert sums_check(dest).returncode == 0
     assert mirror.check_tree(str(dest)).ok
 
 
@@ -281,7 +290,7 @@ def test_dry_run_reports_and_changes_nothing(world: World, tmp_path: Path) -> No
     assert len(origin_gets(world.origin)) == 3  # the three registrations only
 
     mirror.sync(cat, str(dest), **QUICK)
-    state = (dest / ".glarelite-mirror/state.json").read_bytes()
+    state = (dest / STATE).read_bytes()
     before = tree_files(dest)
     report = mirror.sync(cat, str(dest), names=["a", "c"], dry_run=True, delete=True, **QUICK)
     assert report.would_delete == [
@@ -290,7 +299,7 @@ def test_dry_run_reports_and_changes_nothing(world: World, tmp_path: Path) -> No
     ]
     assert report.deleted == [] and report.would_copy == []
     assert tree_files(dest) == before
-    assert (dest / ".glarelite-mirror/state.json").read_bytes() == state
+    assert (dest / STATE).read_bytes() == state
 
 
 def test_changed_upstream_is_refused_and_reported_and_good_copies_stay(
@@ -317,13 +326,13 @@ def test_changed_upstream_is_refused_and_reported_and_good_copies_stay(
     assert failure["error"] == "ChecksumMismatch" and "sha256" in failure["reason"]
     assert not (dest / failure["path"]).exists() and temporaries(dest) == []
     assert new.id not in type_ids(dest, "images")  # not published
-    assert new.id not in (dest / "SHA256SUMS").read_text()
+    assert new.id not in sums_text(dest)
     assert a2_file.read_bytes() == good
     assert origin_gets(origin)[gets:] == ["/n.img"]  # the good copy was not re-fetched
     assert json.loads(json.dumps(report.to_dict()))["failed"] == report.failed
 
     # The tree's memory lost: files already in place are re-hashed and kept, not fetched.
-    (dest / ".glarelite-mirror/state.json").unlink()
+    (dest / STATE).unlink()
     gets = len(origin_gets(origin))
     report = mirror.sync(cat, str(dest), **QUICK)
     assert a2_file.read_bytes() == good

@@ -261,6 +261,23 @@ def mirror_cmd(
             "their origin, the tree carries redirect rules (redirects.nginx.conf).",
         ),
     ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Superseded shard and bucket files stay this long for readers (default 3600).",
+        ),
+    ] = 3600.0,
+    scan: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Blobs checked with one lstat per run, from where the last run stopped "
+            "(default 200000; 0: none).",
+        ),
+    ] = 200_000,
     report_file: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Write the run's report as JSON."),
@@ -321,6 +338,7 @@ def mirror_cmd(
                     storage_options=options,
                     settings=glarelite.MirrorSettings(retry=retry),
                     workers=workers,
+                    grace=grace,
                 ),
             )
         elif check_only:
@@ -348,6 +366,8 @@ def mirror_cmd(
                 retries=st.retries if st.retries is not None else 3,
                 sign_key=sign_key or None,
                 externals=externals or "copy",
+                grace=grace,
+                scan=scan,
             )
             report = mirror.sync(st.open(), dest, options=sync_options, progress=progress)
     data = report.to_dict()
