@@ -168,7 +168,8 @@ def test_rollback_is_refused_unless_forced(world: World, tmp_path: Path) -> None
     back = mirror.sync_from(str(older), str(edge))
     assert back.exit_code == mirror.EXIT_PRUNE_REFUSED and "rollback" in back.refused
     assert tree_files(edge) == before
-    forced = mirror.sync_from(str(older), str(edge), force=True)
+    # (grace 0: the newer generation's superseded buckets and shards go at once)
+    forced = mirror.sync_from(str(older), str(edge), force=True, grace=0)
     assert forced.exit_code == 0 and forced.published
     assert tree_files(edge) == tree_files(older)
 
@@ -741,3 +742,16 @@ def test_v2_first_hop_goes_shard_by_shard_and_resumes_after_a_bad_blob(tmp_path:
     assert bad.relative_to(hub).as_posix() in blob_paths(again)
     assert tree_files(region) == tree_files(hub)
     assert mirror.check_tree(str(region)).ok
+
+
+def test_v2_cli_mirror_from_grace(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 20)
+    assert cli("mirror", str(region), "--from", str(hub)).returncode == 0
+    old = {p for p in tree_files(region) if "/_" in p}
+    tree2kit.change_one(hub, shows, 2, 2)
+    done = cli("mirror", str(region), "--from", str(hub), "--grace", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    gone = old - {p for p in tree_files(region) if "/_" in p}
+    assert len(gone) == 2 and gone <= set(json.loads(done.stdout)["deleted"])
+    assert mirror.check_tree(str(region)).superseded == 0
