@@ -74,3 +74,27 @@ def is_index_path(path: object) -> bool:
     except InvalidInput:
         return False
     return True
+
+
+_SHARD_NAME = re.compile(rf"[0-9a-f]{{{tree.SHARD_DIGITS}}}\Z")
+
+
+def is_sums_path(path: object) -> bool:
+    """``SHA256SUMS.d/<type>/<shard>`` or ``SHA256SUMS.d/<type>/index`` (format 2)."""
+    if not isinstance(path, str):
+        return False
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] != tree.SUMS_DIR:
+        return False
+    if parts[2] != tree.TYPE_SUMS and not _SHARD_NAME.match(parts[2]):
+        return False
+    try:
+        check_type_name(parts[1])
+    except InvalidInput:
+        return False
+    return True
+
+
+def is_content_path(path: object) -> bool:
+    """A bucket or shard file ``artifacts/<type>/_buckets|_shards/<name>.<sha256>.json``."""
+    return isinstance(path, str) and tree.parse_content_path(path) is not None

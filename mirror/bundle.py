@@ -2,17 +2,20 @@
 
 A bundle is a tar stream whose first member, ``glarelite-bundle.json``, is a manifest:
 the generation it brings, the sha256 of that generation's root index, the base
-generation (incremental bundles only), every file of the generation with its size and
-sha256 (``tree``), the files the bundle carries (``members``, in publish order) and the
-paths removed since the base (withdrawals). The members follow, in that order.
+generation (incremental bundles only), the files of the generation with their size and
+sha256 (``tree``: every file for a full bundle and for a format 1 tree's; what it
+carries for an incremental ``glarelite-bundle/2``), the files the bundle carries
+(``members``, in publish order) and the paths removed since the base (withdrawals). The
+members follow, in that order.
 
 Export reads a local tree the way a site would (names validated, every index checked
 against the root that pins it, no link followed) and hashes every byte it writes;
 import verifies every byte into a staging folder inside the site's state folder before
 anything is published, then renames into place in the mirror's publish order (blobs,
-artifact indexes, type indexes, SHA256SUMS, the signed root, ``index.json`` last).
-``index.signed.json`` travels unchanged, so an edge that trusts the hub's key still
-accepts what it reads.
+artifact indexes, shards, shard sums files, buckets, the types' sums indexes, the signed
+root, ``index.json`` last; format 1: type indexes and SHA256SUMS). Superseded bucket and
+shard files stay for a grace period (``_superseded``). ``index.signed.json`` travels
+unchanged, so an edge that trusts the hub's key still accepts what it reads.
 """
 
 from __future__ import annotations
@@ -40,11 +43,23 @@ from glarelite import (
     tree,
 )
 
-from ._paths import check_artifact_id, check_blob_names, is_blob_path, is_index_path
+from . import _superseded, _tree2, redirects
+from ._paths import (
+    check_artifact_id,
+    check_blob_names,
+    is_blob_path,
+    is_content_path,
+    is_index_path,
+    is_sums_path,
+)
 from .dest import LocalDest
 from .lock import TreeLock
 
-FORMAT = "glarelite-bundle/1"
+# /2: bundles of format 2 trees (shards, buckets, SHA256SUMS.d, the redirect include);
+# the manifest's shape is unchanged, but a glarelite that reads /1 only cannot place
+# those files: it says "a newer glarelite" instead of naming a path it does not know.
+FORMAT = "glarelite-bundle/2"
+FORMATS = ("glarelite-bundle/1", FORMAT)
 MANIFEST = "glarelite-bundle.json"
 COMPRESSIONS = {"none": "", "gz": "gz"}
 RECORDS = f"{tree.STATE_DIR}/bundles"  # hub side: the manifest of each exported generation
@@ -57,7 +72,7 @@ _MAX_INDEX = 1 << 30  # a type index of ~1.5 million artifacts
 _MAX_ROOT = signing.MAX_SIGNED_SIZE
 _MAX_HEADER = 1 << 20  # a pax or long-name header: a path is far shorter
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_SPECIAL = (tree.ROOT_INDEX, tree.SUMS, signing.SIGNED_INDEX)
+_SPECIAL = (tree.ROOT_INDEX, tree.SUMS, signing.SIGNED_INDEX, redirects.INCLUDE)
 
 Listing = dict[str, tuple[int, str]]  # tree path -> (size, sha256)
 
@@ -116,14 +131,20 @@ class ImportReport:
 
 # -- the manifest ---------------------------------------------------------------------------
 def _rank(path: str) -> int:
-    """Publish order: blobs, artifact indexes, type indexes, SHA256SUMS, the signed root,
-    the root index last (a plain reader sees the new root only once all is in place; a
-    reader with keys takes the root from the signed file, written after what it pins)."""
+    """Publish order: blobs (and the redirect rules), artifact indexes, shards (format 1:
+    type indexes), shard sums files, buckets, the types' sums indexes (format 1:
+    SHA256SUMS), the signed root, the root index last (a plain reader sees the new root
+    only once all is in place; a reader with keys takes the root from the signed file,
+    written after what it pins)."""
     if path == tree.ROOT_INDEX:
-        return 5
+        return 7
     if path == signing.SIGNED_INDEX:
-        return 4
-    if path == tree.SUMS:
+        return 6
+    if path == tree.SUMS or (path.endswith(f"/{tree.TYPE_SUMS}") and is_sums_path(path)):
+        return 5
+    if is_content_path(path):
+        return 2 if "/_shards/" in path else 4
+    if is_sums_path(path):
         return 3
     if is_index_path(path):
         return 2 if path.count("/") == 2 else 1
@@ -135,7 +156,13 @@ def _ordered(paths: Any) -> list[str]:
 
 
 def _tree_path(value: object) -> bool:
-    return value in _SPECIAL or is_blob_path(value) or is_index_path(value)
+    return (
+        value in _SPECIAL
+        or is_blob_path(value)
+        or is_index_path(value)
+        or is_content_path(value)
+        or is_sums_path(value)
+    )
 
 
 @dataclass(frozen=True)
@@ -146,10 +173,11 @@ class Manifest:
     listing: Listing  # every file of the generation
     members: list[str]  # the files carried, in order
     removed: list[str]
+    format: str = FORMAT
 
     def to_json(self) -> bytes:
         data = {
-            "format": FORMAT,
+            "format": self.format,
             "generation": self.generation,
             "root_sha256": self.root_sha256,
             "base": None
@@ -183,8 +211,8 @@ def parse_manifest(raw: bytes, where: str) -> Manifest:
         data = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise bad(f"not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise bad(f"not a {FORMAT} manifest (a newer glarelite, or not a bundle)")
+    if not isinstance(data, dict) or data.get("format") not in FORMATS:
+        raise bad(f"not a {' or '.join(FORMATS)} manifest (a newer glarelite, or not a bundle)")
     generation, root_sha = data.get("generation"), data.get("root_sha256")
     if not _count(generation) or not isinstance(root_sha, str) or not _HEX64.match(root_sha):
         raise bad("generation or root_sha256 malformed")
@@ -224,7 +252,9 @@ def parse_manifest(raw: bytes, where: str) -> Manifest:
         raise bad("a removed path is malformed, repeated or still in the tree")
     if base is None and set(members) != set(listing):
         raise bad("a full bundle must carry every file of its tree")
-    return Manifest(generation, root_sha, base, listing, list(members), list(removed))
+    return Manifest(
+        generation, root_sha, base, listing, list(members), list(removed), data["format"]
+    )
 
 
 # -- reading the tree to export ----------------------------------------------------------------
@@ -258,9 +288,14 @@ def read_tree(src: LocalDest) -> tuple[int, Listing]:
     when their bytes are read)."""
     raw_root = _read_small(src, tree.ROOT_INDEX, _MAX_ROOT)
     try:
-        root = tree.RootIndex.from_dict(json.loads(raw_root))
+        data = json.loads(raw_root)
+        v2 = tree.Root.from_dict(data) if tree.format_of(data) == tree.FORMAT_VERSION else None
+        root = tree.RootIndex.from_dict(data) if v2 is None else None
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"{src.abspath(tree.ROOT_INDEX)}: {exc}") from None
+    if v2 is not None:
+        return _read_tree2(src, raw_root, v2)
+    assert root is not None
     listing: Listing = {tree.ROOT_INDEX: (len(raw_root), hashlib.sha256(raw_root).hexdigest())}
     sums = _hash_file(src, tree.SUMS) if src.stat(tree.SUMS) else None
     if sums is None or (root.sums_sha256 and sums != (root.sums_size, root.sums_sha256)):
@@ -268,18 +303,7 @@ def read_tree(src: LocalDest) -> tuple[int, Listing]:
             f"{src.abspath(tree.SUMS)} is missing or not the one the root index pins"
         )
     listing[tree.SUMS] = sums
-    if src.stat(signing.SIGNED_INDEX) is not None:
-        signed = _read_small(src, signing.SIGNED_INDEX, signing.MAX_SIGNED_SIZE)
-        try:
-            inner = json.loads(signed).get("root")
-        except (ValueError, RecursionError, AttributeError):
-            inner = None
-        if not isinstance(inner, str) or inner.encode() != raw_root:
-            raise VerificationError(
-                f"{src.abspath(signing.SIGNED_INDEX)} does not sign this {tree.ROOT_INDEX}: "
-                "a stale or damaged signed root (re-run the mirror with --sign-key)"
-            )
-        listing[signing.SIGNED_INDEX] = (len(signed), hashlib.sha256(signed).hexdigest())
+    _read_signed(src, raw_root, listing)
     for type_name, entry in sorted(root.types.items()):
         path = tree.type_index_path(type_name)
         data = _read_small(src, path, _MAX_INDEX)
@@ -301,6 +325,67 @@ def read_tree(src: LocalDest) -> tuple[int, Listing]:
                     listing[blob_path] = (size, digest)
         except (ValueError, RecursionError, AttributeError, TypeError) as exc:
             raise VerificationError(f"{src.abspath(path)}: {exc}") from None
+    return root.generation, listing
+
+
+def _read_signed(src: LocalDest, raw_root: bytes, listing: Listing) -> None:
+    """``index.signed.json``, when there is one, must sign this very root."""
+    if src.stat(signing.SIGNED_INDEX) is None:
+        return
+    signed = _read_small(src, signing.SIGNED_INDEX, signing.MAX_SIGNED_SIZE)
+    try:
+        inner = json.loads(signed).get("root")
+    except (ValueError, RecursionError, AttributeError):
+        inner = None
+    if not isinstance(inner, str) or inner.encode() != raw_root:
+        raise VerificationError(
+            f"{src.abspath(signing.SIGNED_INDEX)} does not sign this {tree.ROOT_INDEX}: "
+            "a stale or damaged signed root (re-run the mirror with --sign-key)"
+        )
+    listing[signing.SIGNED_INDEX] = (len(signed), hashlib.sha256(signed).hexdigest())
+
+
+def _pinned_file(src: LocalDest, path: str, ref: tree.FileRef, by: str, listing: Listing) -> bytes:
+    data = _read_small(src, path, _MAX_INDEX)
+    if not _tree2.matches(data, ref):
+        raise VerificationError(f"{src.abspath(path)} is not the one {by} pins")
+    listing[path] = (ref.size, ref.sha256)
+    return data
+
+
+def _read_tree2(src: LocalDest, raw_root: bytes, root: tree.Root) -> tuple[int, Listing]:
+    """A format 2 tree: root -> type sums indexes and buckets -> shards and their sums
+    files -> artifact indexes (hashed) and blobs (as their shard records them)."""
+    listing: Listing = {tree.ROOT_INDEX: (len(raw_root), hashlib.sha256(raw_root).hexdigest())}
+    _read_signed(src, raw_root, listing)
+    if src.stat(redirects.INCLUDE) is not None:
+        data = _read_small(src, redirects.INCLUDE, _MAX_INDEX)
+        try:
+            redirects.parse(data)
+        except ValueError as exc:
+            raise VerificationError(f"{src.abspath(redirects.INCLUDE)}: {exc}") from None
+        listing[redirects.INCLUDE] = (len(data), hashlib.sha256(data).hexdigest())
+    for type_name, entry in sorted(root.types.items()):
+        _pinned_file(src, tree.type_sums_path(type_name), entry.sums, tree.ROOT_INDEX, listing)
+        for name, ref in sorted(entry.buckets.items()):
+            path = tree.bucket_path(type_name, name, ref.sha256)
+            try:
+                bucket = _tree2.bucket(
+                    _pinned_file(src, path, ref, tree.ROOT_INDEX, listing), type_name, name
+                )
+                for shard in bucket.shards.values():
+                    spath = shard.path(type_name)
+                    raw = _pinned_file(src, spath, shard.file, path, listing)
+                    sums = tree.shard_sums_path(type_name, shard.shard)
+                    _pinned_file(src, sums, shard.sums, path, listing)
+                    for show in _tree2.shard(raw, type_name, shard):
+                        artifact_id, blobs = _tree2.artifact(type_name, show)
+                        index = tree.artifact_index_path(type_name, artifact_id)
+                        listing[index] = _hash_file(src, index, _MAX_INDEX)
+                        for blob in blobs:
+                            listing[blob.path] = (blob.size, blob.sha256)
+            except InvalidInput as exc:
+                raise VerificationError(f"{src.abspath(path)}: {exc}") from None
     return root.generation, listing
 
 
@@ -346,6 +431,19 @@ def _base_manifest(src: LocalDest, since: int | str | os.PathLike[str]) -> Manif
     with open(where, "rb") as f:
         manifest, tar = _read_manifest(f, where)
         tar.close()
+    if manifest.format == FORMAT and manifest.base is not None:
+        # an incremental /2 bundle lists only what it carried: the whole listing of its
+        # generation is the one this tree recorded when it exported it
+        record = f"{RECORDS}/{manifest.generation}.json"
+        raw = src.read_bytes(record)
+        full = parse_manifest(raw, src.abspath(record)) if raw is not None else None
+        if full is None or full.root_sha256 != manifest.root_sha256:
+            raise InvalidInput(
+                f"{where} is an incremental bundle and {src.root} has no record of its "
+                f"generation {manifest.generation}: pass --since {manifest.generation} if "
+                "this tree exported it, or send a full bundle"
+            )
+        return full
     return manifest
 
 
@@ -387,14 +485,23 @@ def export_bundle(
             )
         members = _ordered(p for p in listing if base is None or base.listing.get(p) != listing[p])
         removed = [] if base is None else sorted(set(base.listing) - set(listing))
+        fmt = FORMATS[0] if tree.SUMS in listing else FORMAT  # a format 1 tree: as before
+        carried = listing
+        if fmt == FORMAT and base is not None:
+            # /2 incremental: the manifest lists what it carries (and the root), not the
+            # whole tree, so its size follows the change (the site's root pins the rest)
+            carried = {p: listing[p] for p in [*members, tree.ROOT_INDEX]}
         manifest = Manifest(
             generation,
             root_sha,
             None if base is None else (base.generation, base.root_sha256),
-            listing,
+            carried,
             members,
             removed,
+            fmt,
         )
+        # the hub keeps the whole listing of what it exported: a later --since diffs by it
+        record = Manifest(generation, root_sha, None, listing, _ordered(listing), [], fmt)
         report = ExportReport(
             bundle=os.fspath(bundle),
             tree=src.root,
@@ -404,7 +511,7 @@ def export_bundle(
         )
         _write_bundle(src, os.fspath(bundle), manifest, COMPRESSIONS[compression], report)
         with contextlib.suppress(OSError):  # a read-only tree (DestinationError is an OSError)
-            src.write_file(f"{RECORDS}/{generation}.json", [manifest.to_json()])
+            src.write_file(f"{RECORDS}/{generation}.json", [record.to_json()])
         if src.stat(f"{RECORDS}/{generation}.json") is None:
             report.warnings.append(
                 f"could not record generation {generation} in {src.abspath(RECORDS)}: "
@@ -557,7 +664,10 @@ def _site_root(site: LocalDest) -> tuple[int | None, str] | None:
     raw = site.read_bytes(tree.ROOT_INDEX) or b""
     sha = hashlib.sha256(raw).hexdigest()
     try:
-        return tree.RootIndex.from_dict(json.loads(raw)).generation, sha
+        data = json.loads(raw)
+        if tree.format_of(data) == tree.FORMAT_VERSION:
+            return tree.Root.from_dict(data).generation, sha
+        return tree.RootIndex.from_dict(data).generation, sha
     except (ValueError, RecursionError):
         return None, sha
 
@@ -595,7 +705,11 @@ def _clear_staging(site: LocalDest) -> None:
 
 
 def import_bundle(
-    bundle: str | os.PathLike[str], dest: str | os.PathLike[str], *, fsync: bool = True
+    bundle: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    fsync: bool = True,
+    grace: float = 3600.0,
 ) -> ImportReport:
     """Apply a bundle to the site's tree at ``dest`` (a local folder, made if missing).
 
@@ -603,8 +717,12 @@ def import_bundle(
     files are renamed into place, ``index.json`` last, and what the generation withdrew
     is removed. A bundle whose base is not the site's generation raises Conflict naming
     the generation needed; a corrupt one VerificationError, the site unchanged. Importing
-    a bundle the site already holds does nothing."""
+    a bundle the site already holds does nothing. Bucket and shard files the new
+    generation no longer pins (format 2) stay ``grace`` seconds for readers of the
+    previous root, then a later import removes them."""
     started = time.monotonic()
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < 1e18:
+        raise InvalidInput(f"grace must be a number of seconds >= 0, not {grace!r}")
     where = os.fspath(bundle)
     if not os.path.isfile(where):
         raise InvalidInput(f"{where} is not a bundle file")
@@ -614,14 +732,16 @@ def import_bundle(
             _clear_staging(site)
             manifest, tar = _read_manifest(f, where)
             with tar:
-                report = _apply(site, tar, manifest, where)
+                report = _apply(site, tar, manifest, where, float(grace))
     finally:
         site.close()
     report.seconds = time.monotonic() - started
     return report
 
 
-def _apply(site: LocalDest, tar: tarfile.TarFile, manifest: Manifest, where: str) -> ImportReport:
+def _apply(
+    site: LocalDest, tar: tarfile.TarFile, manifest: Manifest, where: str, grace: float
+) -> ImportReport:
     current = _site_root(site)
     report = ImportReport(
         bundle=where,
@@ -632,7 +752,7 @@ def _apply(site: LocalDest, tar: tarfile.TarFile, manifest: Manifest, where: str
     if current is not None and current[1] == manifest.root_sha256:
         # Already there (index.json is written last): finish what a killed import left.
         report.nothing_to_do = True
-        report.removed = _withdraw(site, manifest.removed)
+        report.removed = _withdraw(site, manifest.removed, grace)
         _record(site, manifest)
         return report
     old_listing: Listing = {}
@@ -687,6 +807,7 @@ def _apply(site: LocalDest, tar: tarfile.TarFile, manifest: Manifest, where: str
         extra = _next(tar, where)
         if extra is not None:
             raise VerificationError(f"{where}: member {extra.name[:200]!r} is not in the manifest")
+        _check_base_pins(site, manifest, staged)
         site.sync_dirs()  # every staged byte durable before any final name points at it
         rank = -1
         for path in manifest.members:
@@ -706,21 +827,73 @@ def _apply(site: LocalDest, tar: tarfile.TarFile, manifest: Manifest, where: str
                     site.delete(stage)
         site.remove_empty_dirs([f"{STAGING}/{token}/0"])
     gone = set(manifest.removed) | (set(old_listing) - set(manifest.listing))
-    report.removed = _withdraw(site, _ordered(gone)[::-1])
+    report.removed = _withdraw(site, _ordered(gone)[::-1], grace)
     _record(site, manifest)
     return report
 
 
-def _withdraw(site: LocalDest, paths: list[str]) -> list[str]:
-    """Delete what the new generation no longer holds (after its root is published)."""
+def _check_base_pins(site: LocalDest, manifest: Manifest, staged: Mapping[str, str]) -> None:
+    """An incremental /2 bundle carries what changed; the rest the new root pins must be
+    the site's already (a bucket, shard or sums file with the pinned size): Conflict
+    otherwise (a damaged or edited site), before anything is published. Cost: the
+    buckets the bundle carries, not the tree."""
+    if manifest.format != FORMAT or manifest.base is None:
+        return
+
+    def raw(path: str) -> bytes | None:
+        return site.read_bytes(staged[path]) if path in staged else site.read_bytes(path)
+
+    def present(path: str, size: int) -> None:
+        if path in staged:
+            return
+        st = site.stat(path)
+        if st is None or st[0] != size:
+            raise Conflict(
+                f"the site {site.root} lacks {path} of generation {manifest.base[0]} "  # type: ignore[index]
+                "(damaged or edited): import a full bundle"
+            )
+
+    try:
+        root = _tree2.root(raw(tree.ROOT_INDEX) or b"")
+        for type_name, entry in root.types.items():
+            present(tree.type_sums_path(type_name), entry.sums.size)
+            for name, ref in entry.buckets.items():
+                path = tree.bucket_path(type_name, name, ref.sha256)
+                present(path, ref.size)
+                if path not in staged:
+                    continue  # an unchanged bucket: its shards are the site's
+                for shard in _tree2.bucket(raw(path) or b"", type_name, name).shards.values():
+                    present(shard.path(type_name), shard.file.size)
+                    present(tree.shard_sums_path(type_name, shard.shard), shard.sums.size)
+    except InvalidInput as exc:
+        raise VerificationError(f"{site.root}: the bundle's indexes are not valid: {exc}") from None
+
+
+def _withdraw(site: LocalDest, paths: list[str], grace: float) -> list[str]:
+    """Delete what the new generation no longer holds (after its root is published);
+    superseded bucket and shard files are kept for the grace period (``_superseded``)."""
+    superseded = [p for p in paths if is_content_path(p)]
+    paths = [p for p in paths if not is_content_path(p)]
     removed = [p for p in paths if site.delete(p)]
     site.remove_empty_dirs(paths)
+    raw = site.read_bytes(tree.ROOT_INDEX)
+    root = None
+    if raw is not None:
+        with contextlib.suppress(GlareliteError):
+            root = _tree2.root(raw)
+    if root is not None:
+        _superseded.expire(site, root, superseded, grace, removed)
     site.sync_dirs()
     return removed
 
 
 def _record(site: LocalDest, manifest: Manifest) -> None:
-    """Keep the listing the site now holds: a later full bundle withdraws by it."""
+    """Keep the listing the site now holds: a later full bundle withdraws by it. An
+    incremental /2 bundle lists only what it carried: the record is dropped instead (a
+    full bundle then reads what the site's own indexes name)."""
+    if manifest.format == FORMAT and manifest.base is not None:
+        site.delete(SITE_RECORD)
+        return
     listing = manifest.listing
     full = Manifest(manifest.generation, manifest.root_sha256, None, listing, _ordered(listing), [])
     site.write_file(SITE_RECORD, [full.to_json()])

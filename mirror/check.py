@@ -1,6 +1,10 @@
 """``check_tree``: verify an existing tree from its own files alone (no catalog).
 
-Every index must be what the root index publishes, every blob an index names must be in
+A format 2 tree is checked by ``_check2`` (shard by shard, from the root's pins). A
+format 1 tree (below) is still checked, with a warning that the next ``mirror`` upgrades
+it; a format this glarelite does not know is one fault naming it.
+
+Format 1: every index must be what the root index publishes, every blob an index names must be in
 SHA256SUMS with the same sha256 (and nothing else may be there), every artifact index
 must hold the show view its type index lists, and every file in SHA256SUMS must have the
 size and sha256 recorded. Each violation is a fault naming its path.
@@ -12,13 +16,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from glarelite import InvalidInput, Progress, SignatureError, signing, tree
 from glarelite.tree import check_identifier, check_key
 
+from ._check2 import Check2
 from ._paths import check_artifact_id, check_type_name, is_inside
 from .copy import hash_file
 from .dest import Dest, open_dest
@@ -128,7 +133,54 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
     if loaded is None:
         return
     try:
-        root = tree.RootIndex.from_dict(loaded[0])
+        version = tree.format_of(loaded[0])
+    except InvalidInput as exc:
+        report.fault(tree.ROOT_INDEX, "unsupported-format", str(exc))
+        return
+    if version == tree.FORMAT_VERSION:
+        with ThreadPoolExecutor(workers, thread_name_prefix="mirror-check") as pool:
+            Check2(dest, report, progress, pool, _read, _kept(dest)).run(loaded[0])
+        _warn_temporaries(dest, report)
+        return
+    report.warnings.append(
+        f"a format {version} tree: the next `glarelite mirror` upgrades it to format "
+        f"{tree.FORMAT_VERSION}"
+    )
+    _check_v1(dest, report, progress, workers, loaded[0])
+
+
+def _kept(dest: Dest) -> Callable[[str], bool]:
+    """Whether the writer wrote a file and keeps it (no longer selected, kept until
+    ``--delete``): its state is read once, and only when an unnamed file is found."""
+    kept: list[set[str]] = []
+
+    def check(path: str) -> bool:
+        if not kept:
+            from .state import load
+
+            state = load(dest)
+            kept.append(set(state.blobs) | state.indexes)
+        return path in kept[0]
+
+    return check
+
+
+def _warn_temporaries(dest: Dest, report: CheckReport) -> None:
+    if dest.local:
+        stray = [p for p, _, _ in dest.iter_temporaries()]
+        if stray:
+            report.warnings.append(
+                f"{len(stray)} temporaries in the tree (a sync running or interrupted), "
+                f"e.g. {stray[0]}"
+            )
+
+
+def _check_v1(
+    dest: Dest, report: CheckReport, progress: SafeProgress, workers: int, data: Any
+) -> None:
+    """A format 1 tree: one type index per type and one SHA256SUMS."""
+    try:
+        root = tree.RootIndex.from_dict(data)
     except InvalidInput as exc:
         report.fault(tree.ROOT_INDEX, "invalid", str(exc))
         return
@@ -197,12 +249,7 @@ def _check(dest: Dest, report: CheckReport, progress: SafeProgress, workers: int
 
     if dest.local:
         _check_unlisted(dest, report, set(referenced) | set(sums))
-        stray = [p for p, _, _ in dest.iter_temporaries()]
-        if stray:
-            report.warnings.append(
-                f"{len(stray)} temporaries in the tree (a sync running or interrupted), "
-                f"e.g. {stray[0]}"
-            )
+    _warn_temporaries(dest, report)
 
 
 def _check_type(

@@ -1,21 +1,24 @@
 """Mirrors of mirrors: sync a tree from another tree (``glarelite mirror DEST --from TREE``).
 
-The result is the source tree, file for file: its index files are copied verbatim (root
-index, ``index.signed.json``, SHA256SUMS, type indexes, artifact indexes), so a region
-serves its edges exactly what the hub published, the hub's signature included, and an
-edge can be re-pointed from one to the other. Nothing is re-published, so there is no
-generation of our own: DEST carries the hub's.
+The result is the source tree, file for file: its files are copied verbatim (root index,
+``index.signed.json``, buckets, shards, ``SHA256SUMS.d/``, artifact indexes, blobs,
+``redirects.nginx.conf``), so a region serves its edges exactly what the hub published,
+the hub's signature included, and an edge can be re-pointed from one to the other.
+Nothing is re-published, so there is no generation of our own: DEST carries the hub's.
 
 Every byte is verified before it is written: the root by the hub's signature (trusted
-keys), the type indexes and SHA256SUMS against the sha256 the root pins, each artifact
-index against its show view in the type index, each blob against the sha256 of its type
-index (read through ``open_mirror``, which validates every name before it makes a path).
+keys), every index against the sha256 that pins it, each artifact index against its show
+view, each blob against the sha256 its index records; every name read from an index is
+validated before it makes a path.
 
-Incremental by generation: the same root as DEST's is a no-op (the root files are the
-only reads). A new one costs what changed: type indexes, artifact indexes and blobs whose
-entries differ from DEST's own indexes; what the new generation no longer names is
-removed after the new root is published. The indexes are published in the safe order:
-artifact indexes, type indexes, SHA256SUMS, the signed root, the root index last.
+A format 2 source is synced by ``_hop2``: O(change) by content addressing. A format 1
+source (one type index per type, one SHA256SUMS) is copied as format 1 (below): a region
+can relay a hub that is not upgraded yet, and its edges read format 1 too; when the hub
+upgrades, the next hop upgrades DEST. Format 1 is incremental by generation: the same
+root as DEST's is a no-op (the root files are the only reads); a new one costs the type
+indexes, artifact indexes and blobs whose entries differ from DEST's own indexes,
+published in the safe order: artifact indexes, type indexes, SHA256SUMS, the signed
+root, the root index last.
 """
 
 from __future__ import annotations
@@ -48,11 +51,16 @@ from glarelite import (
     tree,
 )
 
+from . import _hop2, _superseded
 from .copy import CHUNK, describe, hash_file
 from .dest import Dest, open_dest
 from .lock import TreeLock
 from .report import SyncReport
-from .state import STATE
+
+# a tree a catalog sync wrote holds its state (state.json, or SQLite since format 2)
+CATALOG_STATES = tuple(
+    f"{tree.STATE_DIR}/{name}" for name in ("state.json", "state.sqlite", "head.json")
+)
 
 __all__ = ["FromOptions", "sync_from"]
 
@@ -70,7 +78,9 @@ class FromOptions:
     DEST that a catalog sync wrote. ``settings`` bounds the reading of the source (see
     ``glarelite.MirrorSettings``). ``attempts``: a source publishing a new generation
     while it is read is read again from its root, this many times in all. ``workers``
-    blobs are copied at once."""
+    blobs are copied at once. ``grace``: seconds a bucket or shard file the source no
+    longer pins stays in a format 2 DEST (a reader of the previous root can finish);
+    recorded in ``.glarelite-mirror/superseded.json``, removed by the first run after it."""
 
     trusted_keys: Iterable[Any] | None = None
     force: bool = False
@@ -79,6 +89,7 @@ class FromOptions:
     fsync: bool = True
     attempts: int = 3
     workers: int = 8
+    grace: float = 3600.0
 
     def __post_init__(self) -> None:
         keys = self.trusted_keys
@@ -96,6 +107,12 @@ class FromOptions:
             raise InvalidInput(f"attempts must be an integer >= 1, not {self.attempts!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise InvalidInput(f"workers must be an integer >= 1, not {self.workers!r}")
+        if (
+            isinstance(self.grace, bool)
+            or not isinstance(self.grace, (int, float))
+            or not 0 <= self.grace < float("inf")
+        ):
+            raise InvalidInput(f"grace must be a number of seconds >= 0, not {self.grace!r}")
 
     @classmethod
     def build(cls, options: FromOptions | None, overrides: Mapping[str, Any]) -> FromOptions:
@@ -216,7 +233,8 @@ class _Hop:
 
     def _read(self, path: str, limit: int | None = None) -> bytes:
         data = self.files.read(path, limit)
-        self.report.bytes_fetched += len(data)
+        with self.lock:  # format 2 reads shards from worker threads
+            self.report.bytes_fetched += len(data)
         return data
 
     # -- the root --------------------------------------------------------------------
@@ -241,8 +259,80 @@ class _Hop:
         return _signed_text(signed, where), signed
 
     def run(self) -> None:
-        report, target = self.report, self.target
         root_bytes, signed = self._source_root()
+        data = _json(root_bytes, tree.ROOT_INDEX)
+        if tree.format_of(data) == tree.FORMAT_VERSION:
+            self._run2(tree.Root.from_dict(data), root_bytes, signed)
+            return
+        self._run1(root_bytes, signed)
+
+    def _refusal(self, generation: int, old_generation: int, empty: bool) -> str:
+        """Why the source is refused (unless forced), or ""."""
+        if self.opts.force:
+            return ""
+        if generation < old_generation:
+            return (
+                f"the source {self.files.location} is at generation {generation}, "
+                f"older than generation {old_generation} in {self.target.url} (a rollback); "
+                "force to accept it"
+            )
+        marker = next((m for m in CATALOG_STATES if self.target.stat(m) is not None), None)
+        if marker is not None:
+            return (
+                f"{self.target.url} is a mirror of a catalog ({marker}); a tree mirrored from "
+                "another tree is written by --from alone; force to replace it"
+            )
+        if empty:
+            return (
+                f"the source {self.files.location} publishes no artifact and "
+                f"{self.target.url} does; force to empty it"
+            )
+        return ""
+
+    def _run2(self, root: tree.Root, root_bytes: bytes, signed: bytes | None) -> None:
+        """A format 2 source (see ``_hop2``)."""
+        report, target = self.report, self.target
+        report.generation = root.generation
+        dest_root = target.read_bytes(tree.ROOT_INDEX)
+        dest_signed = target.read_bytes(signing.SIGNED_INDEX)
+        same = dest_root == root_bytes and dest_signed == signed
+        if same and all(self._present(tree.type_sums_path(t)) for t in root.types):
+            report.nothing_to_do = True
+            report.artifacts = root.counts["artifacts"]
+            report.blobs = root.counts["blobs"]
+            _superseded.expire(target, root, [], self.opts.grace, report.deleted)
+            return
+        old = _hop2.old_root(dest_root)
+        old_v1 = None
+        if old is None and dest_root is not None:
+            v1 = _old_tree(target, dest_root, dest_signed)
+            old_v1 = v1 if v1.generation else None
+        if old is not None:
+            old_generation, had = old.generation, old.counts["artifacts"] > 0
+        elif old_v1 is not None:
+            old_generation, had = old_v1.generation, any(old_v1.shows.values())
+        else:
+            old_generation, had = 0, False
+        why = self._refusal(root.generation, old_generation, root.counts["artifacts"] == 0 and had)
+        if why:
+            report.refused = why
+            return
+        if signed is not None:
+            plain = self._read(tree.ROOT_INDEX, self.settings.max_root_index_bytes)
+            if plain != root_bytes:
+                raise _SourceMoved(
+                    f"{tree.ROOT_INDEX} is not the root {signing.SIGNED_INDEX} holds"
+                )
+        _hop2.run(self, root, root_bytes, signed, old, old_v1)
+        if report.published:
+            for marker in CATALOG_STATES:  # forced over a catalog's mirror
+                if target.stat(marker) is not None:
+                    target.delete(marker)
+
+    def _run1(self, root_bytes: bytes, signed: bytes | None) -> None:
+        """A format 1 source: copied as format 1 (a region relays a hub that is not
+        upgraded yet; its edges read format 1 too)."""
+        report, target = self.report, self.target
         root = tree.RootIndex.from_dict(_json(root_bytes, tree.ROOT_INDEX))
         report.generation = root.generation
         dest_root = target.read_bytes(tree.ROOT_INDEX)
@@ -254,26 +344,14 @@ class _Hop:
             report.blobs = root.counts["blobs"]
             return
         old = _old_tree(target, dest_root, dest_signed)
-        if not self.opts.force:
-            if root.generation < old.generation:
-                report.refused = (
-                    f"the source {self.files.location} is at generation {root.generation}, "
-                    f"older than generation {old.generation} in {target.url} (a rollback); "
-                    "force to accept it"
-                )
-                return
-            if target.stat(STATE) is not None:
-                report.refused = (
-                    f"{target.url} is a mirror of a catalog ({STATE}); a tree mirrored from "
-                    "another tree is written by --from alone; force to replace it"
-                )
-                return
-            if root.counts["artifacts"] == 0 and any(old.shows.values()):
-                report.refused = (
-                    f"the source {self.files.location} publishes no artifact and "
-                    f"{target.url} does; force to empty it"
-                )
-                return
+        why = self._refusal(
+            root.generation,
+            old.generation,
+            root.counts["artifacts"] == 0 and any(old.shows.values()),
+        )
+        if why:
+            report.refused = why
+            return
         # index.json must be the root the signed file holds (copied side by side)
         if signed is not None:
             plain = self._read(tree.ROOT_INDEX, self.settings.max_root_index_bytes)
@@ -373,9 +451,10 @@ class _Hop:
         if old.raw_root != root_bytes:
             self._write(tree.ROOT_INDEX, root_bytes)
         target.sync_dirs()
-        if target.stat(STATE) is not None:
-            # forced over a catalog's mirror: its state no longer describes the tree
-            target.delete(STATE)
+        for marker in CATALOG_STATES:
+            if target.stat(marker) is not None:
+                # forced over a catalog's mirror: its state no longer describes the tree
+                target.delete(marker)
         report.published = True
         report.artifacts = sum(len(v) for v in shows.values())
         report.blobs = len(wanted)

@@ -90,3 +90,26 @@ def write(dest: Dest, rules: Iterable[tuple[str, str]]) -> bool:
 def remove(dest: Dest) -> bool:
     """A copy run: the tree holds every blob, so no rule may shadow a file."""
     return dest.delete(INCLUDE)
+
+
+_ENTRY = re.compile(r'    "(/[^"\n]*)" "([^"\n]*)";\n')
+
+
+def parse(data: bytes) -> list[tuple[str, str]]:
+    """The rules of an include another tree wrote (``mirror --from`` carries it): ValueError
+    unless it is exactly what ``render`` writes for rules that each pass ``refusal`` (so a
+    hostile source cannot smuggle nginx configuration into an edge's http block)."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    start = text.find(f"map $uri ${VARIABLE} {{\n")
+    if start < 0:
+        raise ValueError("no map block")
+    body = text[start:].split("\n", 2)[2]  # after the map line and the default line
+    rules = []
+    for line in body.splitlines(True)[:-1]:
+        m = _ENTRY.fullmatch(line)
+        if m is None:
+            raise ValueError(f"not a rule line: {line[:200]!r}")
+        rules.append((m.group(1)[1:], m.group(2)))
+    if render(rules) != data:
+        raise ValueError("not an include glarelite writes")
+    return rules

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import glarelite
 import mirror
 from glarelite import signing, tree
 from mirror import bundle as bundle_mod
+from tests import tree2kit
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import start_http_server
 from tests.test_mirror_support import QUICK, SELECTED, World, build_world, listing, tree_files
@@ -80,7 +80,7 @@ def blob_member_offset(path: Path) -> tuple[str, int, int]:
         found = [
             (m.name, m.offset_data, m.size)
             for m in tar.getmembers()
-            if m.name.startswith("artifacts/") and not m.name.endswith("index.json")
+            if m.name.startswith("artifacts/") and not tree2kit.is_index_file(m.name)
         ]
     return max(found, key=lambda f: f[2])
 
@@ -98,7 +98,11 @@ def test_full_bundle_round_trip_served_checked_and_read(world: World, tmp_path: 
     assert report.generation == 1 and report.base_generation is None and not report.warnings
     names = members(bundle)
     assert names[0] == bundle_mod.MANIFEST
-    assert names[-1] == tree.ROOT_INDEX and names[-2] == tree.SUMS  # publish order
+    assert names[-1] == tree.ROOT_INDEX  # publish order: the root last, after the sums
+    assert names[-2] in (tree.SUMS, tree.type_sums_path("images"), tree.type_sums_path("charts"))
+    assert [bundle_mod._rank(n) for n in names[1:]] == sorted(
+        bundle_mod._rank(n) for n in names[1:]
+    )
     manifest = bundle_mod.bundle_manifest(bundle)
     assert manifest["generation"] == 1 and manifest["base"] is None
     hub_files = tree_files(hub)
@@ -113,7 +117,7 @@ def test_full_bundle_round_trip_served_checked_and_read(world: World, tmp_path: 
     assert imported.files == len(hub_files) and not imported.nothing_to_do
     assert tree_files(site) == hub_files
     assert not (site / bundle_mod.STAGING).exists()
-    subprocess.run(["sha256sum", "--quiet", "-c", tree.SUMS], cwd=site, check=True)
+    assert tree2kit.site_check(site).returncode == 0
     expected = listing(world.catalog, None, SELECTED, None, False)
     with start_http_server(site) as server, glarelite.open_mirror(server.url) as m:
         assert listing(m, None, [], None, False) == expected
@@ -169,7 +173,7 @@ def test_incremental_bundle_carries_the_change_and_withdraws(world: World, tmp_p
     carried = set(m2["members"])
     assert any(p.startswith(f"artifacts/images/{new}/") for p in carried)
     assert not any(world.ids["b1"] in p for p in carried)  # unchanged: not carried
-    assert len(carried) < len(m2["tree"])
+    assert len(carried) < len(bundle_mod.bundle_manifest(bundles[1])["tree"])
     assert f"artifacts/images/{withdrawn}/file" in m2["removed"]
     assert f"artifacts/images/{withdrawn}/index.json" in m2["removed"]
 
@@ -181,7 +185,7 @@ def test_incremental_bundle_carries_the_change_and_withdraws(world: World, tmp_p
     assert f"artifacts/images/{withdrawn}/file" in report.removed
     assert withdrawn not in ids(site) and new in ids(site)
     assert not (site / "artifacts" / "images" / withdrawn).exists()  # its folder went too
-    subprocess.run(["sha256sum", "--quiet", "-c", tree.SUMS], cwd=site, check=True)
+    assert tree2kit.site_check(site).returncode == 0
     mirror.import_bundle(bundles[3], site)
     assert tree_files(site) == tree_files(hub)
     assert ids(site) == listing(world.catalog, None, SELECTED, None, False)
@@ -530,3 +534,192 @@ def test_a_corrupt_gz_bundle_is_refused_and_the_site_is_unchanged(
     with pytest.raises(glarelite.VerificationError):
         mirror.import_bundle(bad, site)
     assert snapshot(site) == before
+
+
+# -- format 2 -------------------------------------------------------------------------------
+def test_v2_full_bundle_round_trip_in_publish_order(tmp_path: Path) -> None:
+    hub, site, bundle = tmp_path / "hub", tmp_path / "site", tmp_path / "full.tar"
+    tree2kit.synth_tree(hub, 40)
+    out = mirror.export_bundle(hub, bundle)
+    assert out.generation == 1 and out.files == len(tree_files(hub))
+    names = members(bundle)[1:]
+    rank = [bundle_mod._rank(n) for n in names]
+    assert rank == sorted(rank) and names[-1] == tree.ROOT_INDEX
+    assert names[-2] == tree.type_sums_path("images")
+    assert bundle_mod.bundle_manifest(bundle)["format"] == "glarelite-bundle/2"
+    got = mirror.import_bundle(bundle, site)
+    assert got.files == out.files and tree_files(site) == tree_files(hub)
+    assert mirror.check_tree(str(site)).ok
+    assert tree2kit.sums_check(site).returncode == 0
+
+
+def test_v2_incremental_bundle_carries_only_the_change(tmp_path: Path) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 200)
+    full = mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    new_blob = tree2kit.change_one(hub, shows, 11, 2)
+    ref = tree2kit.shard_ref(hub, "images", shows[11]["name"])
+    root = tree.Root.from_dict(tree2kit.root_of(hub))
+    inc = mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    carried = members(tmp_path / "g2.tar")[1:]
+    assert sorted(carried) == sorted(
+        [
+            new_blob,
+            tree.artifact_index_path("images", shows[11]["id"]),
+            ref.path("images"),
+            tree.shard_sums_path("images", ref.shard),
+            root.types["images"].bucket_path(tree.bucket_of(ref.shard)),
+            tree.type_sums_path("images"),
+            tree.ROOT_INDEX,
+        ]
+    )
+    assert inc.files == 7 and inc.bytes < full.bytes / 10
+    manifest = bundle_mod.bundle_manifest(tmp_path / "g2.tar")
+    # its manifest lists what it carries, not the tree: its size follows the change
+    assert set(manifest["tree"]) == set(carried)
+    assert os.path.getsize(tmp_path / "g2.tar") < os.path.getsize(tmp_path / "g1.tar") / 10
+    superseded = sorted(p for p in manifest["removed"] if "/_" in p)
+    assert len(superseded) == 2 and set(manifest["removed"]) == set(superseded)
+    got = mirror.import_bundle(tmp_path / "g2.tar", site)
+    assert got.generation == 2 and not got.removed  # superseded files stay (grace)
+    assert tree_files(site) == tree_files(hub)  # the hub keeps them too
+    check = mirror.check_tree(str(site))
+    assert check.ok and check.superseded == 2, check.faults
+    # after the grace period (0 here) the next import removes them
+    tree2kit.withdraw_one(hub, shows, 0, 3)
+    mirror.export_bundle(hub, tmp_path / "g3.tar", since=2)
+    got = mirror.import_bundle(tmp_path / "g3.tar", site, grace=0)
+    assert set(superseded) <= set(got.removed)
+    assert not any((site / p).exists() for p in superseded)
+    check = mirror.check_tree(str(site))
+    assert check.ok, check.faults
+    assert tree2kit.sums_check(site).returncode == 0
+
+
+def test_v2_signed_tree_and_redirect_rules_travel(tmp_path: Path) -> None:
+    from mirror import redirects
+
+    hub, site, keys = tmp_path / "hub", tmp_path / "site", tmp_path / "keys"
+    keys.mkdir()
+    signing.generate_key(keys / "hub")
+    trusted = [f"{keys / 'hub'}.pub"]
+    shows = tree2kit.synth_tree(hub, 10)
+    tree2kit.redirect_one(hub, shows, 2, 2)
+    tree2kit.resign(hub, keys / "hub")
+    mirror.export_bundle(hub, tmp_path / "b.tar")
+    mirror.import_bundle(tmp_path / "b.tar", site)
+    assert (site / redirects.INCLUDE).read_bytes() == (hub / redirects.INCLUDE).read_bytes()
+    assert (site / signing.SIGNED_INDEX).read_bytes() == (hub / signing.SIGNED_INDEX).read_bytes()
+    assert mirror.check_tree(str(site), trusted_keys=trusted).ok
+    # a hostile include is refused at export (it would reach the site's nginx)
+    text = (hub / redirects.INCLUDE).read_text()
+    (hub / redirects.INCLUDE).write_text(text.replace("}\n", "}\nserver { listen 81; }\n"))
+    with pytest.raises(glarelite.VerificationError):
+        mirror.export_bundle(hub, tmp_path / "bad.tar")
+    assert not (tmp_path / "bad.tar").exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "SHA256SUMS.d/../index.json",
+        "SHA256SUMS.d/images/1234",
+        "SHA256SUMS.d/Images/abc",
+        "artifacts/images/_shards/abc.json",
+        "artifacts/images/_shards/ab." + "0" * 64 + ".json",
+        "artifacts/../_shards/abc." + "0" * 64 + ".json",
+    ],
+)
+def test_v2_a_manifest_naming_a_path_no_tree_holds_is_refused(path: str) -> None:
+    sha = "0" * 64
+    data = {
+        "format": "glarelite-bundle/2",
+        "generation": 1,
+        "root_sha256": sha,
+        "base": None,
+        "tree": {tree.ROOT_INDEX: [1, sha], path: [1, sha]},
+        "members": [tree.ROOT_INDEX],
+        "removed": [],
+    }
+    with pytest.raises(glarelite.VerificationError, match="not a path a tree holds"):
+        bundle_mod.parse_manifest(json.dumps(data).encode(), "x")
+
+
+def test_v2_cli_bundle_import_grace(tmp_path: Path) -> None:
+    """`bundle import --grace 0`: the superseded bucket and shard go at once."""
+    from tests.test_mirror_from import cli
+
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 20)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    tree2kit.change_one(hub, shows, 3, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    superseded = [p for p in bundle_mod.bundle_manifest(tmp_path / "g2.tar")["removed"]]
+    done = cli("bundle", "import", str(tmp_path / "g2.tar"), str(site), "--grace", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["removed"]) == set(superseded) and len(superseded) == 2
+    assert mirror.check_tree(str(site)).ok
+    bad = cli("bundle", "import", str(tmp_path / "g2.tar"), str(site), "--grace", "-1")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_v2_incremental_since_a_bundle_and_a_damaged_site(tmp_path: Path) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree(hub, 50)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    tree2kit.change_one(hub, shows, 1, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=tmp_path / "g1.tar")
+    mirror.import_bundle(tmp_path / "g2.tar", site)
+    # since an incremental bundle: the hub's record of its generation gives the listing
+    tree2kit.change_one(hub, shows, 2, 3)
+    mirror.export_bundle(hub, tmp_path / "g3.tar", since=tmp_path / "g2.tar")
+    # a site that lost a shard its (unchanged) bucket pins... of a bucket the bundle
+    # carries: refused before anything is published
+    root = tree.Root.from_dict(tree2kit.root_of(hub))
+    carried = set(bundle_mod.bundle_manifest(tmp_path / "g3.tar")["members"])
+    bucket = next(
+        root.types["images"].bucket_path(b)
+        for b in root.types["images"].buckets
+        if root.types["images"].bucket_path(b) in carried
+    )
+    data = json.loads((hub / bucket).read_bytes())
+    lost = next(
+        tree.shard_path("images", s, r["sha256"])
+        for s, r in data["shards"].items()
+        if tree.shard_path("images", s, r["sha256"]) not in carried
+    )
+    (site / lost).unlink()
+    before = snapshot(site)
+    with pytest.raises(glarelite.Conflict, match="lacks"):
+        mirror.import_bundle(tmp_path / "g3.tar", site)
+    assert snapshot(site) == before
+    (site / lost).write_bytes((hub / lost).read_bytes())
+    mirror.import_bundle(tmp_path / "g3.tar", site)
+    assert mirror.check_tree(str(site)).ok
+    # an incremental base this tree never exported: says what to pass
+    other = tmp_path / "other"
+    tree2kit.synth_tree(other, 5)
+    with pytest.raises(glarelite.InvalidInput, match="no record"):
+        mirror.export_bundle(other, tmp_path / "x.tar", since=tmp_path / "g3.tar")
+
+
+def test_a_format_1_tree_bundles_as_before_and_an_upgrade_travels_as_one_incremental(
+    tmp_path: Path,
+) -> None:
+    hub, site = tmp_path / "hub", tmp_path / "site"
+    shows = tree2kit.synth_tree_v1(hub, 20)
+    mirror.export_bundle(hub, tmp_path / "g1.tar")
+    assert bundle_mod.bundle_manifest(tmp_path / "g1.tar")["format"] == "glarelite-bundle/1"
+    mirror.import_bundle(tmp_path / "g1.tar", site)
+    assert tree_files(site) == tree_files(hub) and mirror.check_tree(str(site)).ok
+    tree2kit.upgrade(hub, {"images": shows}, 2)
+    mirror.export_bundle(hub, tmp_path / "g2.tar", since=1)
+    removed = bundle_mod.bundle_manifest(tmp_path / "g2.tar")["removed"]
+    assert set(removed) == {tree.SUMS, tree.type_index_path("images")}
+    mirror.import_bundle(tmp_path / "g2.tar", site)
+    assert tree_files(site) == tree_files(hub)
+    check = mirror.check_tree(str(site))
+    assert check.ok and not check.warnings, check.faults

@@ -24,6 +24,7 @@ from glarelite import DestinationError, cli, tree
 from mirror.dest import LocalDest, open_dest
 from mirror.lock import TreeLock
 from mirror.state import STATE
+from tests import tree2kit
 from tests.test_cli import (
     Run,
     env_fixture,
@@ -371,10 +372,12 @@ def test_partial_records_name_only_temporaries_of_blobs(tmp_path: Path) -> None:
 
 
 # -- mirror --check: no link followed, malformed trees are faults -------------------------
-def built_tree(world: Any, tmp_path: Path) -> Path:
+def built_tree(world: Any, tmp_path: Path, v2: bool = True) -> Path:
     cat, _ = world
     dest = tmp_path / "tree"
     assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
+    if v2:
+        tree2kit.to_format2(dest)  # until the writer writes format 2
     assert mirror.check_tree(str(dest)).ok
     return dest
 
@@ -405,40 +408,54 @@ def test_check_reports_a_symlinked_artifacts_folder_as_a_fault(
     assert report.files == 0  # no blob was read through the link
 
 
+def test_check_never_walks_a_symlinked_sums_or_type_folder(
+    world: Any, tmp_path: Path, outside: Path
+) -> None:
+    dest = built_tree(world, tmp_path)
+    (outside / "secret-name").write_text("x")
+    for folder in (dest / tree.SUMS_DIR / "charts", dest / "artifacts" / "charts"):
+        shutil.move(str(folder), outside / f"moved-{folder.parent.name}")
+        folder.symlink_to(outside, target_is_directory=True)
+    report = mirror.check_tree(str(dest))
+    assert not report.ok and report.exit_code == cli.EXIT_VERIFICATION
+    paths = [f["path"] for f in report.faults]
+    assert f"{tree.SUMS_DIR}/charts" in paths and "artifacts/charts" in paths
+    assert not any("secret-name" in p or "moved-" in p for p in paths), paths
+
+
 def reseal(dest: Path) -> None:
-    """Make the root index record the current type indexes and SHA256SUMS, so a hostile
-    edit is not caught by a checksum alone."""
-    try:
-        root = json.loads((dest / tree.ROOT_INDEX).read_text())
-    except RecursionError:  # a hostile root index: nothing to seal
-        return
-    if isinstance(root, dict) and isinstance(root.get("types"), dict):
-        for name, entry in root["types"].items():
-            path = dest / tree.type_index_path(name) if "/" not in name else None
-            if path is not None and path.is_file() and isinstance(entry, dict):
-                raw = path.read_bytes()
-                entry["index"] = {
-                    "path": tree.type_index_path(name),
-                    "generation": 1,
-                    "size": len(raw),
-                    "sha256": hashlib.sha256(raw).hexdigest(),
-                }
-        raw = (dest / tree.SUMS).read_bytes()
-        root["sha256sums"] = {
-            "path": tree.SUMS,
-            "size": len(raw),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-        }
-        (dest / tree.ROOT_INDEX).write_text(json.dumps(root))
+    """Format 2: the mutations below pin what they write (``tree2kit.repin``), so that a
+    hostile edit is not caught by a checksum alone; the root pins itself."""
+
+
+def first_shard(dest: Path) -> tuple[str, dict[str, Any]]:
+    """(name, parsed content) of the first shard of type images, as pinned."""
+    _, buckets = tree2kit.pins(dest, "images")
+    ref = next(r for b in sorted(buckets) for r in sorted(buckets[b].shards.values(), key=str))
+    data: dict[str, Any] = json.loads((dest / ref.path("images")).read_bytes())
+    return ref.shard, data
 
 
 def images_index(dest: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((dest / tree.type_index_path("images")).read_text())
-    return data
+    return first_shard(dest)[1]
 
 
-def put_images_index(dest: Path, data: Any) -> None:
-    (dest / tree.type_index_path("images")).write_text(json.dumps(data))
+def put_images_index(dest: Path, data: Any, sealed: bool = True) -> None:
+    """Write the first shard of images anew (pinned all the way up when ``sealed``)."""
+    shard = first_shard(dest)[0]
+    raw = json.dumps(data).encode() if not isinstance(data, bytes) else data
+    if sealed:
+        tree2kit.repin(dest, "images", shard, data=raw)
+    else:
+        _, buckets = tree2kit.pins(dest, "images")
+        (dest / buckets[tree.bucket_of(shard)].shards[shard].path("images")).write_bytes(raw)
+
+
+def add_sums_lines(dest: Path, lines: str) -> None:
+    """Lines appended to the first shard's sums file, pinned."""
+    shard = first_shard(dest)[0]
+    text = (dest / tree.shard_sums_path("images", shard)).read_text()
+    tree2kit.repin(dest, "images", shard, sums=(text + lines).encode())
 
 
 def hostile_id(dest: Path, outside: Path) -> None:
@@ -458,13 +475,12 @@ def hostile_id(dest: Path, outside: Path) -> None:
     }
     put_images_index(dest, data)
     digest = hashlib.sha256(SECRET).hexdigest()
-    with (dest / tree.SUMS).open("a") as f:
-        f.write(tree.sums_line(digest, "artifacts/images/../../../outside/id_rsa"))
+    add_sums_lines(dest, tree.sums_line(digest, "artifacts/images/../../../outside/id_rsa"))
 
 
 def hostile_field_and_key(dest: Path, outside: Path) -> None:
     data = images_index(dest)
-    show = data["artifacts"][0]
+    show = next(s for s in data["artifacts"] if s["blobs"].get("regions"))
     show["blobs"][".."] = show["blobs"].pop("file")
     show["blobs"]["regions"] = {"../../x": show["blobs"]["regions"]["us"], "a/b": {}}
     put_images_index(dest, data)
@@ -479,31 +495,57 @@ def hostile_type_name(dest: Path, outside: Path) -> None:
 
 def hostile_sums(dest: Path, outside: Path) -> None:
     digest = hashlib.sha256(SECRET).hexdigest()
-    with (dest / tree.SUMS).open("a") as f:
-        for path in ("../outside/id_rsa", "/etc/passwd", "artifacts/images/x/../../../../x"):
-            f.write(tree.sums_line(digest, path))
+    paths = ("../outside/id_rsa", "/etc/passwd", "artifacts/images/x/../../../../x")
+    add_sums_lines(dest, "".join(tree.sums_line(digest, p) for p in paths))
+
+
+def hostile_bucket(dest: Path, outside: Path) -> None:
+    """A bucket (pinned by the root) naming shards that climb out of the tree."""
+    root = tree2kit.root_of(dest)
+    entry = root["types"]["images"]
+    name = sorted(entry["buckets"])[0]
+    ref = {"sha256": "0" * 64, "size": 1, "artifacts": 0, "blobs": 0, "bytes": 0}
+    bucket = {
+        "format_version": 2,
+        "type": "images",
+        "bucket": name,
+        "shards": {"../../outside": {**ref, "sums": ref}, f"{name}00": {**ref, "sums": "x"}},
+    }
+    raw = json.dumps(bucket).encode()
+    sha = hashlib.sha256(raw).hexdigest()
+    (dest / tree.bucket_path("images", name, sha)).write_bytes(raw)
+    entry["buckets"][name] = {"sha256": sha, "size": len(raw)}
+    (dest / tree.ROOT_INDEX).write_text(json.dumps(root))
+
+
+def wrong_shard_shapes(dest: Path, outside: Path) -> None:
+    data = images_index(dest)
+    data["artifacts"] = ["not an object", 7, None, [1]]
+    put_images_index(dest, data)
 
 
 def wrong_shapes(dest: Path, outside: Path) -> None:
+    """Artifacts of the right shard (their name hashes to it), malformed otherwise."""
     data = images_index(dest)
+    name = data["artifacts"][0]["name"]
     data["artifacts"] = [
-        "not an object",
-        7,
-        None,
-        {"id": 5, "blobs": {}},
-        {"id": "x1", "blobs": "not a dict"},
-        {"id": "x2", "blobs": {"file": "not a dict"}},
-        {"id": "x3", "blobs": {"file": {"url": 1, "status": [], "size": "big", "sha256": {}}}},
-        {"id": "x4", "blobs": {"regions": {"us": "nope", "eu": {"size": [1]}}}},
-        {"id": "x5", "blobs": {"regions": {"us": {"size": 1e400, "url": "/x"}}}},
-        {"id": "x6", "blobs": {"file": {"url": "/x", "status": "active", "size": -3}}},
-        {"id": "x7", "blobs": [1, 2]},
+        {**item, "name": name, "type_name": "images"}
+        for item in [
+            {"id": 5, "blobs": {}},
+            {"id": "x1", "blobs": "not a dict"},
+            {"id": "x2", "blobs": {"file": "not a dict"}},
+            {"id": "x3", "blobs": {"file": {"url": 1, "status": [], "size": "big", "sha256": {}}}},
+            {"id": "x4", "blobs": {"regions": {"us": "nope", "eu": {"size": [1]}}}},
+            {"id": "x5", "blobs": {"regions": {"us": {"size": 1e400, "url": "/x"}}}},
+            {"id": "x6", "blobs": {"file": {"url": "/x", "status": "active", "size": -3}}},
+            {"id": "x7", "blobs": [1, 2]},
+        ]
     ]
     put_images_index(dest, data)
 
 
 def deep_type_index(dest: Path, outside: Path) -> None:
-    (dest / tree.type_index_path("images")).write_text("[" * 200_000 + "]" * 200_000)
+    put_images_index(dest, ("[" * 200_000 + "]" * 200_000).encode())
 
 
 def deep_root_index(dest: Path, outside: Path) -> None:
@@ -517,7 +559,7 @@ def deep_artifact_index(dest: Path, outside: Path) -> None:
 
 
 def bad_json_everywhere(dest: Path, outside: Path) -> None:
-    for path in dest.rglob("index.json"):
+    for path in [*dest.rglob("index.json"), *dest.rglob("_*/*.json")]:
         if path.parent != dest:
             path.write_bytes(b"\xff\xfe{not json")
 
@@ -525,8 +567,8 @@ def bad_json_everywhere(dest: Path, outside: Path) -> None:
 def wrong_root_shapes(dest: Path, outside: Path) -> None:
     root = json.loads((dest / tree.ROOT_INDEX).read_text())
     root["types"]["images"] = ["not", "an", "entry"]
-    root["types"]["charts"] = {"index": "nope", "definition": 3}
-    root["sha256sums"] = "text"
+    root["types"]["charts"] = {"buckets": "nope", "definition": 3}
+    root["counts"] = "text"
     (dest / tree.ROOT_INDEX).write_text(json.dumps(root))
 
 
@@ -535,7 +577,8 @@ def root_is_a_list(dest: Path, outside: Path) -> None:
 
 
 def binary_sums(dest: Path, outside: Path) -> None:
-    (dest / tree.SUMS).write_bytes(os.urandom(4000))
+    tree2kit.repin(dest, "images", first_shard(dest)[0], sums=os.urandom(4000))
+    (dest / tree.type_sums_path("charts")).write_bytes(os.urandom(4000))
 
 
 MALFORMED = [
@@ -543,6 +586,8 @@ MALFORMED = [
     hostile_field_and_key,
     hostile_type_name,
     hostile_sums,
+    hostile_bucket,
+    wrong_shard_shapes,
     wrong_shapes,
     deep_type_index,
     deep_root_index,
@@ -577,7 +622,7 @@ def test_check_of_a_malformed_tree_reports_faults_and_exits_5(
 
 def test_sync_over_deeply_nested_indexes_rewrites_them(world: Any, tmp_path: Path) -> None:
     cat, ids = world
-    dest = built_tree(world, tmp_path)
+    dest = built_tree(world, tmp_path, v2=False)  # the writer's own format
     deep = "[" * 200_000 + "]" * 200_000
     (dest / tree.ROOT_INDEX).write_text(deep)
     (dest / tree.artifact_index_path("images", ids["a"])).write_text(deep)
@@ -623,6 +668,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cat, _ = small_world(root / "cat")
     try:
         assert mirror.sync(cat, str(root / "tree"), **QUICK).exit_code == 0
+        tree2kit.to_format2(root / "tree")  # until the writer writes format 2
     finally:
         cat.close()
     return root / "tree"
@@ -645,15 +691,15 @@ def test_fuzz_check_never_raises_on_a_mutated_tree(
 ) -> None:
     dest = tmp_path / f"t{os.urandom(4).hex()}"
     shutil.copytree(pristine, dest, symlinks=True)
-    if which == "root":
-        target = dest / tree.ROOT_INDEX
-    elif which == "images":
-        target = dest / tree.type_index_path("images")
+    if which == "images":  # a shard, pinned again up to the root when sealed
+        mutated = _mutate(images_index(dest), path, replacement)
+        put_images_index(dest, json.dumps(mutated).encode(), sealed=sealed)
     else:
-        target = next(p for p in (dest / "artifacts/images").glob("*/index.json"))
-    target.write_text(json.dumps(_mutate(json.loads(target.read_text()), path, replacement)))
-    if sealed:
-        reseal(dest)
+        if which == "root":
+            target = dest / tree.ROOT_INDEX
+        else:
+            target = next(p for p in (dest / "artifacts/images").glob("*/index.json"))
+        target.write_text(json.dumps(_mutate(json.loads(target.read_text()), path, replacement)))
     report = mirror.check_tree(str(dest))  # any exception at all fails the test
     assert report.exit_code in (0, cli.EXIT_VERIFICATION)
     shutil.rmtree(dest)

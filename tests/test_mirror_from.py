@@ -25,6 +25,7 @@ import pytest
 import glarelite
 import mirror
 from glarelite import signing, tree
+from tests import tree2kit
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import StaticServer, start_http_server
 from tests.test_mirror_support import QUICK, World, build_world, tree_files
@@ -112,18 +113,16 @@ def test_hub_region_edge_identical_and_each_change_moves_only_the_change(
         new_id = new_blob.split("/")[2]
         # blobs and artifact indexes: the new artifact's only; indexes: root, type
         # indexes (open_mirror reads each once to validate it), SHA256SUMS
-        fetched_blobs = {p for p in requested if p.count("/") >= 3 and not p.endswith("index.json")}
+        fetched_blobs = {p for p in requested if not tree2kit.is_index_file(p)}
         assert fetched_blobs == {new_blob}
         artifact_indexes = {p for p in requested if p.count("/") == 3 and p.endswith("/index.json")}
         assert artifact_indexes == {tree.artifact_index_path("images", new_id)}
         assert hop2.bytes_fetched < 7000 + sum(
-            len(b)
-            for p, b in tree_files(edge).items()
-            if p.endswith("index.json") or p == "SHA256SUMS"
+            len(b) for p, b in tree_files(edge).items() if tree2kit.is_index_file(p)
         )
         # the edge's tree passes sha256sum -c as the hub's does
-        done = subprocess.run(["sha256sum", "--strict", "--quiet", "-c", "SHA256SUMS"], cwd=edge)
-        assert done.returncode == 0
+        done = tree2kit.site_check(edge)
+        assert done.returncode == 0, done.stderr
         with glarelite.open_mirror(edge) as site:
             assert gone not in {a.id for a in site.iter_all()}
             assert site.open_blob(new_id, "file").read() == (hub / new_blob).read_bytes()
@@ -169,7 +168,8 @@ def test_rollback_is_refused_unless_forced(world: World, tmp_path: Path) -> None
     back = mirror.sync_from(str(older), str(edge))
     assert back.exit_code == mirror.EXIT_PRUNE_REFUSED and "rollback" in back.refused
     assert tree_files(edge) == before
-    forced = mirror.sync_from(str(older), str(edge), force=True)
+    # (grace 0: the newer generation's superseded buckets and shards go at once)
+    forced = mirror.sync_from(str(older), str(edge), force=True, grace=0)
     assert forced.exit_code == 0 and forced.published
     assert tree_files(edge) == tree_files(older)
 
@@ -247,13 +247,18 @@ def test_the_hub_signature_is_carried_through_and_checked_at_the_edge(
         assert not (fresh / tree.ROOT_INDEX).exists()
 
     # a region that alters one index (and re-seals its root to match) is refused
-    images = region / tree.type_index_path("images")
-    altered = images.read_bytes().replace(b'"linux"', b'"LINUX"', 1)
-    images.write_bytes(altered)
-    root = json.loads((region / tree.ROOT_INDEX).read_text())
-    root["types"]["images"]["index"]["sha256"] = hashlib.sha256(altered).hexdigest()
-    root["types"]["images"]["index"]["size"] = len(altered)
-    (region / tree.ROOT_INDEX).write_text(json.dumps(root, indent=1, sort_keys=True) + "\n")
+    if tree2kit.is_format2(region):  # a shard, pinned again up to the root
+        ref = tree2kit.shard_ref(region, "images", "n")
+        altered = (region / ref.path("images")).read_bytes().replace(b'"linux"', b'"LINUX"', 1)
+        tree2kit.repin(region, "images", ref.shard, data=altered)
+    else:
+        images = region / tree.type_index_path("images")
+        altered = images.read_bytes().replace(b'"linux"', b'"LINUX"', 1)
+        images.write_bytes(altered)
+        root = json.loads((region / tree.ROOT_INDEX).read_text())
+        root["types"]["images"]["index"]["sha256"] = hashlib.sha256(altered).hexdigest()
+        root["types"]["images"]["index"]["size"] = len(altered)
+        (region / tree.ROOT_INDEX).write_text(json.dumps(root, indent=1, sort_keys=True) + "\n")
     with start_http_server(region) as server:
         fresh = tmp_path / "fresh2"
         with pytest.raises(glarelite.VerificationError):
@@ -472,11 +477,281 @@ def test_a_source_that_lies_changes_nothing(world: World, tmp_path: Path) -> Non
     assert "symbolic link" in out.failed[0]["reason"]
     assert tree_files(edge) == before
 
-    # SHA256SUMS that is not the one the root pins
+    # a sums file that is not the one the root (format 2: its bucket) pins
     (hub / new_blob).unlink()
     (hub / new_blob).write_bytes(secret.read_bytes())
     sums = hub / tree.SUMS
+    if tree2kit.is_format2(hub):
+        sums = hub / tree.shard_sums_path("images", tree.shard_of("n"))
     sums.write_bytes(sums.read_bytes() + b"\n")
     with pytest.raises(glarelite.VerificationError, match="SHA256SUMS"):
         mirror.sync_from(str(hub), str(edge), attempts=1)
     assert tree_files(edge) == before
+
+
+# -- format 2: O(change) by content addressing ------------------------------------------------
+def test_v2_hop_is_verbatim_a_no_op_reads_the_root_and_one_change_moves_one_shard(
+    tmp_path: Path,
+) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 60)
+    with start_http_server(hub) as server:
+        first = mirror.sync_from(server.url, str(region))
+        assert first.exit_code == 0 and first.published, first.to_dict()
+        assert tree_files(region) == tree_files(hub)
+        assert mirror.check_tree(str(region)).ok
+        assert tree2kit.sums_check(region).returncode == 0
+
+        # the same root: a no-op with 2 reads (the signed root, absent, and the root)
+        mark = log_lines(server)
+        again = mirror.sync_from(server.url, str(region))
+        assert again.nothing_to_do and not again.copied
+        assert sorted(gets(server, mark)) == sorted([signing.SIGNED_INDEX, tree.ROOT_INDEX])
+
+        # one artifact changed: its shard, bucket, sums file, artifact index and blob
+        # (and the type's sums index, which pins the bucket), nothing else
+        new_blob = tree2kit.change_one(hub, shows, 7, 2)
+        ref = tree2kit.shard_ref(hub, "images", shows[7]["name"])
+        root = tree.Root.from_dict(tree2kit.root_of(hub))
+        mark = log_lines(server)
+        hop = mirror.sync_from(server.url, str(region))
+        assert hop.exit_code == 0 and hop.published
+        assert sorted(gets(server, mark)) == sorted(
+            [
+                signing.SIGNED_INDEX,
+                tree.ROOT_INDEX,
+                root.types["images"].bucket_path(tree.bucket_of(ref.shard)),
+                ref.path("images"),
+                tree.shard_sums_path("images", ref.shard),
+                tree.type_sums_path("images"),
+                tree.artifact_index_path("images", shows[7]["id"]),
+                new_blob,
+            ]
+        )
+        assert blob_paths(hop) == {new_blob}
+        # the hub kept its superseded bucket and shard; so does the region (grace)
+        assert tree_files(region) == tree_files(hub)
+        check = mirror.check_tree(str(region))
+        assert check.ok and check.superseded == 2, check.faults
+        assert tree2kit.sums_check(region).returncode == 0
+
+
+def test_v2_hop_withdraws_and_removes_superseded_files_after_the_grace(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 30)
+    assert mirror.sync_from(str(hub), str(region)).published
+    first_root = tree.Root.from_dict(tree2kit.root_of(hub))
+    gone = tree2kit.withdraw_one(hub, shows, 3, 2)
+    hop = mirror.sync_from(str(hub), str(region))
+    assert hop.published and [w["id"] for w in hop.withdrawn] == [gone]
+    assert not (region / "artifacts" / "images" / gone).exists()
+    superseded = [
+        first_root.types["images"].bucket_path(b)
+        for b, r in first_root.types["images"].buckets.items()
+        if r != tree.Root.from_dict(tree2kit.root_of(hub)).types["images"].buckets.get(b)
+    ]
+    assert superseded and all((region / p).exists() for p in superseded)
+    record = json.loads((region / ".glarelite-mirror" / "superseded.json").read_text())
+    assert set(superseded) <= set(record["superseded"])
+    # within the grace period they stay; after it (grace 0 here) the next run removes them
+    assert mirror.sync_from(str(hub), str(region)).nothing_to_do
+    assert all((region / p).exists() for p in superseded)
+    tree2kit.change_one(hub, shows, 0, 3)
+    out = mirror.sync_from(str(hub), str(region), grace=0)
+    assert out.published and set(superseded) <= set(out.deleted)
+    assert not any((region / p).exists() for p in superseded)
+    check = mirror.check_tree(str(region))
+    assert check.ok and check.superseded == 0, check.faults
+
+
+def test_v2_a_hostile_hop_record_deletes_nothing_it_should_not(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    pinned = [p for p in tree_files(region) if "/_shards/" in p or "/_buckets/" in p]
+    record = {p: 0 for p in [*pinned, "index.json", "../outside", tree.type_sums_path("images")]}
+    (region / ".glarelite-mirror" / "superseded.json").write_text(
+        json.dumps({"superseded": record})
+    )
+    (tmp_path / "outside").write_text("x")
+    tree2kit.change_one(hub, shows, 1, 2)
+    assert mirror.sync_from(str(hub), str(region), grace=0).published
+    assert mirror.check_tree(str(region)).ok and (tmp_path / "outside").exists()
+
+
+def test_v2_a_source_that_lies_changes_nothing(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 2, 2)
+    ref = tree2kit.shard_ref(hub, "images", shows[2]["name"])
+    path = hub / ref.path("images")
+    path.write_bytes(path.read_bytes().replace(b"generation 2", b"generation 9"))
+    with pytest.raises(glarelite.VerificationError):
+        mirror.sync_from(str(hub), str(region), attempts=1)
+    assert tree_files(region) == before
+
+
+def test_v2_the_signature_is_carried_and_checked(tmp_path: Path, keys: dict[str, Path]) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    trusted = [f"{keys['hub']}.pub"]
+    shows = tree2kit.synth_tree(hub, 10)
+    tree2kit.resign(hub, keys["hub"])
+    out = mirror.sync_from(str(hub), str(region), trusted_keys=trusted)
+    assert out.published and tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region), trusted_keys=trusted).ok
+    tree2kit.change_one(hub, shows, 4, 2)
+    tree2kit.resign(hub, keys["hub"])
+    assert mirror.sync_from(str(hub), str(region), trusted_keys=trusted).published
+    assert mirror.check_tree(str(region), trusted_keys=trusted).ok
+    # a root re-sealed by someone else is refused, nothing written
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 5, 3)
+    tree2kit.resign(hub, keys["other"])
+    with pytest.raises(glarelite.SignatureError):
+        mirror.sync_from(str(hub), str(region), trusted_keys=trusted)
+    assert tree_files(region) == before
+
+
+def test_v2_the_redirect_rules_are_carried_and_a_hostile_include_refused(tmp_path: Path) -> None:
+    from mirror import redirects
+
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 10)
+    assert mirror.sync_from(str(hub), str(region)).published
+    path = tree2kit.redirect_one(hub, shows, 3, 2)
+    out = mirror.sync_from(str(hub), str(region))
+    assert out.published and not (region / path).exists()
+    assert (region / redirects.INCLUDE).read_bytes() == (hub / redirects.INCLUDE).read_bytes()
+    assert mirror.check_tree(str(region)).ok
+    assert tree_files(region) == tree_files(hub)
+    # an include that would smuggle nginx configuration into the edge: refused, unwritten
+    before = tree_files(region)
+    tree2kit.change_one(hub, shows, 3, 3)  # its blob back in the tree: the rules change
+    text = (hub / redirects.INCLUDE).read_text()
+    (hub / redirects.INCLUDE).write_text(text.replace("}\n", "}\nserver { listen 81; }\n"))
+    with pytest.raises(glarelite.VerificationError, match="redirect include"):
+        mirror.sync_from(str(hub), str(region))
+    assert tree_files(region) == before
+    # the rules go when the source has none left
+    (hub / redirects.INCLUDE).unlink()
+    tree2kit.change_one(hub, shows, 3, 4)
+    assert mirror.sync_from(str(hub), str(region)).published
+    assert not (region / redirects.INCLUDE).exists() and mirror.check_tree(str(region)).ok
+
+
+def test_a_format_1_source_is_copied_as_format_1_then_upgraded_with_the_hub(
+    tmp_path: Path,
+) -> None:
+    """A region relays a hub not yet upgraded (its edges read format 1 too); when the hub
+    upgrades, the next hop upgrades the region: format 2, no format 1 file left."""
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree_v1(hub, 20)
+    first = mirror.sync_from(str(hub), str(region))
+    assert first.published and tree_files(region) == tree_files(hub)
+    assert tree2kit.root_of(region)["format_version"] == tree.FORMAT_V1
+    assert mirror.check_tree(str(region)).ok
+    tree2kit.upgrade(hub, {"images": shows}, 2)
+    hop = mirror.sync_from(str(hub), str(region))
+    assert hop.published and not hop.withdrawn, hop.to_dict()
+    assert tree_files(region) == tree_files(hub)
+    assert not (region / tree.SUMS).exists()
+    assert not (region / tree.type_index_path("images")).exists()
+    check = mirror.check_tree(str(region))
+    assert check.ok and not check.warnings, check.faults
+    assert tree2kit.sums_check(region).returncode == 0
+
+
+def test_v2_hop_into_s3(tmp_path: Path, seaweedfs: Any, s3_store_url: str) -> None:
+    hub = tmp_path / "hub"
+    options = seaweedfs.storage_options
+    shows = tree2kit.synth_tree(hub, 30)
+    fs, prefix = seaweedfs.other_fs, s3_store_url[len("s3://") :]
+
+    def objects() -> dict[str, bytes]:
+        fs.invalidate_cache()
+        found = {k[len(prefix) + 1 :]: fs.cat(k) for k in fs.find(prefix)}
+        return {k: v for k, v in found.items() if not k.startswith(tree.STATE_DIR)}
+
+    first = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert first.exit_code == 0 and first.published, first.to_dict()
+    assert objects() == tree_files(hub)
+    again = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert again.nothing_to_do and not again.copied
+    new_blob = tree2kit.change_one(hub, shows, 9, 2)
+    gone = tree2kit.withdraw_one(hub, shows, 0, 3)
+    hop = mirror.sync_from(str(hub), s3_store_url, storage_options=options)
+    assert hop.exit_code == 0 and blob_paths(hop) == {new_blob}
+    assert [w["id"] for w in hop.withdrawn] == [gone]
+    assert objects() == tree_files(hub)  # superseded buckets and shards kept on both sides
+    check = mirror.check_tree(s3_store_url, storage_options=options)
+    assert check.ok, check.faults
+
+
+def test_v2_a_shard_dest_still_holds_is_not_fetched_again(tmp_path: Path) -> None:
+    """A revert: the hub publishes again the shard and bucket of generation 1, which the
+    region still holds (superseded, in their grace period): not fetched, pinned again."""
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 40)
+    original = dict(shows[6])
+    blob = (hub / tree.blob_path("images", original["id"], "file")).read_bytes()
+    ref = tree2kit.shard_ref(hub, "images", original["name"])
+    bucket = tree.Root.from_dict(tree2kit.root_of(hub)).types["images"].bucket_path(ref.shard[0])
+    with start_http_server(hub) as server:
+        assert mirror.sync_from(server.url, str(region)).published
+        tree2kit.change_one(hub, shows, 6, 2)
+        assert mirror.sync_from(server.url, str(region)).published
+        shows[6] = original
+        tree2kit.write_artifact(hub, original, blob, 1)
+        tree2kit.render(hub, {"images": shows}, 3)
+        assert tree2kit.shard_ref(hub, "images", original["name"]) == ref
+        mark = log_lines(server)
+        back = mirror.sync_from(server.url, str(region))
+        assert back.published
+        requested = gets(server, mark)
+        assert ref.path("images") not in requested and bucket not in requested
+        assert tree.artifact_index_path("images", original["id"]) in requested
+    record = json.loads((region / ".glarelite-mirror" / "superseded.json").read_text())
+    assert ref.path("images") not in record["superseded"] and bucket not in record["superseded"]
+    assert tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region)).ok
+
+
+def test_v2_first_hop_goes_shard_by_shard_and_resumes_after_a_bad_blob(tmp_path: Path) -> None:
+    """Into a new DEST the shards are copied in batches (more shards here than one batch
+    holds); a blob that cannot be had publishes no root, and the next run resumes."""
+    from mirror import _hop2
+
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 300)
+    shards = {tree.shard_of(s["name"]) for s in shows}
+    assert len(shards) > _hop2._BATCH
+    bad = hub / tree.blob_path("images", shows[-1]["id"], "file")
+    good = bad.read_bytes()
+    bad.write_bytes(b"X" + good[1:])
+    out = mirror.sync_from(str(hub), str(region))
+    assert out.exit_code == mirror.EXIT_VERIFICATION and not out.published
+    assert [f["path"] for f in out.failed] == [bad.relative_to(hub).as_posix()]
+    assert not (region / tree.ROOT_INDEX).exists()
+    bad.write_bytes(good)
+    again = mirror.sync_from(str(hub), str(region))
+    assert again.published and again.exit_code == 0
+    # what the first run copied is not copied again
+    assert blob_paths(out) and not blob_paths(again) & blob_paths(out)
+    assert bad.relative_to(hub).as_posix() in blob_paths(again)
+    assert tree_files(region) == tree_files(hub)
+    assert mirror.check_tree(str(region)).ok
+
+
+def test_v2_cli_mirror_from_grace(tmp_path: Path) -> None:
+    hub, region = tmp_path / "hub", tmp_path / "region"
+    shows = tree2kit.synth_tree(hub, 20)
+    assert cli("mirror", str(region), "--from", str(hub)).returncode == 0
+    old = {p for p in tree_files(region) if "/_" in p}
+    tree2kit.change_one(hub, shows, 2, 2)
+    done = cli("mirror", str(region), "--from", str(hub), "--grace", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    gone = old - {p for p in tree_files(region) if "/_" in p}
+    assert len(gone) == 2 and gone <= set(json.loads(done.stdout)["deleted"])
+    assert mirror.check_tree(str(region)).superseded == 0

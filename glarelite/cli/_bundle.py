@@ -69,6 +69,16 @@ def bundle_import(
     dest: Annotated[
         Path, typer.Argument(metavar="DEST", help="The site's tree (a folder, made if missing).")
     ],
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            metavar="SECONDS",
+            help="Keep the bucket and shard files the new generation no longer pins this "
+            "long (readers of the previous root); default 3600.",
+        ),
+    ] = 3600.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
@@ -79,7 +89,7 @@ def bundle_import(
     names the generation needed); the site is unchanged either way."""
     import mirror
 
-    report = mirror.import_bundle(bundle, dest)
+    report = mirror.import_bundle(bundle, dest, grace=grace)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     if report.nothing_to_do:

@@ -47,6 +47,12 @@ def _mirror_summary(report: Any) -> None:
             f"{human_size(data['bytes'])}: {data['status']}",
             err=True,
         )
+        if data.get("superseded"):
+            typer.echo(
+                f"  {data['superseded']} superseded bucket and shard files (kept for readers "
+                "of the previous root; the writer removes them after its grace period)",
+                err=True,
+            )
         for fault in data["faults"]:
             typer.echo(f"  {fault['kind']}: {fault['path']}: {fault['detail']}", err=True)
         for warning in data["warnings"]:
@@ -332,6 +338,7 @@ def mirror_cmd(
                     storage_options=options,
                     settings=glarelite.MirrorSettings(retry=retry),
                     workers=workers,
+                    grace=grace,
                 ),
             )
         elif check_only:
