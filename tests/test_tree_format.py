@@ -20,7 +20,7 @@ from tests import treekit
 
 
 def _shows() -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
-    t = treekit.build()
+    t = treekit.build(fmt=1)
     return {n: (dict(d["definition"]), list(d["artifacts"])) for n, d in t.indexes.items()}
 
 
@@ -73,7 +73,7 @@ def test_same_views_same_names_one_change_one_shard() -> None:
 def test_the_documented_one_liner_checks_every_file(tmp_path: Path) -> None:
     if shutil.which("sha256sum") is None:
         pytest.skip("no sha256sum")
-    t = treekit.build()
+    t = treekit.build(fmt=1)
     files = {**layout.render(_shows()), **t.blobs}
     treekit.write_tree(tmp_path, files)
     ok = subprocess.run(tree.SUMS_CHECK, shell=True, cwd=tmp_path, capture_output=True)
@@ -100,7 +100,7 @@ def test_unknown_formats_are_refused_saying_to_upgrade(version: object) -> None:
 
 
 def test_a_format_1_root_is_told_apart() -> None:
-    t = treekit.build()
+    t = treekit.build(fmt=1)
     assert tree.format_of(t.root) == tree.FORMAT_V1
     with pytest.raises(InvalidInput, match="format 1"):
         tree.Root.from_dict(t.root)
