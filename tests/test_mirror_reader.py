@@ -132,20 +132,24 @@ def test_writes_are_refused_read_only(
         getattr(reader, method)(*args)
 
 
-def test_a_type_index_that_the_root_does_not_publish_is_refused(
-    world: World, tmp_path: Path
-) -> None:
-    path = tmp_path / "tree" / tree.type_index_path("charts")
+def test_a_shard_that_the_root_does_not_publish_is_refused(world: World, tmp_path: Path) -> None:
+    (path,) = (tmp_path / "tree" / "artifacts" / "charts" / "_shards").iterdir()
     path.write_bytes(path.read_bytes() + b" ")
-    with pytest.raises(glarelite.VerificationError, match=r"artifacts/charts/index\.json"):
-        glarelite.open_mirror(tmp_path / "tree")
+    m = glarelite.open_mirror(tmp_path / "tree")  # lazy: it reads the root only
+    with m, pytest.raises(glarelite.VerificationError, match=r"artifacts/charts/_shards/"):
+        m.list("charts")
 
 
 def test_refresh_sees_the_next_generation(world: World, tmp_path: Path) -> None:
     with glarelite.open_mirror(tmp_path / "tree") as m:
+        # The reader is lazy: it reads shards as queries need them. Once read, an artifact
+        # stays as that generation published it until refresh, although the next
+        # generation withdrew it (its files are gone at once: withdrawn means gone).
+        assert m.get(world.ids["b1"])
         world.catalog.deactivate(world.ids["b1"])
         mirror.sync(world.catalog, str(tmp_path / "tree"), **QUICK)
         assert m.get(world.ids["b1"])  # still the generation it read
+        assert [a.id for a in m.list("images", filters=["name=b"])] == [world.ids["b1"]]
         m.refresh()
         assert m.generation == 2
         with pytest.raises(glarelite.NotFound):
