@@ -19,6 +19,7 @@ import pytest
 import glarelite
 import mirror
 from glarelite import signing, tree
+from tests import tree2kit
 from tests.fixtures.origin import Origin
 from tests.fixtures.static import start_http_server
 from tests.test_mirror_support import QUICK, SELECTED, World, build_world, listing
@@ -263,9 +264,10 @@ def test_signed_tree_round_trip_and_tampering_over_http(
             )
         with pytest.raises(glarelite.SignatureError, match="no trusted key"):
             glarelite.open_mirror(server.url, trusted_keys=[pub(keys["other"])])
-        _flip_one_byte(dest / tree.type_index_path("images"))
-        with pytest.raises(glarelite.VerificationError, match=r"artifacts/images/index\.json"):
-            glarelite.open_mirror(server.url, trusted_keys=[pub(keys["hub"])])
+        _flip_one_byte(_a_shard(dest, "images"))
+        m = glarelite.open_mirror(server.url, trusted_keys=[pub(keys["hub"])])  # lazy
+        with m, pytest.raises(glarelite.VerificationError, match=r"artifacts/images/_shards/"):
+            m.list("images")
 
 
 def _flip_one_byte(path: Path) -> None:
@@ -275,26 +277,35 @@ def _flip_one_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_one_changed_type_index_byte_is_refused_even_with_a_matching_index_json(
+def _a_shard(dest: Path, type_name: str) -> Path:
+    return sorted((dest / tree.ARTIFACTS / type_name / "_shards").iterdir())[0]
+
+
+def test_one_changed_shard_byte_is_refused_even_with_a_matching_index_json(
     world: World, keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    """An attacker who edits a type index and re-pins it in index.json fools a reader
-    without keys; a reader that trusts the hub's key takes the root from the signed file."""
+    """An attacker who edits a shard and re-pins it all the way up (its bucket, the root)
+    fools a reader without keys; a reader that trusts the hub's key takes the root from
+    the signed file, whose bucket pin no longer matches."""
     dest = tmp_path / "tree"
     sync(world, dest, keys["hub"])
-    path = dest / tree.type_index_path("images")
-    _flip_one_byte(path)
-    root = json.loads((dest / tree.ROOT_INDEX).read_bytes())
+    path = _a_shard(dest, "images")
+    parsed = tree.parse_content_path(path.relative_to(dest).as_posix())
+    assert parsed is not None
+    # the owner, not the name: a name decides the shard, which the reader checks anyway
     data = path.read_bytes()
-    import hashlib
-
-    root["types"]["images"]["index"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-    (dest / tree.ROOT_INDEX).write_text(json.dumps(root, indent=1, sort_keys=True) + "\n")
+    owner = json.loads(data)["artifacts"][0]["owner"].encode()
+    path.write_bytes(data.replace(b'"owner":"' + owner + b'"', b'"owner":"eve"'))
+    tree2kit.repin(dest, "images", parsed[2], data=path.read_bytes())
     with glarelite.open_mirror(dest) as m:  # fooled: this is what signing is for
         assert m.generation == 1
-    with pytest.raises(glarelite.VerificationError, match=r"artifacts/images/index\.json") as exc:
-        glarelite.open_mirror(dest, trusted_keys=[pub(keys["hub"])])
-    assert "is not the one index.json publishes" in str(exc.value)
+        assert "eve" in {a.owner for a in m.iter_all("images")}
+    m = glarelite.open_mirror(dest, trusted_keys=[pub(keys["hub"])])
+    with (
+        m,
+        pytest.raises(glarelite.VerificationError, match=r"artifacts/images/_(buckets|shards)/"),
+    ):
+        m.list("images")
     report = mirror.check_tree(str(dest), trusted_keys=[pub(keys["hub"])])
     assert {(f["path"], f["kind"]) for f in report.faults} >= {(tree.ROOT_INDEX, "signature")}
 
