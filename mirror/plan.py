@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -39,7 +40,7 @@ class Item:
     problem: str = ""  # a reason it cannot be published at all
     # externals="redirect": (tree path, origin URL) of blobs left at their origin, and
     # whether the artifact must be left out (no redirect to bytes that may not match)
-    redirects: list[tuple[str, str]] = field(default_factory=list)
+    redirects: Sequence[tuple[str, str]] = ()  # shared empty default: no list per item
     withheld: bool = False
     error: str = "InvalidInput"  # the report's error name for ``problem``
     name: str = ""  # the artifact's name: its shard
@@ -218,7 +219,7 @@ def _add(
         problem,
         name=artifact.name,
     )
-    item.redirects, item.withheld, item.error = redirects, withheld, error
+    item.redirects, item.withheld, item.error = redirects or (), withheld, error
     plan.items[type_name].append(item)
 
 

@@ -594,35 +594,42 @@ class _Run:
         self.progress.end("verify")
 
     # -- phase 2: copies ------------------------------------------------------------------
-    def _jobs(self, plan: planning.Plan) -> list[Job]:
-        groups: dict[str, Job] = {}
+    def _groups(self, plan: planning.Plan) -> list[tuple[str, int, list[str]]]:
+        """(sha256, size, tree paths) of each blob to fetch, largest first (a big blob
+        started last would run alone at the end), paths in order within a blob. Plain
+        tuples: the Job objects are made batch by batch (``_tasks``), so a walk of a
+        million blobs does not hold a million jobs with their source lists."""
+        groups: dict[str, tuple[str, int, list[str]]] = {}
         for path in sorted(plan.fetch):
             sha, size = plan.fetch[path]
-            job = groups.get(sha)
-            if job is None:
-                job = groups[sha] = Job(
-                    sha,
-                    size,
-                    [],
-                    list(plan.sources.get(sha, [])),
-                    plan.have.get(sha),
-                    label=plan.labels.get(path, path),
-                )
-            job.targets.append(path)
-        # Largest first: a big blob started last would run alone at the end.
-        return sorted(groups.values(), key=lambda j: -j.size)
+            group = groups.get(sha)
+            if group is None:
+                group = groups[sha] = (sha, size, [])
+            group[2].append(path)
+        return sorted(groups.values(), key=lambda g: -g[1])
+
+    def _job(self, plan: planning.Plan, group: tuple[str, int, list[str]]) -> Job:
+        sha, size, targets = group
+        return Job(
+            sha,
+            size,
+            targets,
+            list(plan.sources.get(sha, [])),
+            plan.have.get(sha),
+            label=plan.labels.get(targets[0], targets[0]),
+        )
 
     def _copy(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
-        jobs = self._jobs(plan)
-        if not jobs:
+        groups = self._groups(plan)
+        if not groups:
             return
-        total = sum(j.size for j in jobs if j.link_from is None)
+        total = sum(size for sha, size, _ in groups if plan.have.get(sha) is None)
         self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
         pending: set[Future[list[Outcome]]] = set()
         finished = False
         try:
             # Bounded submission: a million queued futures would hold a million closures.
-            for run, work in self._tasks(jobs):
+            for run, work in self._tasks(plan, groups):
                 pending.add(executor.submit(run, work))
                 if len(pending) >= self.workers * 4:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -637,17 +644,31 @@ class _Run:
             if finished:
                 self.progress.end("mirror", ok=not self.report.failed)
 
-    def _tasks(self, jobs: list[Job]) -> Iterator[tuple[Callable[[Any], list[Outcome]], Any]]:
+    def _tasks(
+        self, plan: planning.Plan, groups: list[tuple[str, int, list[str]]]
+    ) -> Iterator[tuple[Callable[[Any], list[Outcome]], Any]]:
         """One task per large job; small ones fetched from the catalog go in batches, so
         that one request per blob does not dominate (Catalog.open_blobs pipelines them)."""
-        small = [j for j in jobs if j.link_from is None and j.sources and j.size <= DEFER_MAX]
+
+        def batched(group: tuple[str, int, list[str]]) -> bool:
+            sha, size, _ = group
+            return plan.have.get(sha) is None and bool(plan.sources.get(sha)) and size <= DEFER_MAX
+
+        count = sum(1 for g in groups if batched(g))
         # Enough batches to keep every worker busy, few enough to amortize each one.
-        size = max(8, min(BATCH_MAX, -(-len(small) // (self.workers * 4)) if small else 1))
-        big = [j for j in jobs if not (j.link_from is None and j.sources and j.size <= DEFER_MAX)]
-        for job in big:  # largest first (as sorted): a big one started last runs alone
-            yield self.copier.run, job
-        for i in range(0, len(small), size):
-            yield self.copier.run_batch, small[i : i + size]
+        size = max(8, min(BATCH_MAX, -(-count // (self.workers * 4)) if count else 1))
+        for group in groups:  # largest first (as sorted): a big one started last runs alone
+            if not batched(group):
+                yield self.copier.run, self._job(plan, group)
+        batch: list[Job] = []
+        for group in groups:
+            if batched(group):
+                batch.append(self._job(plan, group))
+                if len(batch) == size:
+                    yield self.copier.run_batch, batch
+                    batch = []
+        if batch:
+            yield self.copier.run_batch, batch
 
     def _collect(self, plan: planning.Plan, done: set[Future[list[Outcome]]]) -> None:
         for future in done:
@@ -657,6 +678,8 @@ class _Run:
                 raise
             for o in outcomes:
                 sha, size = plan.fetch[o.path]
+                # Done with (copied or failed): where to read it is not needed again.
+                plan.sources.pop(sha, None)
                 if not o.ok:
                     why = self._repair_reasons.get(o.path)
                     if why is None and o.path in plan.missing:
