@@ -41,7 +41,7 @@ class SyncOptions:
     sign_key: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
     externals: str = "copy"  # "redirect": leave external blobs at their origin (issue 20)
     grace: float = 3600.0  # seconds superseded index files stay for readers of the old root
-    scan: int = 200_000  # blobs lstat-checked per run with nothing else to do (0: none)
+    scan: int = 20_000  # blobs lstat-checked per run with nothing else to do (0: none)
 
     def __post_init__(self) -> None:
         # Iterables become tuples: a generator would be consumed by the first run, and a

@@ -73,4 +73,4 @@ def test_grace_and_scan_are_validated() -> None:
     for bad_scan in (-1, 1.5, True):
         with pytest.raises(glarelite.InvalidInput, match="scan"):
             mirror.SyncOptions(scan=bad_scan)  # type: ignore[arg-type]
-    assert (mirror.SyncOptions().grace, mirror.SyncOptions().scan) == (3600.0, 200_000)
+    assert (mirror.SyncOptions().grace, mirror.SyncOptions().scan) == (3600.0, 20_000)

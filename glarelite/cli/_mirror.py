@@ -275,9 +275,9 @@ def mirror_cmd(
             min=0,
             metavar="N",
             help="Blobs checked with one lstat per run, from where the last run stopped "
-            "(default 200000; 0: none).",
+            "(default 20000; 0: none).",
         ),
-    ] = 200_000,
+    ] = 20_000,
     report_file: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Write the run's report as JSON."),
