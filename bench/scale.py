@@ -35,12 +35,10 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +105,15 @@ def child_define(a: dict[str, Any]) -> None:
     import glarelite
 
     with glarelite.open(a["db"], storage=a["storage"]) as cat:
-        cat.define_type(TYPE, blobs=["file"], properties={"note": "string"})
+        # A mutable blob field: the "blob changed" rerun replaces an active artifact's bytes.
+        field = glarelite.BlobField(mutable=True)
+        cat.define_type(glarelite.ArtifactType(TYPE, blobs=("file",), blob_options={"file": field}))
     print(json.dumps({"serial": 0}))
 
 
 def child_change(a: dict[str, Any]) -> None:
-    """Change one artifact through the API: its description, or its blob (an active
-    artifact's blob is immutable unless the field is: then a new version replaces it)."""
+    """Change one artifact through the API: its description, its blob (the field is
+    mutable), or publish a new version of its name."""
     import glarelite
 
     with glarelite.open(a["db"], create=False) as cat:
@@ -122,10 +122,10 @@ def child_change(a: dict[str, Any]) -> None:
         if a["what"] == "description":
             cat.update(art.id, description=f"changed at {time.time()}")
             out = {"id": art.id, "blob_bytes": 0}
+        elif a["what"] == "blob":
+            cat.upload(art.id, "file", blob_of(0, int(time.time())))
+            out = {"id": art.id, "blob_bytes": 16}
         else:
-            # The type's blob field is not mutable: a changed blob is a new version of
-            # the name (the way Glare publishes new bytes), created -> uploaded ->
-            # activated -> published.
             new = cat.create(TYPE, a["name"], version=f"2.{int(time.time())}.0")
             cat.upload(new.id, "file", blob_of(0, int(time.time())))
             cat.activate(new.id)
@@ -177,7 +177,8 @@ class Timed:
     seconds: float  # spawn to exit
     rss_mib: float  # peak, from GNU time
     cpu_s: float  # user + system
-    write_bytes: int  # /proc/<pid>/io of the child: bytes it caused to be written
+    write_bytes: int  # /proc/<pid>/io of the child: bytes it sent to the block layer
+    wchar: int  # ... and bytes it passed to write() (tmpfs has no block layer)
     stdout: str
 
     def fig(self) -> str:
@@ -203,31 +204,31 @@ class Runner:
         """GNU time for RSS and CPU; the child's write_bytes through a wrapper that reads
         its own /proc/self/io after the command (``sh`` waits: the shell's io counts its
         waited-for children, so the figure is the command's)."""
-        with tempfile.NamedTemporaryFile("r", suffix=".time") as stats:
-            with tempfile.NamedTemporaryFile("r", suffix=".io") as io:
-                wrapped = [
+        with (
+            tempfile.NamedTemporaryFile("r", suffix=".time") as stats,
+            tempfile.NamedTemporaryFile("r", suffix=".io") as io,
+        ):
+            wrapped = [
                     "/usr/bin/time", "-f", "%U %S %M", "-o", stats.name,
                     "sh", "-c", '"$@"; rc=$?; cat /proc/$$/io > "$0"; exit $rc', io.name, *cmd,
                 ]  # fmt: skip
-                started = time.perf_counter()
-                out = subprocess.run(
-                    wrapped, capture_output=True, text=True, check=False, env=self.env
+            started = time.perf_counter()
+            out = subprocess.run(wrapped, capture_output=True, text=True, check=False, env=self.env)
+            seconds = time.perf_counter() - started
+            if check and out.returncode != 0:
+                raise SystemExit(
+                    f"{' '.join(cmd[:4])} ... failed ({out.returncode}):\n{out.stderr[-3000:]}"
                 )
-                seconds = time.perf_counter() - started
-                if check and out.returncode != 0:
-                    raise SystemExit(
-                        f"{' '.join(cmd[:4])} ... failed ({out.returncode}):\n{out.stderr[-3000:]}"
-                    )
-                user, system, rss_kib = map(float, stats.read().strip().splitlines()[-1].split())
-                io_text = io.read()
-        written = re.search(r"^write_bytes: (\d+)", io_text, re.M)
+            user, system, rss_kib = map(float, stats.read().strip().splitlines()[-1].split())
+            io_text = io.read()
+        io = {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", io_text, re.M)}
         return Timed(
-            seconds, rss_kib / 1024, user + system, int(written.group(1)) if written else -1,
-            out.stdout + (f"\n{out.stderr}" if out.returncode else ""),
+            seconds, rss_kib / 1024, user + system, io.get("write_bytes", -1),
+            io.get("wchar", -1), out.stdout + (f"\n{out.stderr}" if out.returncode else ""),
         )  # fmt: skip
 
-    def child(self, what: str, **kwargs: Any) -> Timed:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what]
+    def child(self, mode: str, **kwargs: Any) -> Timed:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode]
         return self.timed([*cmd, json.dumps(kwargs)])
 
     def glarelite(self, *args: str) -> Timed:
@@ -255,8 +256,8 @@ def say(*parts: Any) -> None:
     print(*parts, flush=True)
 
 
-def verdict(value: float, target: float) -> str:
-    return f"[target <= {target:g}: {'met' if value <= target else 'MISSED'}]"
+def verdict(value: float, target: float, unit: str = "") -> str:
+    return f"[target <= {target:g}{unit}: {'met' if value <= target else 'MISSED'}]"
 
 
 # -- build ----------------------------------------------------------------------------------
@@ -303,6 +304,283 @@ def build(run: Runner, work: Path, n: int, workers: int, durable: bool) -> Path:
     return db
 
 
+# -- tree snapshots: what a run wrote ------------------------------------------------------
+Snapshot = dict[str, tuple[int, int, int]]  # path -> (size, mtime_ns, inode)
+
+
+def snapshot(root: Path) -> Snapshot:
+    """Every file below ``root`` (outside any timed window)."""
+    files: Snapshot = {}
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    files[e.path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return files
+
+
+@dataclass(frozen=True)
+class Diff:
+    new: int
+    changed: int
+    removed: int
+    bytes_written: int  # sizes of the new and changed files
+    state_bytes: int  # of which below .glarelite-mirror (the writer's state, not served)
+    biggest: list[tuple[int, str]]
+
+
+def diff(root: Path, before: Snapshot, after: Snapshot) -> Diff:
+    new = [p for p in after if p not in before]
+    changed = [p for p in after if p in before and after[p] != before[p]]
+    written = sorted(((after[p][0], p) for p in new + changed), reverse=True)
+    state = sum(size for size, p in written if "/.glarelite-mirror/" in p)
+    return Diff(
+        len(new),
+        len(changed),
+        sum(1 for p in before if p not in after),
+        sum(size for size, _ in written),
+        state,
+        [(size, os.path.relpath(p, root)) for size, p in written[:4]],
+    )
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    files = snapshot(root)
+    return len(files), sum(v[0] for v in files.values())
+
+
+# -- phases ---------------------------------------------------------------------------------
+def tree_place(work: Path, n: int) -> Path:
+    """tmpfs when /dev/shm and the memory both have room for the tree (~12 KiB an
+    artifact: a page for the blob, one for its index.json, the folders, the indexes)."""
+    need = n * 12 * 1024 + 2 * 1024 * MIB
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        free = shutil.disk_usage(shm).free
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+        if min(free, available) > need:
+            return shm / "glarelite-bench" / f"tree-{n}"
+    return work / f"tree-{n}"
+
+
+def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, Any]) -> None:
+    fs = "tmpfs" if str(tree).startswith("/dev/shm") else "disk"
+    say(f"mirror: tree {tree} ({fs})")
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    cli = ["--catalog", str(db), "mirror", str(tree)]
+
+    # References: raw sqlite3, start-up included like ours.
+    serial = run.timed(["sqlite3", str(db), "SELECT max(serial) FROM changes"])
+    scan = run.timed(["sh", "-c", f"sqlite3 '{db}' 'SELECT * FROM artifacts' > /dev/null"])
+    say(f"  ref sqlite3 max(serial) of the journal:  {serial.fig()}")
+    say(f"  ref sqlite3 full scan of artifacts:      {scan.fig()}")
+    results["ref_serial"] = serial.seconds
+    results["ref_scan"] = scan.seconds
+
+    first = run.glarelite(*cli)
+    files, size = tree_size(tree)
+    results["first"] = {"seconds": first.seconds, "rss": first.rss_mib, "cpu": first.cpu_s}
+    say(
+        f"  first mirror:  {first.fig()}  {verdict(first.rss_mib, TARGETS['first_rss'], ' MiB')}"
+        f"  ({files:,} files, {size / MIB:,.0f} MiB)  = {first.seconds / scan.seconds:.1f}x "
+        "the sqlite3 full scan"
+    )
+    copy = tree.with_name(tree.name + ".cp")
+    if shutil.disk_usage(tree.parent).free > 3 * size + n * 10 * 1024:
+        cp = run.timed(["cp", "-a", str(tree), str(copy)])
+        shutil.rmtree(copy, ignore_errors=True)
+        results["ref_cp"] = cp.seconds
+        say(
+            f"  ref cp -a of the tree: {cp.fig()}  -> first mirror = "
+            f"{first.seconds / cp.seconds:.1f}x cp"
+        )
+    else:
+        say("  ref cp -a: skipped (no room for a second tree)")
+
+    noop = run.glarelite(*cli)
+    results["noop"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
+    say(
+        f"  no-op rerun:   {noop.fig()}  {verdict(noop.seconds, TARGETS['noop_s'], ' s')} "
+        f"{verdict(noop.rss_mib, TARGETS['noop_rss'], ' MiB')}  = {noop.seconds / serial.seconds:.1f}x "
+        "sqlite3 max(serial)"
+    )
+    victim = name_of(n // 3)
+    for what in ("description", "blob", "version"):
+        change = run.child("change", db=str(db), name=victim, what=what).result()
+        before = snapshot(tree)
+        one = run.glarelite(*cli)
+        d = diff(tree, before, snapshot(tree))
+        besides = d.bytes_written - change["blob_bytes"]
+        results[f"one_{what}"] = {
+            "seconds": one.seconds,
+            "rss": one.rss_mib,
+            "cpu": one.cpu_s,
+            "written_besides_blob": besides,
+            "state_bytes": d.state_bytes,
+            "files_new": d.new,
+            "files_changed": d.changed,
+            "files_removed": d.removed,
+            "proc_write_bytes": one.write_bytes,
+            "proc_wchar": one.wchar,
+        }
+        label = {"description": "description", "blob": "blob replaced", "version": "new version"}
+        say(
+            f"  one artifact's {label[what]:13}: {one.fig()}  "
+            f"{verdict(one.seconds, TARGETS['one_s'], ' s')} "
+            f"{verdict(one.rss_mib, TARGETS['one_rss'], ' MiB')}"
+        )
+        say(
+            f"      written into the tree besides the blob: {besides / 1024:,.1f} KiB "
+            f"{verdict(besides / MIB, TARGETS['one_written_mib'], ' MiB')} (of which the writer's "
+            f"state {d.state_bytes / 1024:,.1f} KiB); files new {d.new}, changed {d.changed}, "
+            f"removed {d.removed}; /proc io: write_bytes {one.write_bytes / 1024:,.0f} KiB, "
+            f"wchar {one.wchar / 1024:,.0f} KiB; biggest: "
+            + ", ".join(f"{p} {s / 1024:,.1f} KiB" for s, p in d.biggest)
+        )
+    noop = run.glarelite(*cli)
+    results["noop_after"] = {"seconds": noop.seconds, "rss": noop.rss_mib}
+    say(f"  no-op rerun again: {noop.fig()}")
+
+
+# -- nginx with an access log ---------------------------------------------------------------
+LOG_FORMAT = "log_format bench '$status $body_bytes_sent $bytes_sent \"$request\"';"
+
+
+class Nginx:
+    def __init__(self, root: Path) -> None:
+        sys.path.insert(0, str(REPO))
+        from tests.fixtures import static
+
+        self.work = Path(tempfile.mkdtemp(prefix="glarelite-bench-nginx-"))
+        self.log = self.work / "access.log"
+        conf = static.NGINX_CONF.replace(
+            "    access_log off;\n",
+            f"    {LOG_FORMAT}\n    access_log {self.log} bench;\n",
+        )
+        if conf == static.NGINX_CONF:
+            raise SystemExit("tests/fixtures/static.py's nginx config changed: update bench")
+        port = static._free_port()
+        path = self.work / "nginx.conf"
+        path.write_text(
+            conf.format(work=self.work, port=port, root=root.resolve(), autoindex="off")
+        )
+        proc = subprocess.Popen(
+            [static.NGINX, "-c", str(path), "-p", str(self.work), "-e", str(self.work / "err")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.server = static.StaticServer(proc, port, self.work / "err", self.work)
+        if not self.server.wait_ready():
+            self.server.stop()
+            raise SystemExit("nginx did not start")
+        self.url = self.server.url
+
+    def mark(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def since(self, mark: int) -> list[tuple[int, int, int, str]]:
+        """(status, body bytes, bytes sent, path) of each request logged after ``mark``."""
+        with self.log.open() as f:
+            f.seek(mark)
+            lines = f.read().splitlines()
+        out = []
+        for line in lines:
+            status, body, sent, request = line.split(" ", 3)
+            out.append((int(status), int(body), int(sent), request.strip('"').split(" ")[1]))
+        return out
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def edge_phase(run: Runner, tree: Path, n: int, nginx: Nginx, results: dict[str, Any]) -> None:
+    name = name_of(n // 2 + 1)
+    say(f"edge: open_mirror({nginx.url}) + list(name={name}, latest) + read the blob")
+
+    def once(label: str, key: str, **extra: Any) -> list[tuple[int, int, int, str]]:
+        mark = nginx.mark()
+        t = run.child("edge", url=nginx.url, name=name, **extra)
+        time.sleep(0.05)  # nginx writes its log line as the response ends
+        got = nginx.since(mark)
+        inner = t.result()
+        sent = sum(r[2] for r in got)
+        body = sum(r[1] for r in got)
+        results[key] = {
+            "seconds": t.seconds,
+            "in_process_s": inner["seconds"],
+            "rss": t.rss_mib,
+            "requests": len(got),
+            "bytes_sent": sent,
+            "body_bytes": body,
+        }
+        say(
+            f"  {label}: {t.fig()} (in-process {inner['seconds']:.3f} s) "
+            f"{verdict(t.seconds, TARGETS['edge_s'], ' s')} "
+            f"{verdict(t.rss_mib, TARGETS['edge_rss'], ' MiB')}; "
+            f"{len(got)} requests {verdict(len(got), TARGETS['edge_requests'])}, "
+            f"{sent / 1024:,.1f} KiB sent ({body / 1024:,.1f} KiB bodies) "
+            f"{verdict(sent / 1024, TARGETS['edge_kib'], ' KiB')}"
+        )
+        for status, b, _, path in got:
+            say(f"      {status} {b:>9,} {path}")
+        return got
+
+    got = once("no cache       ", "edge")
+    urls = [nginx.url + path for status, _, _, path in got if status == 200]
+    if urls:
+        cmd = ["curl", "-s", "--fail"]
+        for u in urls:
+            cmd += ["-o", "/dev/null", u]
+        curl = run.timed(cmd)
+        results["edge_curl"] = curl.seconds
+        say(
+            f"  ref one curl of the same {len(urls)} URLs: {curl.fig()}  -> "
+            f"open_mirror = {results['edge']['seconds'] / curl.seconds:.1f}x curl"
+        )
+    with tempfile.TemporaryDirectory(prefix="glarelite-bench-cache-") as cache:
+        try:
+            once("cache, 1st run ", "edge_cache1", cache_dir=cache)
+            once("cache, 2nd run ", "edge_cache2", cache_dir=cache)
+        except SystemExit as e:
+            if "cache_dir" not in str(e):
+                raise
+            say("  cache_dir: not supported by the code under test (open_mirror has no cache_dir)")
+
+
+def list_phase(run: Runner, tree: Path, nginx: Nginx | None, results: dict[str, Any]) -> None:
+    for label, where in (("local tree", str(tree)), ("nginx", nginx.url if nginx else None)):
+        if where is None:
+            continue
+        t = run.child("list", url=where)
+        r = t.result()
+        results[f"list_{label.split()[0]}"] = {"seconds": t.seconds, "rss": t.rss_mib}
+        say(
+            f"list: iter_all({TYPE}) over open_mirror({label}): {r['count']:,} artifacts in "
+            f"{t.fig()}  {verdict(t.rss_mib, TARGETS['list_rss'], ' MiB')}"
+        )
+
+
+def journal_phase(run: Runner, creates: int, rounds: int) -> None:
+    """bench/catalog.py's comparison, with the code under test."""
+    t = run.timed(
+        [
+            *(sys.executable, str(run.code / "bench" / "catalog.py"), "--compare-journal"),
+            *("--creates", str(creates), "--rounds", str(rounds)),
+        ]
+    )
+    for line in t.stdout.strip().splitlines():
+        say(f"  {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", type=int, default=1_000_000)
@@ -312,6 +590,11 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PHASES))
     parser.add_argument("--workers", type=int, default=2, help="build processes")
     parser.add_argument("--durable-build", action="store_true", help="build with fsync")
+    parser.add_argument(
+        "--journal-creates", type=int, default=20_000, help="0: skip the journal comparison"
+    )
+    parser.add_argument("--journal-rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -322,8 +605,33 @@ def main() -> None:
     run = Runner(args.code.resolve())
     say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     say(f"code under test: {run.code} ({run.git_head()})")
+    only = set(args.only.split(","))
+    if only - set(PHASES):
+        raise SystemExit(f"--only: unknown phase(s) {sorted(only - set(PHASES))}")
     args.work.mkdir(parents=True, exist_ok=True)
-    build(run, args.work, n, args.workers, args.durable_build)
+    results: dict[str, Any] = {"n": n, "loadavg_start": os.getloadavg(), "code": run.git_head()}
+    db = build(run, args.work, n, args.workers, args.durable_build)
+    if "build" in only and args.journal_creates:
+        say("build: creates/s with the journal vs without (bench/catalog.py --compare-journal)")
+        journal_phase(run, args.journal_creates, args.journal_rounds)
+    tree = tree_place(args.work, n)
+    if "mirror" in only:
+        mirror_phase(run, db, tree, n, results)
+    elif not (tree / "index.json").exists() and only & {"edge", "list"}:
+        raise SystemExit(f"no tree at {tree}: run --only mirror first")
+    nginx = Nginx(tree) if only & {"edge", "list"} else None
+    try:
+        if "edge" in only and nginx:
+            edge_phase(run, tree, n, nginx, results)
+        if "list" in only:
+            list_phase(run, tree, nginx, results)
+    finally:
+        if nginx:
+            nginx.stop()
+    results["loadavg_end"] = os.getloadavg()
+    say(f"load average at end: {' '.join(f'{x:.2f}' for x in results['loadavg_end'])}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
