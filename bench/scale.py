@@ -408,8 +408,8 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     results["noop"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
     say(
         f"  no-op rerun:   {noop.fig()}  {verdict(noop.seconds, TARGETS['noop_s'], ' s')} "
-        f"{verdict(noop.rss_mib, TARGETS['noop_rss'], ' MiB')}  = {noop.seconds / serial.seconds:.1f}x "
-        "sqlite3 max(serial)"
+        f"{verdict(noop.rss_mib, TARGETS['noop_rss'], ' MiB')}  = "
+        f"{noop.seconds / serial.seconds:.1f}x sqlite3 max(serial)"
     )
     victim = name_of(n // 3)
     for what in ("description", "blob", "version"):
