@@ -261,7 +261,7 @@ def verdict(value: float, target: float, unit: str = "") -> str:
 
 
 # -- build ----------------------------------------------------------------------------------
-def build(run: Runner, work: Path, n: int, workers: int, durable: bool) -> Path:
+def build(run: Runner, work: Path, n: int, workers: int, durable: bool) -> tuple[Path, float]:
     """The catalog of n artifacts, reused when a complete one is in ``work``."""
     folder = work / f"catalog-{n}-schema{schema_version(run.code)}"
     db = folder / "catalog.db"
@@ -270,9 +270,10 @@ def build(run: Runner, work: Path, n: int, workers: int, durable: bool) -> Path:
         info = json.loads(done.read_text())
         say(
             f"build: reusing {db} ({n:,} artifacts, built in {info['seconds']:.0f} s = "
-            f"{n / info['seconds']:,.0f}/s with {info['workers']} workers)"
+            f"{n / info['seconds']:,.0f}/s with {info['workers']} workers, "
+            f"{'with' if info['durable'] else 'without'} fsync)"
         )
-        return db
+        return db, n / info["seconds"]
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     run.child("define", db=str(db), storage=str(folder / "blobs"))
@@ -301,7 +302,7 @@ def build(run: Runner, work: Path, n: int, workers: int, durable: bool) -> Path:
     info = {"n": n, "seconds": seconds, "workers": workers, "durable": durable}
     done.write_text(json.dumps(info))
     say(f"build: {n:,} artifacts in {seconds:.0f} s = {n / seconds:,.0f} artifacts/s")
-    return db
+    return db, n / seconds
 
 
 # -- tree snapshots: what a run wrote ------------------------------------------------------
@@ -348,24 +349,25 @@ def diff(root: Path, before: Snapshot, after: Snapshot) -> Diff:
     )
 
 
-def tree_size(root: Path) -> tuple[int, int]:
-    files = snapshot(root)
-    return len(files), sum(v[0] for v in files.values())
-
-
 # -- phases ---------------------------------------------------------------------------------
-def tree_place(work: Path, n: int) -> Path:
-    """tmpfs when /dev/shm and the memory both have room for the tree (~12 KiB an
-    artifact: a page for the blob, one for its index.json, the folders, the indexes)."""
-    need = n * 12 * 1024 + 2 * 1024 * MIB
-    shm = Path("/dev/shm")
-    if shm.is_dir():
-        free = shutil.disk_usage(shm).free
+def room(path: Path) -> int:
+    """Bytes that can still be written below ``path``: on tmpfs, also bounded by the
+    memory available (tmpfs pages are memory)."""
+    free = shutil.disk_usage(path).free
+    if str(path).startswith("/dev/shm"):
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
-        available = int(info["MemAvailable"].split()[0]) * 1024
-        if min(free, available) > need:
-            return shm / "glarelite-bench" / f"tree-{n}"
+        free = min(free, int(info["MemAvailable"].split()[0]) * 1024)
+    return free
+
+
+def tree_place(work: Path, n: int) -> Path:
+    """tmpfs when /dev/shm and the memory both have room for the tree (~12 KiB an
+    artifact: a page for the blob, one for its index.json, the folders, the indexes)
+    with 2 GiB to spare; else the disk under ``work``."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and room(shm) > n * 12 * 1024 + 2 * 1024 * MIB:
+        return shm / "glarelite-bench" / f"tree-{n}"
     return work / f"tree-{n}"
 
 
@@ -385,15 +387,16 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     results["ref_scan"] = scan.seconds
 
     first = run.glarelite(*cli)
-    files, size = tree_size(tree)
+    files = snapshot(tree)
+    size = sum(v[0] for v in files.values())
     results["first"] = {"seconds": first.seconds, "rss": first.rss_mib, "cpu": first.cpu_s}
     say(
         f"  first mirror:  {first.fig()}  {verdict(first.rss_mib, TARGETS['first_rss'], ' MiB')}"
-        f"  ({files:,} files, {size / MIB:,.0f} MiB)  = {first.seconds / scan.seconds:.1f}x "
+        f"  ({len(files):,} files, {size / MIB:,.0f} MiB)  = {first.seconds / scan.seconds:.1f}x "
         "the sqlite3 full scan"
     )
     copy = tree.with_name(tree.name + ".cp")
-    if shutil.disk_usage(tree.parent).free > 3 * size + n * 10 * 1024:
+    if room(tree.parent) > size + len(files) * 5 * 1024 + 2 * 1024 * MIB:
         cp = run.timed(["cp", "-a", str(tree), str(copy)])
         shutil.rmtree(copy, ignore_errors=True)
         results["ref_cp"] = cp.seconds
@@ -412,11 +415,13 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
         f"{noop.seconds / serial.seconds:.1f}x sqlite3 max(serial)"
     )
     victim = name_of(n // 3)
+    before = snapshot(tree)  # the change children do not touch the tree
     for what in ("description", "blob", "version"):
         change = run.child("change", db=str(db), name=victim, what=what).result()
-        before = snapshot(tree)
         one = run.glarelite(*cli)
-        d = diff(tree, before, snapshot(tree))
+        after = snapshot(tree)
+        d = diff(tree, before, after)
+        before = after
         besides = d.bytes_written - change["blob_bytes"]
         results[f"one_{what}"] = {
             "seconds": one.seconds,
@@ -581,39 +586,59 @@ def journal_phase(run: Runner, creates: int, rounds: int) -> None:
         say(f"  {line}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--artifacts", type=int, default=1_000_000)
-    parser.add_argument("--scale", type=int, help="smoke run: this many artifacts")
-    parser.add_argument("--work", type=Path, default=Path("/work/bench-data"))
-    parser.add_argument("--code", type=Path, default=REPO)
-    parser.add_argument("--only", default=",".join(PHASES))
-    parser.add_argument("--workers", type=int, default=2, help="build processes")
-    parser.add_argument("--durable-build", action="store_true", help="build with fsync")
-    parser.add_argument(
-        "--journal-creates", type=int, default=20_000, help="0: skip the journal comparison"
-    )
-    parser.add_argument("--journal-rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="?", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        CHILDREN[args.child](json.loads(args.args))
-        return
-    n = args.scale or args.artifacts
-    run = Runner(args.code.resolve())
-    say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    say(f"code under test: {run.code} ({run.git_head()})")
-    only = set(args.only.split(","))
-    if only - set(PHASES):
-        raise SystemExit(f"--only: unknown phase(s) {sorted(only - set(PHASES))}")
-    args.work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"n": n, "loadavg_start": os.getloadavg(), "code": run.git_head()}
-    db = build(run, args.work, n, args.workers, args.durable_build)
-    if "build" in only and args.journal_creates:
-        say("build: creates/s with the journal vs without (bench/catalog.py --compare-journal)")
-        journal_phase(run, args.journal_creates, args.journal_rounds)
+SUMMARY = [
+    ("build, artifacts/s", lambda r: f"{r['build_rate']:,.0f}"),
+    ("first mirror", lambda r: f"{r['first']['seconds']:.1f} s {r['first']['rss']:.0f} MiB"),
+    ("no-op rerun", lambda r: f"{r['noop']['seconds']:.2f} s {r['noop']['rss']:.0f} MiB"),
+    *(
+        (
+            f"one change: {what[4:]}",
+            lambda r, w=what: (
+                f"{r[w]['seconds']:.2f} s {r[w]['rss']:.0f} MiB "
+                f"{r[w]['written_besides_blob'] / 1024:,.0f} KiB"
+            ),
+        )
+        for what in ("one_description", "one_blob", "one_version")
+    ),
+    *(
+        (
+            f"edge{label}",
+            lambda r, k=key: (
+                f"{r[k]['seconds']:.2f} s {r[k]['rss']:.0f} MiB "
+                f"{r[k]['requests']} req {r[k]['bytes_sent'] / 1024:,.0f} KiB"
+            ),
+        )
+        for label, key in (("", "edge"), (", cache 2nd run", "edge_cache2"))
+    ),
+    (
+        "list, local tree",
+        lambda r: f"{r['list_local']['seconds']:.1f} s {r['list_local']['rss']:.0f} MiB",
+    ),
+    (
+        "list, nginx",
+        lambda r: f"{r['list_nginx']['seconds']:.1f} s {r['list_nginx']['rss']:.0f} MiB",
+    ),
+]
+
+
+def summary(all_results: dict[int, dict[str, Any]]) -> None:
+    """The figures of every size side by side, so the growth is visible."""
+    sizes = sorted(all_results)
+    say("\nsummary " + " | ".join(f"{n:>30,}" for n in sizes))
+    for label, cell in SUMMARY:
+        cells = []
+        for n in sizes:
+            try:
+                cells.append(f"{cell(all_results[n]):>30}")
+            except KeyError:
+                cells.append(f"{'-':>30}")
+        say(f"  {label:28} " + " | ".join(cells))
+
+
+def run_size(run: Runner, args: argparse.Namespace, n: int, only: set[str]) -> dict[str, Any]:
+    say(f"\n=== {n:,} artifacts ===")
+    results: dict[str, Any] = {"n": n, "loadavg_start": os.getloadavg()}
+    db, results["build_rate"] = build(run, args.work, n, args.workers, args.durable_build)
     tree = tree_place(args.work, n)
     if "mirror" in only:
         mirror_phase(run, db, tree, n, results)
@@ -628,10 +653,47 @@ def main() -> None:
     finally:
         if nginx:
             nginx.stop()
-    results["loadavg_end"] = os.getloadavg()
-    say(f"load average at end: {' '.join(f'{x:.2f}' for x in results['loadavg_end'])}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--artifacts", default="1000000", help="catalog size(s), comma-separated: 100000,1000000"
+    )
+    parser.add_argument("--scale", type=int, help="smoke run: this many artifacts")
+    parser.add_argument("--work", type=Path, default=Path("/work/bench-data"))
+    parser.add_argument("--code", type=Path, default=REPO, help="code under test (a checkout)")
+    parser.add_argument("--only", default=",".join(PHASES), help=f"of {','.join(PHASES)}")
+    parser.add_argument("--workers", type=int, default=2, help="build processes")
+    parser.add_argument("--durable-build", action="store_true", help="build with fsync")
+    parser.add_argument(
+        "--journal-creates", type=int, default=20_000, help="0: skip the journal comparison"
+    )
+    parser.add_argument("--journal-rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        CHILDREN[args.child](json.loads(args.args))
+        return
+    sizes = [args.scale] if args.scale else [int(x) for x in args.artifacts.split(",")]
+    only = set(args.only.split(","))
+    if only - set(PHASES):
+        raise SystemExit(f"--only: unknown phase(s) {sorted(only - set(PHASES))}")
+    run = Runner(args.code.resolve())
+    say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    say(f"code under test: {run.code} ({run.git_head()})")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if "build" in only and args.journal_creates:
+        say("creates/s with the journal vs without (bench/catalog.py --compare-journal):")
+        journal_phase(run, args.journal_creates, args.journal_rounds)
+    all_results = {n: run_size(run, args, n, only) for n in sizes}
+    summary(all_results)
+    say(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"code": run.git_head(), "sizes": all_results}, indent=1))
 
 
 if __name__ == "__main__":
