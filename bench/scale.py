@@ -620,7 +620,7 @@ def journal_phase(run: Runner, creates: int, rounds: int) -> None:
             *("--creates", str(creates), "--rounds", str(rounds)),
         ]
     )
-    for line in t.stdout.strip().splitlines():
+    for line in t.stdout.rstrip().splitlines():
         say(f"  {line}")
 
 
