@@ -409,6 +409,9 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     # References: raw sqlite3, start-up included like ours.
     serial = run.timed(["sqlite3", str(db), "SELECT max(serial) FROM changes"])
     scan = run.timed(["sh", "-c", f"sqlite3 '{db}' 'SELECT * FROM artifacts' > /dev/null"])
+    start = run.glarelite("--help")
+    say(f"  ref glarelite --help (CLI start-up):     {start.fig()}")
+    results["ref_startup"] = start.seconds
     say(f"  ref sqlite3 max(serial) of the journal:  {serial.fig()}")
     say(f"  ref sqlite3 full scan of artifacts:      {scan.fig()}")
     results["ref_serial"] = serial.seconds
@@ -440,7 +443,8 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     say(
         f"  no-op rerun:   {noop.fig()}  {verdict(noop.seconds, TARGETS['noop_s'], ' s')} "
         f"{verdict(noop.rss_mib, TARGETS['noop_rss'], ' MiB')}  = "
-        f"{noop.seconds / serial.seconds:.1f}x sqlite3 max(serial)"
+        f"{noop.seconds / serial.seconds:.1f}x sqlite3 max(serial), "
+        f"{noop.seconds / start.seconds:.1f}x the CLI's start-up"
     )
     victim = name_of(n // 3)
     before = snapshot(tree)  # the change children do not touch the tree
