@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,10 +222,10 @@ class Runner:
                 )
             user, system, rss_kib = map(float, stats.read().strip().splitlines()[-1].split())
             io_text = io.read()
-        io = {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", io_text, re.M)}
+        counters = {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", io_text, re.M)}
         return Timed(
-            seconds, rss_kib / 1024, user + system, io.get("write_bytes", -1),
-            io.get("wchar", -1), out.stdout + (f"\n{out.stderr}" if out.returncode else ""),
+            seconds, rss_kib / 1024, user + system, counters.get("write_bytes", -1),
+            counters.get("wchar", -1), out.stdout + (f"\n{out.stderr}" if out.returncode else ""),
         )  # fmt: skip
 
     def child(self, mode: str, **kwargs: Any) -> Timed:
@@ -628,7 +629,7 @@ def journal_phase(run: Runner, creates: int, rounds: int) -> None:
         say(f"  {line}")
 
 
-SUMMARY = [
+SUMMARY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("build, artifacts/s", lambda r: f"{r['build_rate']:,.0f}"),
     ("first mirror", lambda r: f"{r['first']['seconds']:.1f} s {r['first']['rss']:.0f} MiB"),
     ("no-op rerun", lambda r: f"{r['noop']['seconds']:.2f} s {r['noop']['rss']:.0f} MiB"),
