@@ -604,9 +604,11 @@ def edge_phase(run: Runner, tree: Path, n: int, nginx: Nginx, results: dict[str,
             say("  cache_dir: not supported by the code under test (open_mirror has no cache_dir)")
 
 
-def list_phase(run: Runner, tree: Path, nginx: Nginx | None, results: dict[str, Any]) -> None:
+def list_phase(
+    run: Runner, tree: Path, nginx: Nginx | None, via: set[str], results: dict[str, Any]
+) -> None:
     for label, where in (("local tree", str(tree)), ("nginx", nginx.url if nginx else None)):
-        if where is None:
+        if where is None or label.split()[0] not in via:
             continue
         t = run.child("list", url=where)
         r = t.result()
@@ -692,7 +694,7 @@ def run_size(run: Runner, args: argparse.Namespace, n: int, only: set[str]) -> d
         if "edge" in only and nginx:
             edge_phase(run, tree, n, nginx, results)
         if "list" in only:
-            list_phase(run, tree, nginx, results)
+            list_phase(run, tree, nginx, set(args.list_via.split(",")), results)
     finally:
         if nginx:
             nginx.stop()
@@ -714,6 +716,9 @@ def main() -> None:
         "--journal-creates", type=int, default=20_000, help="0: skip the journal comparison"
     )
     parser.add_argument("--journal-rounds", type=int, default=5)
+    parser.add_argument(
+        "--list-via", default="local,nginx", help="where the list phase reads: local,nginx"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="?", help=argparse.SUPPRESS)
