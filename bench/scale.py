@@ -439,7 +439,21 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     else:
         say("  ref cp -a: skipped (no room for a second tree)")
 
-    noop = run.glarelite(*cli)
+    report = tree.parent / f"report-{n}.json"
+
+    def rerun(*extra: str) -> tuple[Timed, str]:
+        """A rerun through the CLI with ``--report`` (small for a rerun; not given to the
+        first mirror, whose report lists every blob): how it found its work."""
+        t = run.glarelite(*cli, "--report", str(report), *extra)
+        r = json.loads(report.read_text())
+        how = ", ".join(
+            f"{k} {len(r[k]) if isinstance(r[k], list) else r[k]}"
+            for k in ("mode", "status", "scanned", "skipped", "copied", "repaired", "warnings")
+            if k in r and r[k] not in ("", [])
+        )
+        return t, how
+
+    noop, how = rerun()
     results["noop"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
     say(
         f"  no-op rerun:   {noop.fig()}  {verdict(noop.seconds, TARGETS['noop_s'], ' s')} "
@@ -447,12 +461,20 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
         f"{noop.seconds / serial.seconds:.1f}x sqlite3 max(serial), "
         f"{noop.seconds / start.seconds:.1f}x the CLI's start-up"
     )
+    say(f"      report: {how}")
+    noop, how = rerun()
+    results["noop2"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
+    say(f"  no-op rerun, 2nd: {noop.fig()}; report: {how}")
+    if "--scan" in run.glarelite("mirror", "--help").stdout:
+        noop, how = rerun("--scan", "0")
+        results["noop_scan0"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
+        say(f"  no-op rerun --scan 0 (no lstat of blob files): {noop.fig()}; report: {how}")
     victim = name_of(n // 3)
     before = snapshot(tree)  # the change children do not touch the tree
     for what in ("description", "blob", "version"):
         change = run.child("change", db=str(db), name=victim, what=what).result()
         state = read_state(tree)
-        one = run.glarelite(*cli)
+        one, how = rerun()
         after = snapshot(tree)
         d = diff(tree, before, after, state)
         before = after
@@ -492,9 +514,10 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
             f"(block layer: tmpfs has none; this is on disk, outside the tree)"
         )
         say("      biggest: " + ", ".join(f"{p} {s / 1024:,.1f} KiB" for s, p in d.biggest))
-    noop = run.glarelite(*cli)
-    results["noop_after"] = {"seconds": noop.seconds, "rss": noop.rss_mib}
-    say(f"  no-op rerun again: {noop.fig()}")
+        say(f"      report: {how}")
+    noop, how = rerun()
+    results["noop_after"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
+    say(f"  no-op rerun after the changes: {noop.fig()}; report: {how}")
 
 
 # -- nginx with an access log ---------------------------------------------------------------
