@@ -465,16 +465,20 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
     noop, how = rerun()
     results["noop2"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
     say(f"  no-op rerun, 2nd: {noop.fig()}; report: {how}")
-    if "--scan" in run.glarelite("mirror", "--help").stdout:
+    has_scan = "--scan" in run.glarelite("mirror", "--help").stdout
+    if has_scan:
         noop, how = rerun("--scan", "0")
         results["noop_scan0"] = {"seconds": noop.seconds, "rss": noop.rss_mib, "cpu": noop.cpu_s}
         say(f"  no-op rerun --scan 0 (no lstat of blob files): {noop.fig()}; report: {how}")
     victim = name_of(n // 3)
     before = snapshot(tree)  # the change children do not touch the tree
-    for what in ("description", "blob", "version"):
+    variants = ["description", "blob", "version"] + (["description --scan 0"] if has_scan else [])
+    for variant in variants:
+        what, *extra = variant.split(" ", 1)
         change = run.child("change", db=str(db), name=victim, what=what).result()
         state = read_state(tree)
-        one, how = rerun()
+        one, how = rerun(*" ".join(extra).split())
+        what = what if not extra else "description_scan0"
         after = snapshot(tree)
         d = diff(tree, before, after, state)
         before = after
@@ -494,9 +498,14 @@ def mirror_phase(run: Runner, db: Path, tree: Path, n: int, results: dict[str, A
             "proc_write_bytes": one.write_bytes,
             "proc_wchar": one.wchar,
         }
-        label = {"description": "description", "blob": "blob replaced", "version": "new version"}
+        label = {
+            "description": "description",
+            "blob": "blob replaced",
+            "version": "new version",
+            "description_scan0": "description, --scan 0",
+        }
         say(
-            f"  one artifact's {label[what]:13}: {one.fig()}  "
+            f"  one artifact's {label[what]:21}: {one.fig()}  "
             f"{verdict(one.seconds, TARGETS['one_s'], ' s')} "
             f"{verdict(one.rss_mib, TARGETS['one_rss'], ' MiB')}"
         )
@@ -666,7 +675,7 @@ SUMMARY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
                 f"{r[w]['written_besides_blob'] / 1024:,.0f} KiB"
             ),
         )
-        for what in ("one_description", "one_blob", "one_version")
+        for what in ("one_description", "one_blob", "one_version", "one_description_scan0")
     ),
     *(
         (
