@@ -1,31 +1,46 @@
 """The million-artifact benchmark (issue 18): the mirror and the offline reader at scale.
 
-Builds (once, cached in ``--work``) a catalog of N artifacts of one type, each with one
-16-byte internal blob, created -> uploaded -> activated -> published through the public
-API, then measures, each run a child process under GNU time (start-up included, peak RSS)
-with the code under test (``--code DIR`` first on every child's PYTHONPATH):
+Builds (once, cached in ``--work`` by N and the schema version) a catalog of N artifacts
+of one type (4 versions per name), each with one 16-byte internal blob, created ->
+uploaded -> activated -> published through the public API by ``--workers`` processes
+(each API call is its own transaction; without fsync, as eatmydata would, unless
+``--durable-build``: the fixture need not survive a power loss). Then measures, each run
+a child process under GNU time (start-up included, peak RSS) with the code under test
+(``--code DIR`` first on every child's PYTHONPATH; the harness itself uses only the
+public API and the CLI):
 
   build    build time and artifacts/s (not judged); creates/s with the change journal
-           beside the same creates without it (bench/catalog.py's comparison; >= 0.90x).
-  mirror   ``glarelite --catalog DB mirror TREE`` into a tree on tmpfs (else disk):
-           first mirror (RSS <= 300 MiB); no-op rerun (<= 1 s, <= 100 MiB); rerun after
-           one artifact's description changed, and after its blob changed (<= 1.5 s,
-           <= 150 MiB, <= 2 MiB written into the tree besides the blob). References in
-           the same run: raw sqlite3 (the journal's newest serial; a full scan of
-           ``artifacts``) and ``cp -a`` of the first tree.
+           beside the same creates without it (bench/catalog.py --compare-journal; >= 0.90x).
+  mirror   ``glarelite --catalog DB mirror TREE`` into a tree on tmpfs when it has the
+           room and the inodes (3 an artifact), else on disk (the first mirror there runs
+           with os.fsync a no-op unless ``--first-fsync``: it would time the disk):
+           first mirror (RSS <= 300 MiB); no-op reruns (<= 1 s, <= 100 MiB), also with
+           ``--scan 0`` when the CLI has it; reruns after one artifact's description
+           changed, its blob replaced, a new version of its name published (<= 1.5 s,
+           <= 150 MiB, <= 2 MiB written into the tree besides the blob: new and changed
+           served files by a snapshot of the tree taken outside the timed window, plus
+           the 4 KiB pages that changed in the writer's state files; /proc io wchar of the
+           run beside it). Each rerun's ``--report`` says how it found its work (mode,
+           scanned). References in the same run: the CLI's start-up (``--help``), raw
+           sqlite3 (the journal's newest serial; a full scan of ``artifacts``) and
+           ``cp -a`` of the first tree (when there is room for a copy).
   edge     the tree served by nginx on loopback with an access log: a child process
            ``open_mirror(URL)`` + ``list(type, filters=["name=X"], latest=True)`` + read
            the blob whole: requests and bytes counted from nginx's log (<= 5 requests,
            <= 512 KiB, <= 0.3 s, <= 80 MiB); beside one ``curl`` process fetching the same
-           URLs. Again with a ``cache_dir``: the second run.
-  list     a child iterating ``iter_all(type)`` over ``open_mirror(tree)`` (<= 150 MiB).
+           URLs. Again with a ``cache_dir``, twice: the second run.
+  list     a child iterating ``iter_all(type)`` over ``open_mirror`` of the local tree
+           and of nginx's URL (``--list-via``) (<= 150 MiB).
 
-    python bench/scale.py --artifacts 1000000 [--work /work/bench-data] [--code DIR]
+    python bench/scale.py --artifacts 100000,1000000 [--work /work/bench-data] [--code DIR]
     python bench/scale.py --artifacts 100000 --only mirror,edge
     python bench/scale.py --scale 2000          # smoke run (< 1 min)
 
-The load average is printed first: the machine may be shared. Every figure is one run
-(the build is long; the reruns are cheap and repeatable with ``--only``).
+The load average is printed first: the machine may be shared, so every figure carries
+its CPU time too. Every figure is one run (the build is long; the reruns are cheap and
+repeatable with ``--only``). The reruns change the cached catalog (one artifact's
+description and blob, one new version per run). Trees stay in place for ``--only
+edge,list``; remove them (``/dev/shm/glarelite-bench``, ``--work``/tree-N) when done.
 """
 
 from __future__ import annotations
