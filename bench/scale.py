@@ -253,7 +253,8 @@ class Runner:
         script = Path(sys.executable).with_name("glarelite")
         base = [str(script)] if script.exists() else [sys.executable, "-m", "glarelite.cli"]
         if not fsync:
-            base = [sys.executable, "-c", NOFSYNC_CLI]
+            # -P: no current folder first on sys.path, or it would shadow --code
+            base = [sys.executable, "-P", "-c", NOFSYNC_CLI]
         return self.timed([*base, *args])
 
     def git_head(self) -> str:
@@ -431,7 +432,13 @@ def tree_place(work: Path, n: int) -> Path:
 
 
 def mirror_phase(
-    run: Runner, db: Path, tree: Path, n: int, first_fsync: bool, results: dict[str, Any]
+    run: Runner,
+    db: Path,
+    tree: Path,
+    n: int,
+    first_fsync: bool,
+    reuse: bool,
+    results: dict[str, Any],
 ) -> None:
     fs = "tmpfs" if str(tree).startswith("/dev/shm") else "disk"
     # On tmpfs fsync costs nothing; on disk the first mirror of a big tree would time the
@@ -439,7 +446,11 @@ def mirror_phase(
     first_fsync = first_fsync or fs == "tmpfs"
     say(f"mirror: tree {tree} ({fs}{'' if first_fsync else '; first mirror without fsync'})")
     results["tree"] = f"{tree} ({fs})"
-    shutil.rmtree(tree, ignore_errors=True)
+    reuse = reuse and (tree / "index.json").exists()
+    if reuse:
+        say("  (--reuse-tree: the 'first mirror' below is a run over the tree already there)")
+    else:
+        shutil.rmtree(tree, ignore_errors=True)
     tree.parent.mkdir(parents=True, exist_ok=True)
     cli = ["--catalog", str(db), "mirror", str(tree)]
 
@@ -464,7 +475,7 @@ def mirror_phase(
         "the sqlite3 full scan"
     )
     copy = tree.with_name(tree.name + ".cp")
-    if room(tree.parent) > size + len(files) * 5 * 1024 + 2 * 1024 * MIB:
+    if not reuse and room(tree.parent) > size + len(files) * 5 * 1024 + 2 * 1024 * MIB:
         cp = run.timed(["cp", "-a", str(tree), str(copy)])
         shutil.rmtree(copy, ignore_errors=True)
         results["ref_cp"] = cp.seconds
@@ -754,7 +765,7 @@ def run_size(run: Runner, args: argparse.Namespace, n: int, only: set[str]) -> d
     db, results["build_rate"] = build(run, args.work, n, args.workers, args.durable_build)
     tree = args.tree_root / f"tree-{n}" if args.tree_root else tree_place(args.work, n)
     if "mirror" in only:
-        mirror_phase(run, db, tree, n, args.first_fsync, results)
+        mirror_phase(run, db, tree, n, args.first_fsync, args.reuse_tree, results)
     elif not (tree / "index.json").exists() and only & {"edge", "list"}:
         raise SystemExit(f"no tree at {tree}: run --only mirror first")
     nginx = Nginx(tree) if only & {"edge", "list"} else None
@@ -789,6 +800,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--tree-root", type=Path, help="where the trees go (default: tmpfs if room, else --work)"
+    )
+    parser.add_argument(
+        "--reuse-tree", action="store_true", help="keep a tree already there (no cp -a)"
     )
     parser.add_argument(
         "--first-fsync", action="store_true", help="fsync in the first mirror on disk too"
