@@ -14,7 +14,6 @@ they were superseded and removed by the first run after ``grace`` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from glarelite import GlareliteError, InvalidInput, NotFound, VerificationError, signing, tree
 
 from . import _superseded, _tree2, redirects
-from .copy import CHUNK, describe, hash_file
 
 if TYPE_CHECKING:
     from .hop import _Hop
@@ -375,51 +373,4 @@ def _plan_shard(
 
 def _copy_blob(hop: _Hop, artifact_id: str, blob: _tree2.Blob) -> None:
     """One blob from the source, verified against the size and sha256 its shard pins."""
-    report, target = hop.report, hop.target
-    path, size, sha = blob.path, blob.size, blob.sha256
-    st = target.stat(path)
-    if st is not None and st[0] == size:  # a run stopped before it published
-        try:
-            if hash_file(target, path) == (size, sha):
-                with hop.lock:
-                    report.skipped += 1
-                return
-        except OSError:
-            pass
-    got = 0
-    temp = target.new_temp(path)
-    try:
-        digest = hashlib.sha256()
-        stream = hop.files.open(path)
-        try:
-            while chunk := stream.read(CHUNK):
-                got += len(chunk)
-                if got > size:
-                    break  # never more than the shard says
-                temp.write(chunk)
-                digest.update(chunk)
-        finally:
-            stream.close()
-        if (got, digest.hexdigest()) != (size, sha):
-            raise VerificationError(f"{path}: the bytes read are not the ones indexed")
-        temp.commit()
-    except (GlareliteError, OSError) as exc:
-        temp.discard()
-        with hop.lock:
-            report.bytes_fetched += got
-            report.failed.append(
-                {
-                    "path": path,
-                    "id": artifact_id,
-                    "error": type(exc).__name__,
-                    "reason": describe(exc),
-                }
-            )
-        return
-    except BaseException:
-        temp.discard()
-        raise
-    with hop.lock:
-        report.bytes_fetched += got
-        report.copied.append({"path": path, "kind": "blob", "id": artifact_id, "bytes": size})
-        report.bytes += size
+    hop.copy_blob(artifact_id, blob.path, blob.size, blob.sha256, lambda: hop.files.open(blob.path))

@@ -29,10 +29,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import IO, Any
 
 from glarelite import (
     DestinationError,
@@ -518,6 +518,14 @@ class _Hop:
     def _copy_blob(
         self, catalog: MirrorCatalog, artifact_id: str, slot: str, path: str, sha: str, size: int
     ) -> None:
+        # catalog.open_blob verifies as it reads; copy_blob checks size and sha256 again
+        self.copy_blob(artifact_id, path, size, sha, lambda: catalog.open_blob(artifact_id, slot))
+
+    def copy_blob(
+        self, artifact_id: str, path: str, size: int, sha: str, open_stream: Callable[[], IO[bytes]]
+    ) -> None:
+        """One blob from the source into DEST, verified against the size and sha256 its
+        index pins (never more bytes than it says); a failure goes into the report."""
         report, target = self.report, self.target
         st = target.stat(path)
         if st is not None and st[0] == size:  # a run stopped before it published
@@ -528,15 +536,20 @@ class _Hop:
                     return
             except OSError:
                 pass
+        got = 0
         temp = target.new_temp(path)
         try:
             digest = hashlib.sha256()
-            got = 0
-            with catalog.open_blob(artifact_id, slot) as stream:  # verifies as it reads
+            stream = open_stream()
+            try:
                 while chunk := stream.read(CHUNK):
+                    got += len(chunk)
+                    if got > size:
+                        break  # never more than the index says
                     temp.write(chunk)
                     digest.update(chunk)
-                    got += len(chunk)
+            finally:
+                stream.close()
             if (got, digest.hexdigest()) != (size, sha):
                 raise VerificationError(f"{path}: the bytes read are not the ones indexed")
             temp.commit()
