@@ -22,7 +22,7 @@ from glarelite.fsutil import utcnow
 from . import layout
 from .dest import Dest
 from .plan import Item, Plan
-from .publish import Outcome, _artifact_index
+from .publish import Outcome, write_artifact_indexes
 from .select import Selection
 from .state import State, Store
 
@@ -258,20 +258,7 @@ def publish_changes(
     generation = old.generation + 1
     out.generation = generation
 
-    def write_artifacts(items: list[Item]) -> list[str]:
-        paths = []
-        for item in items:
-            path = tree.artifact_index_path(item.type, item.id)
-            state.indexes.add(path)
-            dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
-            paths.append(path)
-        return paths
-
-    for paths in executor.map(
-        write_artifacts, [stale[i : i + 64] for i in range(0, len(stale), 64)]
-    ):
-        out.written_indexes.extend(paths)
-    dest.sync_dirs()
+    out.written_indexes += write_artifact_indexes(dest, state, plan, stale, generation, executor)
     for type_name, built in shard_writes:
         path = built.ref.path(type_name)
         dest.write_file(path, [built.data], defer=True)

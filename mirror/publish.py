@@ -38,6 +38,29 @@ class Outcome:
     drop: list[str] = field(default_factory=list)  # sums files of shards and types now gone
 
 
+def write_artifact_indexes(
+    dest: Dest, state: State, plan: Plan, items: list[Item], generation: int, executor: Executor
+) -> list[str]:
+    """Write the artifact indexes of ``items``: many small files, written in parallel in
+    batches (so that thread hand-offs do not cost more than the writes), then synced."""
+
+    def write(batch: list[Item]) -> list[str]:
+        paths = []
+        for item in batch:
+            path = tree.artifact_index_path(item.type, item.id)
+            # Recorded first: a batch failing halfway must not leave files prune ignores.
+            state.indexes.add(path)
+            dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
+            paths.append(path)
+        return paths
+
+    step = max(1, min(256, -(-len(items) // 32)))
+    batches = [items[i : i + step] for i in range(0, len(items), step)]
+    written = [p for paths in executor.map(write, batches) for p in paths]
+    dest.sync_dirs()
+    return written
+
+
 def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
     show = plan.spools[item.type].get(item.offset, item.length)
     extra = json.dumps(
@@ -179,23 +202,9 @@ def publish(
     generation = old.generation + 1
     out.generation = generation
 
-    # 1. artifact indexes (many small files: written in parallel, in batches, so that
-    #    thread hand-offs do not cost more than the writes)
-    def write_artifacts(items: list[Item]) -> list[str]:
-        paths = []
-        for item in items:
-            path = tree.artifact_index_path(item.type, item.id)
-            # Recorded first: a batch failing halfway must not leave files prune ignores.
-            state.indexes.add(path)
-            dest.write_file(path, [_artifact_index(plan, item, generation)], defer=True)
-            paths.append(path)
-        return paths
-
-    step = max(1, min(256, -(-len(stale_items) // 32)))
-    batches = [stale_items[i : i + step] for i in range(0, len(stale_items), step)]
-    for paths in executor.map(write_artifacts, batches):
-        out.written_indexes.extend(paths)
-    dest.sync_dirs()
+    # 1. artifact indexes
+    written = write_artifact_indexes(dest, state, plan, stale_items, generation, executor)
+    out.written_indexes += written
 
     # 2. shard files and their sums files, then 3. bucket files, then 4. the types' sums
     #    indexes: each after what it names
