@@ -383,21 +383,7 @@ class Store:
         db = self._connect(create=False)
         if db is None:
             raise ValueError("no state")
-        meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
-        head = _head_of(meta)
-        p = Published(
-            generation=head.generation,
-            catalog=head.catalog,
-            selection=head.selection,
-            serial=head.serial,
-            complete=head.complete,
-            root_sha256=head.root_sha256,
-            types=head.types,
-            selected=head.selected,
-            generated_at=str(meta.get("generated_at", "")),
-            retained=head.retained,
-            scan_cursor=head.scan_cursor,
-        )
+        p = self._published()
         wanted = sorted(set(ids))
         blobs = Tracked()
         indexes = TrackedSet()
@@ -488,10 +474,11 @@ class Store:
         _adopt_root(self.dest, state)
         return _fresh(state)
 
-    def _load(self, db: sqlite3.Connection) -> State:
+    def _published(self) -> Published:
+        """What the meta rows say the tree publishes."""
         meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
         head = _head_of(meta)
-        p = Published(
+        return Published(
             generation=head.generation,
             catalog=head.catalog,
             selection=head.selection,
@@ -504,6 +491,9 @@ class Store:
             retained=head.retained,
             scan_cursor=head.scan_cursor,
         )
+
+    def _load(self, db: sqlite3.Connection) -> State:
+        p = self._published()
         for artifact_id, type_name, name, _shard, fp, linked in self._rows(
             "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"
         ):

@@ -45,6 +45,7 @@ from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
 from .options import SyncOptions
 from .progress import SafeProgress
+from .publish import Outcome as PublishOutcome
 from .publish import publish
 from .report import SyncReport
 from .select import Selection
@@ -307,19 +308,7 @@ class _Run:
         report.published = out.changed
         report.artifacts = out.artifacts
         report.blobs = out.blobs
-        report.kept = out.kept
-        if out.kept:
-            report.warnings.append(
-                f"{len(out.kept)} artifacts stay published as the previous generation had "
-                "them: their blobs could not be repaired (see failed); a rerun tries again"
-            )
-        report.nothing_to_do = (
-            not out.changed
-            and not report.copied
-            and not report.repaired
-            and not report.withdrawn
-            and not report.failed
-        )
+        _report_outcome(report, out)
         # Kept: what is published, and what is selected though it failed this time (its
         # files are not "no longer selected"; the next run completes them).
         chosen = [*(i for v in out.published.values() for i in v)]
@@ -528,20 +517,8 @@ class _Run:
         report.published = out.changed
         report.artifacts = out.artifacts
         report.blobs = out.blobs
-        report.kept = out.kept
         report.skipped = max(0, out.blobs - len(report.copied) - len(report.repaired))
-        if out.kept:
-            report.warnings.append(
-                f"{len(out.kept)} artifacts stay published as the previous generation had "
-                "them: their blobs could not be repaired (see failed); a rerun tries again"
-            )
-        report.nothing_to_do = (
-            not out.changed
-            and not report.copied
-            and not report.repaired
-            and not report.withdrawn
-            and not report.failed
-        )
+        _report_outcome(report, out)
         return True
 
     def _scan(self, cursor: str) -> str | None:
@@ -935,3 +912,20 @@ def _held_ids(state: State) -> dict[str, str]:
     for artifact_id, entry in state.published.artifacts.items():
         held[artifact_id] = entry[0]
     return held
+
+
+def _report_outcome(report: SyncReport, out: PublishOutcome) -> None:
+    """What a publish did, into the report (walks and journal runs alike)."""
+    report.kept = out.kept
+    if out.kept:
+        report.warnings.append(
+            f"{len(out.kept)} artifacts stay published as the previous generation had "
+            "them: their blobs could not be repaired (see failed); a rerun tries again"
+        )
+    report.nothing_to_do = (
+        not out.changed
+        and not report.copied
+        and not report.repaired
+        and not report.withdrawn
+        and not report.failed
+    )
