@@ -391,6 +391,11 @@ def parse_content_path(path: str) -> tuple[str, str, str, str] | None:
     return parts[1], kind, m.group("part"), m.group("sha")
 
 
+def _counts(data: Mapping[str, Any], what: str) -> dict[str, int]:
+    """The artifacts, blobs and bytes counts of a root or bucket entry."""
+    return {k: _count(data.get(k), f"{what} {k}") for k in ("artifacts", "blobs", "bytes")}
+
+
 def _hex(value: object, what: str) -> str:
     if not isinstance(value, str) or not _HEX64.match(value):
         raise InvalidInput(f"{what} is not a sha256 hex digest")
@@ -450,9 +455,7 @@ class ShardRef:
             shard=shard,
             file=FileRef.from_dict(data, what),
             sums=FileRef.from_dict(data.get("sums"), f"{what} sums"),
-            artifacts=_count(data.get("artifacts"), f"{what} artifacts"),
-            blobs=_count(data.get("blobs"), f"{what} blobs"),
-            bytes=_count(data.get("bytes"), f"{what} bytes"),
+            **_counts(data, what),
         )
 
 
@@ -533,9 +536,7 @@ class RootType:
             definition=dict(data["definition"]),
             buckets=refs,
             sums=FileRef.from_dict(data.get("sums"), f"type {name!r} sums"),
-            artifacts=_count(data.get("artifacts"), f"type {name!r} artifacts"),
-            blobs=_count(data.get("blobs"), f"type {name!r} blobs"),
-            bytes=_count(data.get("bytes"), f"type {name!r} bytes"),
+            **_counts(data, f"type {name!r}"),
         )
 
 

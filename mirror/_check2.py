@@ -163,21 +163,10 @@ class Check2:
     def _artifact_index(
         self, type_name: str, artifact_id: str, show: Mapping[str, Any], by: str
     ) -> None:
-        from .check import _load_json
+        from .check import check_artifact_index
 
         apath = tree.artifact_index_path(type_name, artifact_id)
-        own = _load_json(self.dest, apath, self.report)
-        if own is None:
-            return
-        body = own[0]
-        if isinstance(body, dict):
-            body.pop(tree.MIRROR_KEY, None)
-        try:
-            same = body == show
-        except RecursionError:
-            same = False
-        if not same:
-            self.report.fault(apath, "index-mismatch", f"differs from its entry in {by}")
+        check_artifact_index(self.dest, apath, show, self.report, by)
 
     def _blobs(self, blobs: list[_tree2.Blob]) -> None:
         report, progress, dest = self.report, self.progress, self.dest

@@ -88,6 +88,25 @@ def _read(dest: Dest, path: str, report: CheckReport) -> bytes | None:
     return raw
 
 
+def check_artifact_index(
+    dest: Dest, apath: str, show: Mapping[str, Any], report: CheckReport, by: str
+) -> None:
+    """The artifact index at ``apath`` must hold ``show``, the view its index ``by`` lists
+    (besides the mirror key); an "index-mismatch" fault otherwise."""
+    own = _load_json(dest, apath, report)
+    if own is None:
+        return
+    body = own[0]
+    if isinstance(body, dict):
+        body.pop(tree.MIRROR_KEY, None)
+    try:
+        same = body == show
+    except RecursionError:  # a hostile, deeply nested view
+        same = False
+    if not same:
+        report.fault(apath, "index-mismatch", f"differs from its entry in {by}")
+
+
 def _load_json(dest: Dest, path: str, report: CheckReport) -> tuple[Any, bytes] | None:
     raw = _read(dest, path, report)
     if raw is None:
@@ -300,18 +319,7 @@ def _check_type(
                 report.fault(bpath, "sums-mismatch", f"{path} says {sha}, {tree.SUMS} {listed}")
         apath = tree.artifact_index_path(type_name, artifact_id)
         referenced.setdefault(apath, ("", 0))  # named: not "unlisted"
-        own = _load_json(dest, apath, report)
-        if own is None:
-            continue
-        body = own[0]
-        if isinstance(body, dict):
-            body.pop(tree.MIRROR_KEY, None)
-        try:
-            same = body == show
-        except RecursionError:
-            same = False
-        if not same:
-            report.fault(apath, "index-mismatch", f"differs from its entry in {path}")
+        check_artifact_index(dest, apath, show, report, path)
 
 
 def _type_index_lines(root: tree.RootIndex, sums: dict[str, str], report: CheckReport) -> set[str]:
