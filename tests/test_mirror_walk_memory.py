@@ -37,7 +37,7 @@ def test_copy_jobs_are_made_batch_by_batch_not_all_at_once(
         return run_batch(self, jobs)
 
     monkeypatch.setattr(mirror_copy.Copier, "run_batch", counting)
-    monkeypatch.setattr(sys.modules["mirror.sync"], "BATCH_MAX", BATCH)
+    monkeypatch.setattr(sys.modules["mirror.walk"], "BATCH_MAX", BATCH)
     try:
         report = mirror.sync(cat, str(tmp_path / "tree"), workers=1, fsync=False)
     finally:
