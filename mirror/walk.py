@@ -424,7 +424,7 @@ class Walk:
         while True:
             rows = conn.execute(
                 "SELECT g.rowid, g.sha256, g.size, p.path, p.missing, p.label, p.reason "
-                "FROM run.groups g JOIN run.paths p ON p.sha256 = g.sha256 AND p.action = ? "
+                "FROM run.groups g JOIN run.paths p ON p.sha256 = g.sha256 AND +p.action = ? "
                 "WHERE g.rowid > ? AND g.rowid <= ? ORDER BY g.rowid, p.path",
                 (FETCH, last, last + WINDOW),
             ).fetchall()
