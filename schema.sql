@@ -1,4 +1,4 @@
--- glarelite catalog schema, version 2 (2: the change journal).
+-- glarelite catalog schema, version 3 (2: the change journal; 3: newest-first indexes).
 -- The single source of the catalog's tables. glarelite applies it to a new file and records
 -- the version in PRAGMA user_version; glarelite/_db.py migrates older files forward (MIGRATIONS).
 -- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),
@@ -44,8 +44,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_private
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_public
     ON artifacts (type_name, name, version)
     WHERE visibility = 'public' AND status != 'deleted';
-CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id);
-CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id);
+-- The default listing order (created_at DESC, id ASC), so that every page of it is a range
+-- of these indexes: ascending ones read it backwards as created_at DESC, id DESC and sorted
+-- each group of equal created_at in a temporary B-tree, a million rows per page when a
+-- million artifacts share one timestamp. The query builder names neither (INDEXED BY).
+CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at DESC, id);
+CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at DESC, id);
 -- The query builder names this index (INDEXED BY) for name filters: keep its name.
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (type_name, name, version_key);
 -- Counts (Page.total) of a type by status and visibility read only this index:
