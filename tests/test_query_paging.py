@@ -275,7 +275,7 @@ def test_a_version_2_catalog_migrates_to_newest_first_indexes(
     conn.commit()
     serial = conn.execute("SELECT max(serial) FROM changes").fetchone()[0]
     conn.close()
-    assert created_index_columns(path)["artifacts_by_created"][0] == ("created_at", 0)
+    assert created_index_columns(path)["artifacts_by_created"] == [("created_at", 0), ("id", 0)]
 
     with glarelite.open(path) as cat:
         assert [a.id for a in cat.iter_all("images", limit=7)] == sorted(ids)
@@ -284,8 +284,8 @@ def test_a_version_2_catalog_migrates_to_newest_first_indexes(
     assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 3
     conn.close()
     assert created_index_columns(path) == {
-        "artifacts_by_type_created": [("type_name", 0), ("created_at", 1), ("id", 0)],
-        "artifacts_by_created": [("created_at", 1), ("id", 0)],
+        "artifacts_by_type_created": [("type_name", 0), ("created_at", 0), ("id", 1)],
+        "artifacts_by_created": [("created_at", 0), ("id", 1)],
     }
     glarelite.open(tmp_path / "new.db").close()
     assert schema_of(path) == schema_of(tmp_path / "new.db")
