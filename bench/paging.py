@@ -106,7 +106,7 @@ def main() -> None:
     out: dict[str, object] = {"artifacts": args.artifacts, "page": 1000}
     with tempfile.TemporaryDirectory(prefix="glarelite-bench-paging-") as tmp:
         out["one_created_at"] = measure(
-            Path(tmp) / "tied.db", args.artifacts, args.repeat, tied=True
+            Path(tmp) / "tied.db", args.artifacts, args.repeat, tied=True, walk=not args.no_walk
         )
         out["reference_distinct_created_at"] = measure(
             Path(tmp) / "distinct.db",
