@@ -1,4 +1,4 @@
--- glarelite catalog schema, version 3 (2: the change journal; 3: newest-first indexes).
+-- glarelite catalog schema, version 3 (2: the change journal; 3: listing indexes, id DESC).
 -- The single source of the catalog's tables. glarelite applies it to a new file and records
 -- the version in PRAGMA user_version; glarelite/_db.py migrates older files forward (MIGRATIONS).
 -- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),

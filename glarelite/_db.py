@@ -34,8 +34,9 @@ def _add_journal(db: sqlite_utils.Database) -> None:
 
 
 def _newest_first(db: sqlite_utils.Database) -> None:
-    """Schema 2 -> 3: the listing's created_at indexes, rebuilt newest first from
-    schema.sql's own statements (schema.sql says why). Safe to run on any schema."""
+    """Schema 2 -> 3: the listing's created_at indexes rebuilt from schema.sql's own
+    statements, id descending so that read backwards they are the default order, newest
+    first (schema.sql says why). Safe to run on any schema."""
     for statement in _statements(schema_text()):
         match = re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ", statement)
         if match and match.group(1) in ("artifacts_by_type_created", "artifacts_by_created"):
@@ -49,7 +50,7 @@ def _newest_first(db: sqlite_utils.Database) -> None:
 # change. sqlite-utils is imported only when a step runs (~50 ms, a third of the cost of
 # `import glarelite`). tests/test_migrations.py runs synthetic steps.
 # 1 -> 2: the change journal (see _journal.add_journal; tests/test_journal.py).
-# 2 -> 3: newest-first listing indexes (tests/test_query_paging.py).
+# 2 -> 3: listing indexes that read as the default order (tests/test_query_paging.py).
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _add_journal,
     2: _newest_first,
