@@ -16,6 +16,12 @@ Measured 2026-12-05 on this machine (2 cores shared with other work, load ~3.8),
     one created_at, after (schema 3)       16      11    11    1.8 s
     distinct created_at (reference)     12-17   11-12  15-23  1.4-1.5 s
 
+and at 1,000,000 artifacts (median of 3; before: --no-walk, ~1,000 such pages):
+
+    one created_at, before (schema 2)    2154    1821   585   (~25 min, estimated)
+    one created_at, after (schema 3)       11      10    11   13.0 s
+    distinct created_at (reference)     11-25   10-12  10-25  15.8 s
+
 Before, the ascending (type_name, created_at, id) index was read backwards and each
 tie group sorted in a temporary B-tree, per page; a marker deep in the tie also stepped
 over every row of the tie before it. After: the index is (type_name, created_at, id DESC),
