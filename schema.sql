@@ -1,4 +1,4 @@
--- glarelite catalog schema, version 2 (2: the change journal).
+-- glarelite catalog schema, version 3 (2: the change journal; 3: listing indexes, id DESC).
 -- The single source of the catalog's tables. glarelite applies it to a new file and records
 -- the version in PRAGMA user_version; glarelite/_db.py migrates older files forward (MIGRATIONS).
 -- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),
@@ -44,8 +44,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_private
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_public
     ON artifacts (type_name, name, version)
     WHERE visibility = 'public' AND status != 'deleted';
-CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id);
-CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id);
+-- Read backwards, these are the default listing order (created_at DESC, id ASC), so every
+-- page of it is an index range: with id ascending they read as created_at DESC, id DESC
+-- and each group of equal created_at was sorted in a temporary B-tree, a million rows per
+-- page when a million artifacts share one timestamp. created_at stays ascending: a new
+-- artifact is appended at the end (created_at DESC made the indexes 1.7x larger and
+-- creates ~14% slower, new entries landing at the front).
+CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id DESC);
+CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id DESC);
 -- The query builder names this index (INDEXED BY) for name filters: keep its name.
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (type_name, name, version_key);
 -- Counts (Page.total) of a type by status and visibility read only this index:

@@ -821,8 +821,9 @@ def load(dest: Dest) -> State:
 
 
 def remove(dest: Dest) -> None:
-    """Remove the state (a tree taken over by another writer)."""
-    for path in (STATE, HEAD, STATE_V1):
+    """Remove the state (a tree taken over by another writer). SQLite's sidecars go first:
+    a -wal left beside a state.sqlite created later would be replayed into it."""
+    for path in (*(STATE + s for s in ("-wal", "-shm", "-journal")), STATE, HEAD, STATE_V1):
         dest.delete(path)
 
 
