@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Executor
-from typing import Any
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, cast
 
-from glarelite import Artifact, GlareliteError, JournalTrimmed, tree
+from glarelite import Artifact, Forbidden, GlareliteError, JournalTrimmed, NotFound, tree
 from glarelite.fsutil import utcnow
 
 from . import layout
+from . import plan as planning
 from .dest import Dest
 from .plan import Item, Plan
-from .publish import Outcome, write_artifact_indexes
+from .publish import Outcome, report_outcome, write_artifact_indexes
 from .select import Selection
-from .state import State, Store
+from .state import Head, State, Store
+from .walk import UNKNOWN
+
+if TYPE_CHECKING:
+    from .sync import _Run
 
 PAGE = 1000  # journal entries per request
 MIN_WALK = 256  # up to this many changed artifacts never make a walk cheaper
@@ -318,3 +324,130 @@ def check_shards(dest: Dest, store: Store, dirty: Iterable[tuple[str, str]]) -> 
         ref = refs[key].get(shard)
         if ref is not None:
             _verified_shard(dest, type_name, ref)
+
+
+def run_changes(run: _Run, head: Head, cursor: str) -> bool:
+    """Publish the artifacts changed since the serial the tree published; False
+    (walk) when the journal cannot say (trimmed: reported), or too much changed."""
+    total = sum(int(t.get("artifacts", 0)) for t in head.types.values())
+    cap = max(MIN_WALK, total // 4)
+    try:
+        ids = changed_ids(run.catalog, head.serial, cast(int, run.serial), cap)
+    except JournalTrimmed as exc:
+        run.report.warnings.append(
+            f"the catalog's change journal was trimmed past serial {head.serial}, the "
+            f"one this tree published: the whole catalog was walked ({exc})"
+        )
+        return False
+    sel, report = run.selection, run.report
+    state = run.store.load_partial(ids, sel.types)
+    run.state = state
+    p = state.published
+    p.scan_cursor = cursor
+    plan = planning.Plan(redirect=run.redirect)
+    for type_name in sel.types:
+        plan.spools[type_name] = planning.Spool()
+        plan.items[type_name] = []
+    try:
+        dirty: set[tuple[str, str]] = set()
+        # change of the files the tree wrote that no index names (as a walk counts them)
+        retained = 0
+        withdrawn: list[dict[str, Any]] = []
+        for artifact_id in ids:
+            try:
+                artifact: Artifact | None = run.catalog.get(artifact_id)
+            except (NotFound, Forbidden):
+                artifact = None
+            old = p.artifacts.get(artifact_id)
+            if artifact_id in p.linked:
+                raise WalkInstead("a linked artifact changed")
+            if old is not None:
+                dirty.add((old[0], tree.shard_of(p.names.get(artifact_id, ""))))
+            files = sorted(
+                [f for f in state.blobs if f.split("/")[2] == artifact_id]
+                + [f for f in state.indexes if f.split("/")[2] == artifact_id]
+            )
+            if artifact is not None and is_selected(sel, artifact):
+                if has_links(sel, artifact):
+                    raise WalkInstead("an artifact with links changed")
+                links: list[str] = []
+                planning.add(plan, sel, run.dest, state.blobs, artifact, False, links)
+                dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
+                item = plan.items[artifact.type_name][-1]
+                named = {path for path, _, _ in item.paths}
+                named.add(tree.artifact_index_path(item.type, item.id))
+                if old is not None and any(f not in named for f in files):
+                    raise WalkInstead("a blob left a published artifact")
+                if old is None:  # its files kept from before are named again
+                    retained -= sum(f in named for f in files)
+                continue
+            if old is None and not files:
+                continue  # never in the tree (a draft, a private one...)
+            reason = run._withdraw_reason(artifact_id, old)
+            if old is not None and not reason:
+                retained += len(files)  # fell out of the selection: kept
+            elif old is None and reason:
+                retained -= len(files)  # kept files of a withdrawn artifact: they go
+            if reason:
+                type_name = old[0] if old else files[0].split("/")[1]
+                withdrawn.append(
+                    {
+                        "id": artifact_id,
+                        "type": type_name,
+                        "reason": "deleted" if reason == UNKNOWN else reason,
+                        "files": [f for f in files if f.split("/")[1] == type_name],
+                    }
+                )
+        check_shards(run.dest, run.store, dirty)
+        report.mode = "journal"
+        report.withdrawn = sorted(withdrawn, key=lambda w: str(w["id"]))
+        executor = ThreadPoolExecutor(run.workers, thread_name_prefix="mirror")
+        try:
+            run._check_tree_files(plan, executor)
+            run._copy(plan, executor)
+            run._sweep_partials(plan)
+            run.dest.sync_dirs()
+            run._problems(plan)
+            out = publish_changes(
+                run.dest,
+                run.store,
+                state,
+                plan,
+                sel,
+                run.good,
+                executor,
+                changed=ids,
+                dirty=dirty,
+            )
+        except BaseException:
+            run.stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            run._checkpoint(force=True)
+            raise
+        executor.shutdown(wait=True)
+        p.serial = cast(int, run.serial)
+        now = time.time()
+        for path in out.retired:
+            state.retired.setdefault(path, now)
+        drop = sorted(set(out.drop))
+        p.complete = not report.failed and not (report.withdrawn or drop)
+        run.store.save(state)
+        run._withdraw()
+        for path in drop:
+            run.dest.delete(path)
+        p.complete = not report.failed
+        run._remove_retired(now)
+        run.store.save(state)
+        if retained:
+            p.retained = max(0, p.retained + retained)
+            run.store.save(state)
+    finally:
+        plan.close()
+    report.retained = p.retained
+    report.generation = out.generation if out.changed else p.generation
+    report.published = out.changed
+    report.artifacts = out.artifacts
+    report.blobs = out.blobs
+    report.skipped = max(0, out.blobs - report.copied_count - report.repaired_count)
+    report_outcome(report, out)
+    return True

@@ -24,6 +24,7 @@ from . import layout
 from . import redirects as redirecting
 from .dest import Dest
 from .plan import Item, Plan
+from .report import SyncReport
 from .select import Selection
 from .state import State, Store, TrackedSet
 from .worktable import WorkTable, chunks
@@ -446,3 +447,20 @@ def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> It
     kept = Item(item.id, item.type, entry[1], paths, offset, length, name=str(show.get("name")))
     kept.redirects = rules
     return kept
+
+
+def report_outcome(report: SyncReport, out: Outcome) -> None:
+    """What a publish did, into the report (walks and journal runs alike)."""
+    report.kept = out.kept
+    if out.kept:
+        report.warnings.append(
+            f"{len(out.kept)} artifacts stay published as the previous generation had "
+            "them: their blobs could not be repaired (see failed); a rerun tries again"
+        )
+    report.nothing_to_do = (
+        not out.changed
+        and not report.copied
+        and not report.repaired
+        and not report.withdrawn
+        and not report.failed
+    )

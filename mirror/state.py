@@ -35,7 +35,8 @@ import sqlite_utils
 
 from glarelite import tree
 
-from ._paths import check_artifact_id, check_blob_names, is_blob_path, is_index_path
+from . import _recovery as recovery
+from ._paths import check_artifact_id, is_blob_path, is_index_path
 from .dest import Dest
 from .scan import valid_blob_path
 
@@ -827,44 +828,14 @@ def remove(dest: Dest) -> None:
         dest.delete(path)
 
 
-# -- format 1 (state.json): read once for the upgrade ---------------------------------------
+# -- a state to rebuild: format 1 (state.json, the upgrade), or from the tree itself ---------
 def _load_v1(dest: Dest, raw: bytes) -> State:
     try:
-        data = json.loads(raw)
-        if data.get("state_version") != 1:
-            raise ValueError(f"state version {data.get('state_version')!r}")
-        p = data["published"]
-        published = Published(
-            generation=int(p["generation"]),
-            catalog=str(p["catalog"]),
-            selection=str(p["selection"]),
-            complete=False,  # a format 1 tree is never a no-op: the upgrade walks
-            generated_at=str(p.get("generated_at", "")),
-            retained=int(p.get("retained", 0)),
-            artifacts={str(k): [str(v[0]), str(v[1])] for k, v in dict(p["artifacts"]).items()},
-        )
-        for artifact_id, (type_name, _) in published.artifacts.items():
-            check_artifact_id(artifact_id)
-            tree.check_identifier(type_name, "type")
-        blobs, indexes = data["blobs"], data["indexes"]
-        if not isinstance(blobs, dict) or not isinstance(indexes, list):
-            raise ValueError("blobs or indexes of the wrong kind")
-        for path, record in blobs.items():
-            if not is_blob_path(path):
-                raise ValueError(f"not a blob path: {str(path)[:200]!r}")
-            if not (isinstance(record, list) and len(record) == 3):
-                raise ValueError(f"bad record for {path}")
-            if not isinstance(record[0], str) or not all(
-                isinstance(n, int) and not isinstance(n, bool) for n in record[1:]
-            ):
-                raise ValueError(f"bad record for {path}")
-        for path in indexes:
-            if not is_index_path(path):
-                raise ValueError(f"not an index path: {str(path)[:200]!r}")
+        v1 = recovery.read_v1(raw)
         state = State(
-            blobs=Tracked(blobs),
-            indexes=TrackedSet(p for p in indexes if len(p.split("/")) == 4),
-            published=published,
+            blobs=Tracked(v1.blobs),
+            indexes=TrackedSet(v1.indexes),
+            published=Published(complete=False, **v1.published),  # the upgrade walks
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         state = State(problem=f"{STATE_V1} was unreadable ({exc}); rebuilt from the tree")
@@ -873,110 +844,23 @@ def _load_v1(dest: Dest, raw: bytes) -> State:
     return state
 
 
-_MAX_RECOVERED_INDEX = 1 << 30  # a type index of ~1.5 million artifacts
-
-
 def _recover(dest: Dest, state: State) -> None:
-    """What the tree published, read back from its own root and indexes (each checked
-    against the sha256 that pins it): the artifact index files, and each blob file with
-    its bytes unknown (sha256 ``""``: never skipped on a stat, re-hashed first), so that
-    a withdrawal or a prune still finds the files of what the tree published. Anything
-    malformed stops the recovery: then only what the catalog selects is known."""
-    import hashlib
-
-    indexes: set[str] = set()
-    blobs: dict[str, list[Any]] = {}
-    artifacts: dict[str, list[str]] = {}
-
-    def pinned(path: str, sha256: str, size: int) -> bytes | None:
-        st = dest.stat(path)
-        if st is None or st[0] != size or size > _MAX_RECOVERED_INDEX:
-            return None
-        data = dest.read_bytes(path)
-        if data is None or hashlib.sha256(data).hexdigest() != sha256:
-            return None
-        return data
-
-    def views() -> Iterator[tuple[str, Any]] | None:
-        raw = dest.read_bytes(tree.ROOT_INDEX)
-        if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
-            return None
-        parsed = json.loads(raw)
-        if tree.format_of(parsed) == tree.FORMAT_V1:
-            root1 = tree.RootIndex.from_dict(parsed)
-            out1: list[tuple[str, Any]] = []
-            for type_name, entry in root1.types.items():
-                data = pinned(tree.type_index_path(type_name), entry.index_sha256, entry.index_size)
-                if data is None:
-                    return None
-                out1 += [(type_name, s) for s in tree.check_type_index(json.loads(data), type_name)]
-            return iter(out1)
-        root = tree.Root.from_dict(parsed)
-        out: list[tuple[str, Any]] = []
-        for type_name, type_entry in root.types.items():
-            for bucket, ref in type_entry.buckets.items():
-                data = pinned(type_entry.bucket_path(bucket), ref.sha256, ref.size)
-                if data is None:
-                    return None
-                parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
-                for shard, sref in parsed_bucket.shards.items():
-                    raw_shard = pinned(sref.path(type_name), sref.file.sha256, sref.file.size)
-                    if raw_shard is None:
-                        return None
-                    items = tree.check_shard(json.loads(raw_shard), type_name, shard)
-                    out += [(type_name, s) for s in items]
-        return iter(out)
-
-    try:
-        found = views()
-        if found is None:
-            return
-        for type_name, show in found:
-            artifact_id = check_artifact_id(show.get("id"))
-            indexes.add(tree.artifact_index_path(type_name, artifact_id))
-            artifacts[artifact_id] = [type_name, ""]  # fingerprint unknown: republished
-            for field_name, key, blob in tree.iter_blob_entries(show):
-                blob_path = check_blob_names(type_name, artifact_id, field_name, key)
-                size = blob.get("size")
-                if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                    return
-                blobs[blob_path] = ["", size, -1]
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
-        return  # InvalidInput is a ValueError
-    for path in indexes:
+    """What the tree published, read back from its own indexes (``mirror._recovery``)."""
+    found = recovery.published_by_tree(dest)
+    if found is None:
+        return  # then only what the catalog selects is known
+    for path in found.indexes:
         state.indexes.add(path)
-    state.blobs.update(blobs)
-    state.published.artifacts.update(artifacts)
+    state.blobs.update(found.blobs)
+    state.published.artifacts.update(found.artifacts)
 
 
 def _adopt_root(dest: Dest, state: State) -> None:
-    """Without a usable state: the shards and buckets a format 2 root in the tree pins,
-    so that the next publish supersedes them (they go after the grace period) instead of
-    leaving them, and their sums files, behind. Bucket files are read (at most 16 per
-    type, each checked against its pin); shard files are not."""
-    import hashlib
-
-    try:
-        raw = dest.read_bytes(tree.ROOT_INDEX)
-        if raw is None or len(raw) > _MAX_RECOVERED_INDEX:
-            return
-        parsed = json.loads(raw)
-        if tree.format_of(parsed) != tree.FORMAT_VERSION:
-            return
-        root = tree.Root.from_dict(parsed)
-        shards: dict[tuple[str, str], tree.ShardRef] = {}
-        for type_name, entry in root.types.items():
-            for bucket, ref in entry.buckets.items():
-                data = dest.read_bytes(entry.bucket_path(bucket))
-                if data is None or hashlib.sha256(data).hexdigest() != ref.sha256:
-                    return
-                parsed_bucket = tree.Bucket.from_dict(json.loads(data), type_name, bucket)
-                for shard, sref in parsed_bucket.shards.items():
-                    shards[(type_name, shard)] = sref
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError):
-        return
-    state.shards = shards
-    state.published.types = {n: e.to_dict() for n, e in root.types.items()}
+    """The shards and types a format 2 root in the tree pins, so that the next publish
+    supersedes them instead of leaving them behind."""
+    pinned = recovery.pinned_by_root(dest)
+    if pinned is not None:
+        state.shards, state.published.types = pinned
 
 
 def _shard_ok(shard: object) -> bool:

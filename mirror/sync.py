@@ -23,11 +23,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 from glarelite import (
-    Artifact,
     DestinationError,
     Forbidden,
     GlareliteError,
-    JournalTrimmed,
     NotFound,
     Progress,
     ReadableCatalog,
@@ -44,11 +42,10 @@ from .dest import Dest, open_dest, temporary_is_abandoned
 from .lock import TreeLock
 from .options import SyncOptions
 from .progress import SafeProgress
-from .publish import Outcome as PublishOutcome
 from .report import SyncReport
 from .select import Selection
-from .state import Head, State, Store, Tracked
-from .walk import BATCH_MAX, Walk
+from .state import State, Store, Tracked
+from .walk import BATCH_MAX, Walk, catalog_id
 from .walk import UNKNOWN as _UNKNOWN
 from .worktable import WorkTable
 
@@ -254,7 +251,7 @@ class _Run:
         head = self.store.head()
         if head is None or not (head.complete and head.generation and head.serial >= 0):
             return False
-        if head.catalog != _catalog_id(self.catalog) or head.selection != self.signature:
+        if head.catalog != catalog_id(self.catalog) or head.selection != self.signature:
             return False
         if set(head.types) != set(self.selection.types) or (self.delete and head.retained):
             return False
@@ -275,7 +272,7 @@ class _Run:
                 # rules whole
                 return False
             try:
-                return self._journal_run(head, cursor)
+                return journaling.run_changes(self, head, cursor)
             except journaling.WalkInstead:
                 self.state = State()
                 self.good = set()
@@ -294,132 +291,6 @@ class _Run:
             self.state.published.scan_cursor = cursor
             self._remove_retired(time.time())
             self.store.save(self.state)
-        return True
-
-    def _journal_run(self, head: Head, cursor: str) -> bool:
-        """Publish the artifacts changed since the serial the tree published; False
-        (walk) when the journal cannot say (trimmed: reported), or too much changed."""
-        total = sum(int(t.get("artifacts", 0)) for t in head.types.values())
-        cap = max(journaling.MIN_WALK, total // 4)
-        try:
-            ids = journaling.changed_ids(self.catalog, head.serial, cast(int, self.serial), cap)
-        except JournalTrimmed as exc:
-            self.report.warnings.append(
-                f"the catalog's change journal was trimmed past serial {head.serial}, the "
-                f"one this tree published: the whole catalog was walked ({exc})"
-            )
-            return False
-        sel, report = self.selection, self.report
-        state = self.store.load_partial(ids, sel.types)
-        self.state = state
-        p = state.published
-        p.scan_cursor = cursor
-        plan = planning.Plan(redirect=self.redirect)
-        for type_name in sel.types:
-            plan.spools[type_name] = planning.Spool()
-            plan.items[type_name] = []
-        try:
-            dirty: set[tuple[str, str]] = set()
-            # change of the files the tree wrote that no index names (as a walk counts them)
-            retained = 0
-            withdrawn: list[dict[str, Any]] = []
-            for artifact_id in ids:
-                try:
-                    artifact: Artifact | None = self.catalog.get(artifact_id)
-                except (NotFound, Forbidden):
-                    artifact = None
-                old = p.artifacts.get(artifact_id)
-                if artifact_id in p.linked:
-                    raise journaling.WalkInstead("a linked artifact changed")
-                if old is not None:
-                    dirty.add((old[0], tree.shard_of(p.names.get(artifact_id, ""))))
-                files = sorted(
-                    [f for f in state.blobs if f.split("/")[2] == artifact_id]
-                    + [f for f in state.indexes if f.split("/")[2] == artifact_id]
-                )
-                if artifact is not None and journaling.is_selected(sel, artifact):
-                    if journaling.has_links(sel, artifact):
-                        raise journaling.WalkInstead("an artifact with links changed")
-                    links: list[str] = []
-                    planning.add(plan, sel, self.dest, state.blobs, artifact, False, links)
-                    dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
-                    item = plan.items[artifact.type_name][-1]
-                    named = {path for path, _, _ in item.paths}
-                    named.add(tree.artifact_index_path(item.type, item.id))
-                    if old is not None and any(f not in named for f in files):
-                        raise journaling.WalkInstead("a blob left a published artifact")
-                    if old is None:  # its files kept from before are named again
-                        retained -= sum(f in named for f in files)
-                    continue
-                if old is None and not files:
-                    continue  # never in the tree (a draft, a private one...)
-                reason = self._withdraw_reason(artifact_id, old)
-                if old is not None and not reason:
-                    retained += len(files)  # fell out of the selection: kept
-                elif old is None and reason:
-                    retained -= len(files)  # kept files of a withdrawn artifact: they go
-                if reason:
-                    type_name = old[0] if old else files[0].split("/")[1]
-                    withdrawn.append(
-                        {
-                            "id": artifact_id,
-                            "type": type_name,
-                            "reason": "deleted" if reason == _UNKNOWN else reason,
-                            "files": [f for f in files if f.split("/")[1] == type_name],
-                        }
-                    )
-            journaling.check_shards(self.dest, self.store, dirty)
-            report.mode = "journal"
-            report.withdrawn = sorted(withdrawn, key=lambda w: str(w["id"]))
-            executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
-            try:
-                self._check_tree_files(plan, executor)
-                self._copy(plan, executor)
-                self._sweep_partials(plan)
-                self.dest.sync_dirs()
-                self._problems(plan)
-                out = journaling.publish_changes(
-                    self.dest,
-                    self.store,
-                    state,
-                    plan,
-                    sel,
-                    self.good,
-                    executor,
-                    changed=ids,
-                    dirty=dirty,
-                )
-            except BaseException:
-                self.stop.set()
-                executor.shutdown(wait=True, cancel_futures=True)
-                self._checkpoint(force=True)
-                raise
-            executor.shutdown(wait=True)
-            p.serial = cast(int, self.serial)
-            now = time.time()
-            for path in out.retired:
-                state.retired.setdefault(path, now)
-            drop = sorted(set(out.drop))
-            p.complete = not report.failed and not (report.withdrawn or drop)
-            self.store.save(state)
-            self._withdraw()
-            for path in drop:
-                self.dest.delete(path)
-            p.complete = not report.failed
-            self._remove_retired(now)
-            self.store.save(state)
-            if retained:
-                p.retained = max(0, p.retained + retained)
-                self.store.save(state)
-        finally:
-            plan.close()
-        report.retained = p.retained
-        report.generation = out.generation if out.changed else p.generation
-        report.published = out.changed
-        report.artifacts = out.artifacts
-        report.blobs = out.blobs
-        report.skipped = max(0, out.blobs - report.copied_count - report.repaired_count)
-        _report_outcome(report, out)
         return True
 
     def _scan(self, cursor: str) -> str | None:
@@ -684,22 +555,6 @@ class _Run:
             self.report.warnings.append(f"removed {removed} temporaries left by an interrupted run")
 
 
-def _tree_generation(dest: Dest) -> int:
-    """The generation of the root index already in the tree (0 when none)."""
-    import json
-
-    raw = dest.read_bytes(tree.ROOT_INDEX)
-    if raw is None:
-        return 0
-    try:
-        data = json.loads(raw)
-        if tree.format_of(data) == tree.FORMAT_V1:
-            return tree.RootIndex.from_dict(data).generation
-        return tree.Root.from_dict(data).generation
-    except (ValueError, RecursionError):  # a hostile tree file
-        return 0
-
-
 def _catalog_serial(catalog: ReadableCatalog) -> int | None:
     """The catalog's journal serial; None for a catalog without one (a mirror tree)."""
     serial = getattr(catalog, "serial", None)
@@ -710,28 +565,3 @@ def _catalog_serial(catalog: ReadableCatalog) -> int | None:
     except GlareliteError:
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _catalog_id(catalog: ReadableCatalog) -> str:
-    """Which catalog a tree was built from, as the state records it: a digest of its
-    path, since the state sits in the tree and a host path must not be served."""
-    import hashlib
-
-    return hashlib.sha256(catalog.path.encode()).hexdigest()[:32]
-
-
-def _report_outcome(report: SyncReport, out: PublishOutcome) -> None:
-    """What a publish did, into the report (walks and journal runs alike)."""
-    report.kept = out.kept
-    if out.kept:
-        report.warnings.append(
-            f"{len(out.kept)} artifacts stay published as the previous generation had "
-            "them: their blobs could not be repaired (see failed); a rerun tries again"
-        )
-    report.nothing_to_do = (
-        not out.changed
-        and not report.copied
-        and not report.repaired
-        and not report.withdrawn
-        and not report.failed
-    )

@@ -16,18 +16,21 @@ the report lists at most ``report.LIST_MAX`` entries of a kind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from glarelite import Artifact, NotFound, tree
+from glarelite import Artifact, NotFound, ReadableCatalog, tree
 
 from . import partial
 from . import plan as planning
 from . import prune as pruning
 from .copy import DEFER_MAX, Job, Outcome, Source, hash_file
-from .publish import publish
+from .dest import Dest
+from .publish import publish, report_outcome
 from .state import Tracked
 from .worktable import CHECK, FETCH, SKIP, WorkTable, chunks
 
@@ -66,9 +69,7 @@ class Walk:
             self.report.warnings.append(state.problem)
         if not state.published.generation:
             # No memory of earlier runs: generations still only go up for readers.
-            from .sync import _tree_generation
-
-            state.published.generation = _tree_generation(run.dest)
+            state.published.generation = tree_generation(run.dest)
         self._work = WorkTable(run.store.connection)
         run.work = self._work
         for type_name in run.selection.types:
@@ -224,11 +225,9 @@ class Walk:
         self._finish(out)
 
     def _finish(self, out: Any) -> None:
-        from .sync import _catalog_id, _report_outcome
-
         run, report, state = self.run, self.report, self.run.state
         p = state.published
-        p.catalog = _catalog_id(run.catalog)
+        p.catalog = catalog_id(run.catalog)
         p.selection = run.signature
         p.serial = run.serial if run.serial is not None else -1
         p.selected = {t: 0 for t in run.selection.types}
@@ -254,7 +253,7 @@ class Walk:
         report.published = out.changed
         report.artifacts = out.artifacts
         report.blobs = out.blobs
-        _report_outcome(report, out)
+        report_outcome(report, out)
         run.store.save(state, upload=False)  # the withdrawn files' rows go before pruning
         self._prune(out.artifacts)
         run._remove_retired(now)
@@ -559,3 +558,23 @@ class Walk:
             and not candidates
             and not report.withdrawn
         )
+
+
+def tree_generation(dest: Dest) -> int:
+    """The generation of the root index already in the tree (0 when none)."""
+    raw = dest.read_bytes(tree.ROOT_INDEX)
+    if raw is None:
+        return 0
+    try:
+        data = json.loads(raw)
+        if tree.format_of(data) == tree.FORMAT_V1:
+            return tree.RootIndex.from_dict(data).generation
+        return tree.Root.from_dict(data).generation
+    except (ValueError, RecursionError):  # a hostile tree file
+        return 0
+
+
+def catalog_id(catalog: ReadableCatalog) -> str:
+    """Which catalog a tree was built from, as the state records it: a digest of its
+    path, since the state sits in the tree and a host path must not be served."""
+    return hashlib.sha256(catalog.path.encode()).hexdigest()[:32]

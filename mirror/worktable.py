@@ -108,7 +108,9 @@ class WorkTable:
         self.conn.executemany("UPDATE run.paths SET good = 1 WHERE path = ?", ((p,) for p in paths))
 
     def add_links(self, ids: Iterable[str]) -> None:
-        self.conn.executemany("INSERT OR IGNORE INTO run.links (id) VALUES (?)", ((i,) for i in ids))
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO run.links (id) VALUES (?)", ((i,) for i in ids)
+        )
 
     def has_items(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are selected already."""
