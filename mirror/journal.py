@@ -264,26 +264,23 @@ def publish_changes(
     generation = old.generation + 1
     out.generation = generation
 
-    out.written_indexes += write_artifact_indexes(dest, state, plan, stale, generation, executor)
+    write_artifact_indexes(dest, state, plan, stale, generation, executor)
     for type_name, built in shard_writes:
         path = built.ref.path(type_name)
         dest.write_file(path, [built.data], defer=True)
         sums_path = tree.shard_sums_path(type_name, built.ref.shard)
         dest.write_file(sums_path, [built.sums], defer=True)
-        out.written_indexes += [path, sums_path]
         state.retired.pop(path, None)
         state.retired.pop(sums_path, None)
     dest.sync_dirs()
     for path, data in bucket_writes:
         dest.write_file(path, [data])
         state.retired.pop(path, None)
-        out.written_indexes.append(path)
     dest.sync_dirs()
     for type_name, sums in type_sums.items():
         before = old.types.get(type_name, {}).get("sums")
         if before != entries_by_type[type_name].sums.to_dict():
             dest.write_file(tree.type_sums_path(type_name), [sums])
-            out.written_indexes.append(tree.type_sums_path(type_name))
     dest.sync_dirs()
     root = tree.Root(generation=generation, generated_at=utcnow("seconds"), types=entries_by_type)
     raw = root.to_bytes()

@@ -37,7 +37,6 @@ class Outcome:
     artifacts: int = 0
     blobs: int = 0
     published: dict[str, list[Item]] = field(default_factory=dict)
-    written_indexes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # ids published as the previous generation
     retired: list[str] = field(default_factory=list)  # index files the new root no longer pins
     drop: list[str] = field(default_factory=list)  # sums files of shards and types now gone
@@ -124,7 +123,6 @@ def publish(
     def settle(limit: int) -> None:
         while len(pending) > limit:
             for path in pending.pop(0).result():
-                out.written_indexes.append(path)
                 state.retired.pop(path, None)
 
     for type_name in selection.types:
@@ -164,9 +162,7 @@ def publish(
             ]
             if stale:
                 stale_written += len(stale)
-                out.written_indexes += write_artifact_indexes(
-                    dest, state, plan, stale, generation, executor
-                )
+                write_artifact_indexes(dest, state, plan, stale, generation, executor)
                 if len(state.indexes) >= _FLUSH:
                     store.save(state, upload=False)
                     state.indexes = TrackedSet()
@@ -234,13 +230,11 @@ def publish(
     for path, data in bucket_writes:
         dest.write_file(path, [data])
         state.retired.pop(path, None)
-        out.written_indexes.append(path)
     dest.sync_dirs()
     for type_name in sums_writes:
         path = tree.type_sums_path(type_name)
         dest.write_file(path, [type_sums[type_name]])
         state.retired.pop(path, None)
-        out.written_indexes.append(path)
     dest.sync_dirs()
     root = tree.Root(generation=generation, generated_at=utcnow("seconds"), types=entries)
     raw = root.to_bytes()
