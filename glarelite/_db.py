@@ -18,11 +18,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._journal import add_journal
+from ._journal import add_journal, drop_insert_trigger
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 from .fsutil import utcnow as utcnow  # the catalog modules take it from here
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -38,7 +38,11 @@ def _add_journal(db: sqlite_utils.Database) -> None:
 # change. sqlite-utils is imported only when a step runs (~50 ms, a third of the cost of
 # `import glarelite`). tests/test_migrations.py runs synthetic steps.
 # 1 -> 2: the change journal (see _journal.add_journal; tests/test_journal.py).
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _add_journal}
+# 2 -> 3: a create writes its own journal entry (see _journal.drop_insert_trigger).
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _add_journal,
+    2: drop_insert_trigger,
+}
 
 
 def schema_text() -> str:
