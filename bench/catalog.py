@@ -90,6 +90,41 @@ def compare_journal(folder: Path, n: int, rounds: int) -> None:
         )
 
 
+def journal_reads(folder: Path, entries: int, queries: int) -> None:
+    """p50/p99 of ``serial()`` and of one page of ``changes()`` (limit 1000, from a random
+    serial) on a journal of ``entries`` entries naming entries/10 artifacts ten times each,
+    bulk-loaded through SQL (creates would take minutes)."""
+    path = folder / "journal.db"
+    glarelite.open(path, storage="memory://bench-journal").close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    ids = [str(uuid.uuid4()) for _ in range(max(1, entries // 10))]
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO changes (artifact_id, type_name, at) VALUES (?, 'images', ?)",
+        ((ids[i % len(ids)], f"2026-01-01T00:00:00.{i % 1000000:06d}Z") for i in range(entries)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    rnd = random.Random(7)
+    with glarelite.open(path) as cat:
+        serial_ms, page_ms = [], []
+        for _ in range(queries):
+            t0 = time.perf_counter()
+            top = cat.serial()
+            serial_ms.append((time.perf_counter() - t0) * 1000)
+            since = rnd.randrange(0, max(1, top - 1000))
+            t0 = time.perf_counter()
+            page = cat.changes(since, limit=1000)
+            page_ms.append((time.perf_counter() - t0) * 1000)
+        assert top == entries and page
+    print(
+        f"journal reads on {entries:,} entries: serial() p50 {pct(serial_ms, 50):.3f} ms "
+        f"p99 {pct(serial_ms, 99):.3f} ms;  changes(since, limit=1000) p50 "
+        f"{pct(page_ms, 50):.2f} ms p99 {pct(page_ms, 99):.2f} ms ({len(page)} artifacts)"
+    )
+
+
 def bench_creates(folder: Path, n: int) -> tuple[float, float]:
     api = api_creates(folder / "creates.db", n)[0]
 
@@ -242,11 +277,18 @@ def main() -> None:
         "--compare-journal", action="store_true", help="only: creates/s with vs without journal"
     )
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--journal-entries",
+        type=int,
+        default=1_000_000,
+        help="with --compare-journal: the journal serial()/changes() are timed on",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.compare_journal:
             compare_journal(folder, args.creates, args.rounds)
+            journal_reads(folder, args.journal_entries, args.queries)
             return
         api, ref = bench_creates(folder, args.creates)
         print(
