@@ -120,8 +120,9 @@ CREATE TABLE IF NOT EXISTS quotas (
 -- (_journal.record, schema version 3; tests/test_journal.py checks that every insert into
 -- artifacts does). Any trigger on the artifact insert, even an empty one, makes SQLite
 -- keep a statement journal for it (a copy of every page the insert changes, spilled to a
--- temporary file when it outgrows 64 KiB): that cost ~10% of creates/s, the trigger's own
--- row ~1%. The serial is the rowid, allocated as max + 1 inside the write
+-- temporary file when it outgrows 64 KiB): with it a catalog made 0.89x the creates/s of
+-- one without a journal, without it 0.96x (bench/catalog.py --compare-journal).
+-- The serial is the rowid, allocated as max + 1 inside the write
 -- transaction; SQLite has one writer at a time, so serials become visible in order: a
 -- reader never sees N+1 without N. Not AUTOINCREMENT: its sqlite_sequence row is one more
 -- page written by every commit (~3% of creates/s, bench/catalog.py --compare-journal);
@@ -137,8 +138,8 @@ CREATE TABLE IF NOT EXISTS changes (
 
 -- Every column of an artifact is in its show view: every insert (journaled by the create,
 -- see above), update and delete counts. `at` is the time the write stamped on the row
--- (updated_at; its format, microseconds), or the current time for a delete: SQLite's
--- strftime on every create cost ~5% of creates/s, the stamp is already there.
+-- (updated_at; its format, microseconds), or the current time for a delete: the stamp is
+-- already there, SQLite's strftime on every write cost ~5% of creates/s.
 CREATE TRIGGER IF NOT EXISTS journal_artifact_update AFTER UPDATE ON artifacts
 BEGIN
     INSERT INTO changes (artifact_id, type_name, at) VALUES (new.id, new.type_name, new.updated_at);

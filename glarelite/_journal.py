@@ -3,7 +3,7 @@ migrations that add it (1 -> 2) and take the create's entry out of a trigger (2 
 
 The journal (table ``changes``) is written by triggers in schema.sql, so no update, delete
 or blob write can forget it; a create writes its own entry with :func:`record` (a trigger
-on the artifact insert cost ~10% of creates/s: see schema.sql), and
+on the artifact insert cost ~8% of creates/s: see schema.sql), and
 tests/test_journal.py checks that every insert into ``artifacts`` does. A serial is the
 rowid, max + 1, allocated inside the write transaction; SQLite admits one writer at a
 time, so a reader's snapshot holding serial N+1 also holds N: paging on by the last
