@@ -1,5 +1,5 @@
--- glarelite catalog schema, version 3 (2: the change journal; 3: a create writes its own
--- journal entry, no trigger on the artifact insert).
+-- glarelite catalog schema, version 4 (2: the change journal; 3: listing indexes, id DESC;
+-- 4: a create writes its own journal entry, no trigger on the artifact insert).
 -- The single source of the catalog's tables. glarelite applies it to a new file and records
 -- the version in PRAGMA user_version; glarelite/_db.py migrates older files forward (MIGRATIONS).
 -- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),
@@ -45,8 +45,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_private
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_unique_public
     ON artifacts (type_name, name, version)
     WHERE visibility = 'public' AND status != 'deleted';
-CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id);
-CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id);
+-- Read backwards, these are the default listing order (created_at DESC, id ASC), so every
+-- page of it is an index range: with id ascending they read as created_at DESC, id DESC
+-- and each group of equal created_at was sorted in a temporary B-tree, a million rows per
+-- page when a million artifacts share one timestamp. created_at stays ascending: a new
+-- artifact is appended at the end (created_at DESC made the indexes 1.7x larger and
+-- creates ~14% slower, new entries landing at the front).
+CREATE INDEX IF NOT EXISTS artifacts_by_type_created ON artifacts (type_name, created_at, id DESC);
+CREATE INDEX IF NOT EXISTS artifacts_by_created ON artifacts (created_at, id DESC);
 -- The query builder names this index (INDEXED BY) for name filters: keep its name.
 CREATE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (type_name, name, version_key);
 -- Counts (Page.total) of a type by status and visibility read only this index:
@@ -117,7 +123,7 @@ CREATE TABLE IF NOT EXISTS quotas (
 -- The change journal (schema version 2): one row per write that changes what a mirror
 -- could publish, numbered by a serial that only grows. Triggers fill it, so no write path
 -- can forget it, except for a create: Catalog.create writes its entry itself
--- (_journal.record, schema version 3; tests/test_journal.py checks that every insert into
+-- (_journal.record, schema version 4; tests/test_journal.py checks that every insert into
 -- artifacts does). Any trigger on the artifact insert, even an empty one, makes SQLite
 -- keep a statement journal for it (a copy of every page the insert changes, spilled to a
 -- temporary file when it outgrows 64 KiB): with it a catalog made 0.89x the creates/s of

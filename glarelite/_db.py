@@ -9,6 +9,7 @@ classic way concurrent writers lose writes. With IMMEDIATE the busy timeout appl
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -22,7 +23,7 @@ from ._journal import add_journal, drop_insert_trigger
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 from .fsutil import utcnow as utcnow  # the catalog modules take it from here
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -32,16 +33,29 @@ def _add_journal(db: sqlite_utils.Database) -> None:
     add_journal(db, _statements(schema_text()), utcnow)
 
 
+def _newest_first(db: sqlite_utils.Database) -> None:
+    """Schema 2 -> 3: the listing's created_at indexes rebuilt from schema.sql's own
+    statements, id descending so that read backwards they are the default order, newest
+    first (schema.sql says why). Safe to run on any schema."""
+    for statement in _statements(schema_text()):
+        match = re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ", statement)
+        if match and match.group(1) in ("artifacts_by_type_created", "artifacts_by_created"):
+            db.execute(f"DROP INDEX IF EXISTS {match.group(1)}")
+            db.execute(statement)
+
+
 # Forward migrations: MIGRATIONS[n] turns a version-n catalog into version n+1, given a
 # sqlite_utils.Database over the connection, inside the transaction that bumps the
 # version: its table.transform() does SQLite's create-copy-drop-rename dance for a column
 # change. sqlite-utils is imported only when a step runs (~50 ms, a third of the cost of
 # `import glarelite`). tests/test_migrations.py runs synthetic steps.
 # 1 -> 2: the change journal (see _journal.add_journal; tests/test_journal.py).
-# 2 -> 3: a create writes its own journal entry (see _journal.drop_insert_trigger).
+# 2 -> 3: listing indexes that read as the default order (tests/test_query_paging.py).
+# 3 -> 4: a create writes its own journal entry (see _journal.drop_insert_trigger).
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _add_journal,
-    2: drop_insert_trigger,
+    2: _newest_first,
+    3: drop_insert_trigger,
 }
 
 

@@ -1,5 +1,5 @@
 """The change journal: writing a create's entry, reading it, trimming it, and the schema
-migrations that add it (1 -> 2) and take the create's entry out of a trigger (2 -> 3).
+migrations that add it (1 -> 2) and take the create's entry out of a trigger (3 -> 4).
 
 The journal (table ``changes``) is written by triggers in schema.sql, so no update, delete
 or blob write can forget it; a create writes its own entry with :func:`record` (a trigger
@@ -34,7 +34,7 @@ MAX_LIMIT = 100_000
 TRIM_CHUNK = 20_000
 
 # The objects of schema.sql that make the journal (schema version 2, less the insert
-# trigger that version 3 dropped).
+# trigger that version 4 dropped).
 JOURNAL_OBJECTS = (
     "changes",
     "journal_artifact_update",
@@ -62,8 +62,9 @@ def add_journal(db: sqlite_utils.Database, statements: list[str], now: Callable[
 
 
 def drop_insert_trigger(db: sqlite_utils.Database) -> None:
-    """Migration 2 -> 3: a create journals itself (:func:`record`); the version-2 trigger
-    would give it a second entry. The entries, the trim floor and the serial stay."""
+    """Migration 3 -> 4: a create journals itself (:func:`record`); the trigger of
+    versions 2 and 3 would give it a second entry. The entries, the trim floor and the
+    serial stay."""
     db.execute("DROP TRIGGER IF EXISTS journal_artifact_insert")
 
 

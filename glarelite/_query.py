@@ -764,25 +764,53 @@ def select_page(
     order = _order(keys)
     conds, params = _where(type_name=type_name, owner=owner, filters=filters, latest=latest)
 
+    parts: list[tuple[str, list[Any]]] = [("1", [])]
     if marker is not None:
         values = _marker_values(conn, marker, order, type_name, owner, filters, latest)
-        msql, mparams = _after_marker(order.columns, values)
-        conds.append(msql)
-        params += mparams
+        parts = _after_marker_parts(order.columns, values)
     if size == 0:
         return [], None
 
     source, source_params, source_conds = _source(conn, type_name, filters)
     order_by = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d, _ in order.columns)
-    sql = (
-        f"SELECT a.* FROM {source}{order.joins} WHERE {' AND '.join(source_conds + conds)} "
-        f"ORDER BY {order_by} LIMIT ?"
-    )
-    rows: list[Row] = conn.execute(
-        sql, [*source_params, *order.join_params, *params, size]
-    ).fetchall()
+    where = " AND ".join(source_conds + conds)
+    rows: list[Row] = []
+    for part, part_params in parts:  # in order: each part's rows follow the previous ones'
+        sql = (
+            f"SELECT a.* FROM {source}{order.joins} WHERE {where} AND {part} "
+            f"ORDER BY {order_by} LIMIT ?"
+        )
+        rows += conn.execute(
+            sql, [*source_params, *order.join_params, *params, *part_params, size - len(rows)]
+        ).fetchall()
+        if len(rows) == size:
+            break
     next_marker = str(rows[-1][0]) if len(rows) == size else None
     return rows, next_marker
+
+
+# First sort columns whose ties an index reads in order: artifacts_by_type_created and
+# artifacts_by_created are (type_name?, created_at, id DESC), read backwards.
+_TIE_SEEK = ("a.created_at",)
+
+
+def _after_marker_parts(
+    columns: list[tuple[str, bool, bool]], marker: Sequence[Any]
+) -> list[tuple[str, list[Any]]]:
+    """The rows after the marker as conditions whose results follow one another in the
+    full order. Ordered by created_at, the marker's own timestamp comes first (``= ?`` and
+    the rest of the chain: one index seek), then the strictly older (or newer) ones (an
+    index range): one OR-chain would start at the tie group's first row and step over
+    every row of it before the marker, so a page deep in a million equal timestamps read
+    the million."""
+    (expr, desc, nullable), first = columns[0], marker[0]
+    if expr not in _TIE_SEEK or nullable or first is None or len(columns) == 1:
+        return [_after_marker(columns, marker)]
+    rest_sql, rest_params = _after_marker(columns[1:], marker[1:])
+    return [
+        (f"{expr} = ? AND {rest_sql}", [first, *rest_params]),
+        (f"{expr} {'<' if desc else '>'} ?", [first]),
+    ]
 
 
 def _marker_values(

@@ -45,7 +45,7 @@ def name_shards(filters: Any, atype: ArtifactType | None) -> set[str] | None:
         if f.combiner == "and" and f.field == "name" and f.op in ("eq", "in"):
             try:
                 return {tree.shard_of(str(v)) for v in f.values}
-            except UnicodeEncodeError:
+            except InvalidInput:
                 raise InvalidInput("filter name: not valid Unicode text") from None
     return None
 
@@ -203,7 +203,7 @@ class ShardView:
             return None
         try:
             return tree.shard_of(name)
-        except UnicodeEncodeError:
+        except InvalidInput:
             return None
 
     def materialize(self, conn: Any, rows: Sequence[Any]) -> list[Artifact]:

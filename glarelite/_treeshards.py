@@ -90,10 +90,7 @@ class ShardFetcher:
         path = ref.path(atype.name)
         data = self._pinned(path, ref.file, self.settings.max_shard_bytes)
         try:
-            try:
-                shows = tree.check_shard(parse_json(data, path), atype.name, ref.shard)
-            except UnicodeEncodeError:  # a name that is not Unicode text hashes to no shard
-                raise InvalidInput("a name is not valid Unicode text") from None
+            shows = tree.check_shard(parse_json(data, path), atype.name, ref.shard)
         except InvalidInput as exc:
             raise InvalidInput(f"{path}: {exc}" if path not in str(exc) else str(exc)) from None
         del data

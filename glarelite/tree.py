@@ -347,10 +347,15 @@ _CONTENT_NAME = re.compile(
 
 
 def shard_of(name: str) -> str:
-    """The shard of an artifact name: the first hex digits of sha256(name)."""
+    """The shard of an artifact name: the first hex digits of sha256(name).
+    InvalidInput when the name is not Unicode text (a lone surrogate has no UTF-8 form)."""
     import hashlib
 
-    return hashlib.sha256(name.encode()).hexdigest()[:SHARD_DIGITS]
+    try:
+        data = name.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"artifact name {name!r} is not valid Unicode text") from None
+    return hashlib.sha256(data).hexdigest()[:SHARD_DIGITS]
 
 
 def bucket_of(shard: str) -> str:

@@ -61,8 +61,22 @@ from .report import SyncReport
 CATALOG_STATES = tuple(
     f"{tree.STATE_DIR}/{name}" for name in ("state.json", "state.sqlite", "head.json")
 )
+# What a forced hop removes: SQLite's sidecars first (a writer killed mid-run leaves them),
+# since a -wal left beside a state.sqlite created later would be replayed into it.
+CATALOG_STATE_FILES = (
+    *(f"{tree.STATE_DIR}/state.sqlite{s}" for s in ("-wal", "-shm", "-journal")),
+    *CATALOG_STATES,
+)
 
 __all__ = ["FromOptions", "sync_from"]
+
+
+def _remove_catalog_state(target: Dest) -> None:
+    """Remove a catalog sync's state from a tree a hop took over (forced)."""
+    for path in CATALOG_STATE_FILES:
+        if target.stat(path) is not None:
+            target.delete(path)
+
 
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
@@ -325,9 +339,7 @@ class _Hop:
                 )
         _hop2.run(self, root, root_bytes, signed, old, old_v1)
         if report.published:
-            for marker in CATALOG_STATES:  # forced over a catalog's mirror
-                if target.stat(marker) is not None:
-                    target.delete(marker)
+            _remove_catalog_state(target)  # forced over a catalog's mirror
 
     def _run1(self, root_bytes: bytes, signed: bytes | None) -> None:
         """A format 1 source: copied as format 1 (a region relays a hub that is not
@@ -451,10 +463,8 @@ class _Hop:
         if old.raw_root != root_bytes:
             self._write(tree.ROOT_INDEX, root_bytes)
         target.sync_dirs()
-        for marker in CATALOG_STATES:
-            if target.stat(marker) is not None:
-                # forced over a catalog's mirror: its state no longer describes the tree
-                target.delete(marker)
+        # forced over a catalog's mirror: its state no longer describes the tree
+        _remove_catalog_state(target)
         report.published = True
         report.artifacts = sum(len(v) for v in shows.values())
         report.blobs = len(wanted)

@@ -3,7 +3,8 @@
 For each selected blob path: skip it (the state records these bytes and one ``lstat``
 agrees), re-hash the tree file (no record, or the stat disagrees, or ``verify``), or
 fetch it (absent). Show views are spooled to a temporary file per type, so a catalog of
-100,000 artifacts is not held in memory as objects.
+100,000 artifacts is not held in memory as objects; a walk plans a page of artifacts at a
+time (``mirror.walk``) and keeps the rest in its working tables.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
-from glarelite import Artifact, NotFound, ReadableCatalog, tree
+from glarelite import Artifact, tree
 
 from . import redirects as redirecting
 from .copy import Source
 from .dest import Dest
 from .select import Selection, fingerprint
-from .state import State
 
 MAX_SOURCES = 4  # alternative catalog slots holding the same bytes
 _LABELLED = 8 << 20  # blobs this large get a progress bar, which names the artifact
@@ -89,7 +89,7 @@ class Plan:
     missing: set[str] = field(default_factory=set)  # fetch targets the state said we had
     sources: dict[str, list[Source]] = field(default_factory=dict)  # sha256 -> sources
     have: dict[str, str] = field(default_factory=dict)  # sha256 -> a good tree path
-    watermark: str = ""
+    path_sources: dict[str, Source] = field(default_factory=dict)  # fetch/check path -> its slot
     selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
     labels: dict[str, str] = field(default_factory=dict)  # tree path -> label for people
     redirect: bool = False  # externals="redirect"
@@ -103,60 +103,19 @@ class Plan:
             spool.close()
 
 
-def build(
-    catalog: ReadableCatalog,
-    selection: Selection,
-    dest: Dest,
-    state: State,
-    *,
-    verify: bool,
-    redirect: bool = False,
-) -> Plan:
-    plan = Plan(redirect=redirect)
-    seen: set[str] = set()
-    linked: list[str] = []
-    for type_name in selection.types:
-        plan.spools[type_name] = Spool()
-        plan.items[type_name] = []
-        for artifact in selection.iter_type(catalog, type_name):
-            _add(plan, selection, dest, state, artifact, verify, seen, linked)
-    # Linked artifacts come along (of the selected types), so links in the tree resolve;
-    # a private target only when it was named, like any private artifact.
-    while linked:
-        target_id = linked.pop()
-        if target_id in seen:
-            continue
-        try:
-            target = catalog.get(target_id)
-        except NotFound:
-            continue
-        private_ok = target.name in selection.include_private
-        if (
-            target.status == "active"
-            and target.type_name in plan.items
-            and (target.visibility == "public" or private_ok)
-        ):
-            _add(plan, selection, dest, state, target, verify, seen, linked)
-            plan.items[target.type_name][-1].linked = True
-    for type_name in selection.types:
-        plan.selected[type_name] = len(plan.items[type_name])
-    return plan
-
-
-def _add(
+def add(
     plan: Plan,
     selection: Selection,
     dest: Dest,
-    state: State,
+    records: Mapping[str, list[Any]],
     artifact: Artifact,
     verify: bool,
-    seen: set[str],
     linked: list[str],
 ) -> None:
+    """Plan one selected artifact: its show view into the type's spool, an Item, and for
+    each blob a decision (skip, re-hash or fetch) from ``records`` (the state's rows of
+    its blob paths) and one ``lstat``; the ids it links to go to ``linked``."""
     type_name = artifact.type_name
-    seen.add(artifact.id)
-    if artifact.updated_at > plan.watermark:
-        plan.watermark = artifact.updated_at
     view = artifact.to_dict()
     definition = selection.definitions[type_name]
     for name, prop in definition.properties.items():
@@ -201,13 +160,15 @@ def _add(
         paths.append((path, blob.sha256, blob.size))
         if blob.size >= _LABELLED:  # only large blobs get a bar of their own
             plan.labels[path] = f"{type_name}/{artifact.name} {artifact.version} {blob.slot}"
-        _decide(plan, dest, state.blobs.get(path), path, blob.sha256, blob.size, verify)
+        _decide(plan, dest, records.get(path), path, blob.sha256, blob.size, verify)
         if path in plan.fetch or path in plan.check:
             # Only a blob that may be copied needs where to read it: a walk of a tree
             # that holds everything keeps no source per blob.
+            source = Source(artifact.id, blob.slot, blob.external)
+            plan.path_sources[path] = source
             sources = plan.sources.setdefault(blob.sha256, [])
             if len(sources) < MAX_SOURCES:
-                sources.append(Source(artifact.id, blob.slot, blob.external))
+                sources.append(source)
     offset, length = plan.spools[type_name].add(json.dumps(view, separators=(",", ":")).encode())
     item = Item(
         artifact.id,

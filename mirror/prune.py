@@ -4,10 +4,7 @@ tree unless forced, at most ``max_delete`` files."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-
-from glarelite import tree
 
 from .dest import Dest
 from .state import State
@@ -19,25 +16,11 @@ class Decision:
     refused: str = ""
 
 
-def keep_set(published_paths: Iterable[str], selected_types: Iterable[str]) -> set[str]:
-    keep = set(published_paths)
-    keep.update(tree.type_index_path(t) for t in selected_types)
-    return keep
-
-
-def decide(
-    state: State,
-    keep: set[str],
-    *,
-    published_artifacts: int,
-    force: bool,
-    max_delete: int | None,
+def judge(
+    candidates: list[str], *, published_artifacts: int, force: bool, max_delete: int | None
 ) -> Decision:
-    indexes = sorted(p for p in state.indexes if p not in keep)
-    # Type indexes after the artifact indexes they list, deepest paths first.
-    indexes.sort(key=lambda p: (p.count("/") < 3, p))
-    blobs = sorted(p for p in state.blobs if p not in keep)
-    candidates = indexes + blobs
+    """Whether ``candidates`` (files the tree wrote that no index names any more, index
+    files first) may be removed."""
     if not candidates:
         return Decision([])
     if published_artifacts == 0 and not force:

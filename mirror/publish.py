@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import Executor
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from glarelite import GlareliteError, tree
 from glarelite.fsutil import utcnow
@@ -22,7 +25,8 @@ from . import redirects as redirecting
 from .dest import Dest
 from .plan import Item, Plan
 from .select import Selection
-from .state import State
+from .state import State, Store, TrackedSet
+from .worktable import WorkTable, chunks
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Outcome:
     kept: list[str] = field(default_factory=list)  # ids published as the previous generation
     retired: list[str] = field(default_factory=list)  # index files the new root no longer pins
     drop: list[str] = field(default_factory=list)  # sums files of shards and types now gone
+    # a walk: replaces the state's artifact rows, in the transaction that saves the rest
+    apply: Callable[[sqlite3.Connection], None] | None = None
 
 
 def write_artifact_indexes(
@@ -73,76 +79,68 @@ def _artifact_index(plan: Plan, item: Item, generation: int) -> bytes:
 
 def publish(
     dest: Dest,
+    store: Store,
     state: State,
+    work: WorkTable,
     plan: Plan,
     selection: Selection,
-    good: set[str],
     executor: Executor,
     *,
     verify: bool,
+    legacy: bool = False,
 ) -> Outcome:
-    """Write what changed; update ``state.published``, ``state.shards`` and
-    ``state.indexes`` to match. Superseded index files are returned in
-    ``Outcome.retired`` (the caller records them for the grace period)."""
+    """Publish what a walk selected (``work``'s items, show views in ``plan``'s spools),
+    shard by shard in order: the artifact indexes that changed, each shard whose bytes
+    changed with its sums file, then buckets, sums indexes and the root. Updates
+    ``state.published`` and ``state.shards``; the artifact rows are replaced by
+    ``Outcome.apply`` inside the caller's saving transaction. Superseded index files are
+    returned in ``Outcome.retired`` (the caller records them for the grace period)."""
     old = state.published
-    published: dict[str, list[Item]] = {}
-    kept: list[str] = []
-    for type_name in selection.types:
-        items = []
-        for i in plan.items.get(type_name, []):
-            if i.withheld:
-                # A redirect to bytes that may not match is never published, not even the
-                # previous generation's: the artifact is left out (reported failed).
-                continue
-            if not i.problem and all(p in good for p, _, _ in i.paths):
-                items.append(i)
-                continue
-            # Its bytes could not be had (a damaged tree file, upstream down...): a local
-            # fault never shrinks the index; the previous generation's entry stays.
-            previous = _previous(dest, plan, old.artifacts.get(i.id), i)
-            if previous is not None:
-                items.append(previous)
-                kept.append(i.id)
-        items.sort(key=lambda i: (i.name, i.id))
-        published[type_name] = items
+    conn = work.conn
+    out = Outcome(generation=old.generation, changed=False)
+    conn.execute("UPDATE run.items SET pub = (withheld = 0 AND problem = '' AND bad = 0)")
+    out.kept = _keep_previous(dest, work, plan)
 
     # Redirect rules before any index names the blobs they answer for.
     if plan.redirect:
-        redirecting.write(dest, [r for v in published.values() for i in v for r in i.redirects])
+        redirecting.write(dest, _redirect_rules(conn))
     else:
         redirecting.remove(dest)
 
-    new_artifacts = {i.id: [i.type, i.fingerprint] for v in published.values() for i in v}
-    new_names = {i.id: i.name for v in published.values() for i in v}
-    stale_items = [
-        i
-        for v in published.values()
-        for i in v
-        if state.legacy  # format 1 -> 2: every artifact index says its format
-        or old.artifacts.get(i.id) != [i.type, i.fingerprint]
-        or tree.artifact_index_path(i.type, i.id) not in state.indexes
-        or (dest.local and dest.stat(tree.artifact_index_path(i.type, i.id)) is None)
-        or (verify and not _artifact_index_ok(dest, plan, i))
-    ]
-    out = Outcome(generation=old.generation, changed=False, published=published)
-    out.kept = sorted(kept)
-    out.artifacts = sum(len(v) for v in published.values())
-    out.blobs = len({p for v in published.values() for i in v for p, _, _ in i.paths})
-
-    # Every shard of every type, built in memory one at a time (~250 artifacts at a
-    # million) and compared with what the state says the tree publishes.
-    shard_writes: list[tuple[str, layout.ShardFiles]] = []
+    generation = old.generation + 1  # used only if something is written
+    stale_written = 0
+    shard_writes = 0
+    pending: list[Future[list[str]]] = []
     new_shards: dict[tuple[str, str], tree.ShardRef] = {}
-    for type_name, items in published.items():
-        by_shard: dict[str, list[Item]] = {}
-        for item in items:
-            by_shard.setdefault(tree.shard_of(item.name), []).append(item)
-        spool = plan.spools[type_name]
-        for shard in sorted(by_shard):
-            members = by_shard[shard]
-            views = [spool.get(i.offset, i.length) for i in members]
-            blobs = [line for i in members for line in i.paths]
-            built = layout.shard_files(type_name, shard, views, blobs)
+
+    def write_shard(type_name: str, built: layout.ShardFiles) -> list[str]:
+        path = built.ref.path(type_name)
+        dest.write_file(path, [built.data], defer=True)
+        sums = tree.shard_sums_path(type_name, built.ref.shard)
+        dest.write_file(sums, [built.sums], defer=True)
+        return [path, sums]
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            for path in pending.pop(0).result():
+                out.written_indexes.append(path)
+                state.retired.pop(path, None)
+
+    for type_name in selection.types:
+        shards = [
+            r[0]
+            for r in conn.execute(
+                "SELECT shard FROM run.items WHERE type = ? AND pub = 1 "
+                "UNION SELECT shard FROM run.kept WHERE type = ? ORDER BY 1",
+                (type_name, type_name),
+            )
+        ]
+        for shard in shards:
+            members = conn.execute(_MEMBERS, (type_name, shard, type_name, shard)).fetchall()
+            lines = _blob_lines(conn, members)
+            spool = plan.spools[type_name]
+            views = [spool.get(m[3], m[4]) for m in members]
+            built = layout.shard_files(type_name, shard, views, lines)
             new_shards[(type_name, shard)] = built.ref
             if (
                 state.shards.get((type_name, shard)) != built.ref
@@ -151,7 +149,36 @@ def publish(
                     dest, tree.shard_sums_path(type_name, shard), built.ref.sums, verify
                 )
             ):
-                shard_writes.append((type_name, built))
+                shard_writes += 1
+                pending.append(executor.submit(write_shard, type_name, built))
+                settle(8)
+            stale = [
+                Item(m[0], type_name, m[2], [], m[3], m[4], name=m[1])
+                for m in members
+                if legacy  # format 1 -> 2: every artifact index says its format
+                or [m[7], m[8]] != [type_name, m[2]]
+                or not m[9]
+                or (dest.local and dest.stat(tree.artifact_index_path(type_name, m[0])) is None)
+                or (verify and not _artifact_index_ok(dest, plan, m[0], type_name, m[3], m[4]))
+            ]
+            if stale:
+                stale_written += len(stale)
+                out.written_indexes += write_artifact_indexes(
+                    dest, state, plan, stale, generation, executor
+                )
+                if len(state.indexes) >= _FLUSH:
+                    store.save(state, upload=False)
+                    state.indexes = TrackedSet()
+            conn.executemany(
+                "INSERT INTO run.pub VALUES (?, ?, ?, ?, ?, ?)",
+                [(m[0], type_name, m[1], shard, m[2], m[5]) for m in members],
+            )
+    settle(0)
+    dest.sync_dirs()
+    out.artifacts = sum(r.artifacts for r in new_shards.values())
+    out.blobs = sum(r.blobs for r in new_shards.values())
+    out.published = {}
+
     # Buckets and type entries.
     entries: dict[str, tree.RootType] = {}
     type_sums: dict[str, bytes] = {}
@@ -189,7 +216,7 @@ def publish(
     new_types = {n: e.to_dict() for n, e in entries.items()}
     root_same = (
         old.generation > 0
-        and not stale_items
+        and not stale_written
         and not shard_writes
         and not bucket_writes
         and not sums_writes
@@ -199,28 +226,10 @@ def publish(
     if root_same:
         return out
     out.changed = True
-    generation = old.generation + 1
     out.generation = generation
 
-    # 1. artifact indexes
-    written = write_artifact_indexes(dest, state, plan, stale_items, generation, executor)
-    out.written_indexes += written
-
-    # 2. shard files and their sums files, then 3. bucket files, then 4. the types' sums
-    #    indexes: each after what it names
-    def write_shard(job: tuple[str, layout.ShardFiles]) -> list[str]:
-        type_name, built = job
-        path = built.ref.path(type_name)
-        dest.write_file(path, [built.data], defer=True)
-        sums = tree.shard_sums_path(type_name, built.ref.shard)
-        dest.write_file(sums, [built.sums], defer=True)
-        return [path, sums]
-
-    for paths in executor.map(write_shard, shard_writes):
-        out.written_indexes.extend(paths)
-        for path in paths:
-            state.retired.pop(path, None)
-    dest.sync_dirs()
+    # Shard files and their sums files are written (above); then bucket files, then the
+    # types' sums indexes, then the root: each after what it names.
     for path, data in bucket_writes:
         dest.write_file(path, [data])
         state.retired.pop(path, None)
@@ -232,8 +241,6 @@ def publish(
         state.retired.pop(path, None)
         out.written_indexes.append(path)
     dest.sync_dirs()
-
-    # 5. the root index, last
     root = tree.Root(generation=generation, generated_at=utcnow("seconds"), types=entries)
     raw = root.to_bytes()
     dest.write_file(tree.ROOT_INDEX, [raw])
@@ -262,12 +269,115 @@ def publish(
     old.generation = generation
     old.generated_at = root.generated_at
     old.types = new_types
-    old.artifacts = new_artifacts
-    old.names = new_names
-    old.linked = {i.id for v in published.values() for i in v if i.linked}
     old.root_sha256 = hashlib.sha256(raw).hexdigest()
     state.shards = new_shards
+    out.apply = _replace_artifacts
     return out
+
+
+_FLUSH = 2000  # artifact index rows held before they are saved
+# The published members of one shard, in shard order: the items whole in this run, and
+# those left as the previous generation had them; with the state's row of each.
+_MEMBERS = """
+SELECT i.id, i.name, i.fingerprint, i.offset, i.length, i.linked, 0, a.type, a.fingerprint,
+       x.path IS NOT NULL
+FROM run.items i
+LEFT JOIN main.artifacts a ON a.id = i.id
+LEFT JOIN main.indexes x ON x.path = 'artifacts/' || i.type || '/' || i.id || '/index.json'
+WHERE i.type = ? AND i.shard = ? AND i.pub = 1
+UNION ALL
+SELECT k.id, k.name, k.fingerprint, k.offset, k.length, k.linked, 1, a.type, a.fingerprint,
+       x.path IS NOT NULL
+FROM run.kept k
+LEFT JOIN main.artifacts a ON a.id = k.id
+LEFT JOIN main.indexes x ON x.path = 'artifacts/' || k.type || '/' || k.id || '/index.json'
+WHERE k.type = ? AND k.shard = ?
+ORDER BY 2, 1
+"""
+
+
+def _blob_lines(conn: sqlite3.Connection, members: list[Any]) -> list[tuple[str, str, int]]:
+    """(path, sha256, size) of the blob files of one shard's members."""
+    lines: list[tuple[str, str, int]] = []
+    for table, kept in (("paths", 0), ("kept_paths", 1)):
+        ids = [m[0] for m in members if m[6] == kept]
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            lines += conn.execute(
+                f"SELECT path, sha256, size FROM run.{table} WHERE id IN ({marks})", chunk
+            ).fetchall()
+    return lines
+
+
+def _redirect_rules(conn: sqlite3.Connection) -> Iterator[tuple[str, str]]:
+    for (rules,) in conn.execute(
+        "SELECT redirects FROM run.items WHERE pub = 1 AND redirects IS NOT NULL "
+        "UNION ALL SELECT redirects FROM run.kept WHERE redirects IS NOT NULL"
+    ).fetchall():
+        for path, url in json.loads(rules):
+            yield str(path), str(url)
+
+
+def _keep_previous(dest: Dest, work: WorkTable, plan: Plan) -> list[str]:
+    """The artifacts whose bytes could not be had (a damaged tree file, upstream down...):
+    a local fault never shrinks the index; the previous generation's entry stays when
+    there is one (published as it is when the catalog did not change it, else from its
+    own index file, into ``run.kept``). A withheld one (a redirect to bytes that may not
+    match) is never published, not even as before. Returns their ids."""
+    conn = work.conn
+    kept: list[str] = []
+    last = ""
+    while True:
+        rows = conn.execute(
+            "SELECT i.id, i.type, i.name, i.fingerprint, i.offset, i.length, i.linked, "
+            "a.type, a.fingerprint FROM run.items i LEFT JOIN main.artifacts a ON a.id = i.id "
+            "WHERE i.withheld = 0 AND (i.problem != '' OR i.bad = 1) AND i.id > ? "
+            "ORDER BY i.id LIMIT 500",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return kept
+        last = rows[-1][0]
+        for aid, type_name, name, fp, offset, length, linked, old_type, old_fp in rows:
+            item = Item(aid, type_name, fp, [], offset, length, name=name)
+            entry = [old_type, old_fp] if old_type is not None else None
+            previous = _previous(dest, plan, entry, item)
+            if previous is None:
+                continue
+            kept.append(aid)
+            if previous is item:
+                conn.execute("UPDATE run.items SET pub = 1 WHERE id = ?", (aid,))
+                continue
+            conn.execute(
+                "INSERT INTO run.kept VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    aid,
+                    type_name,
+                    previous.name,
+                    tree.shard_of(previous.name),
+                    previous.fingerprint,
+                    previous.offset,
+                    previous.length,
+                    linked,
+                    json.dumps(list(previous.redirects)) if previous.redirects else None,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO run.kept_paths VALUES (?, ?, ?, ?)",
+                [(path, aid, sha, size) for path, sha, size in previous.paths],
+            )
+
+
+def _replace_artifacts(conn: sqlite3.Connection) -> None:
+    """The state's artifact rows become what the new root publishes (only changed rows
+    are written)."""
+    conn.execute("DELETE FROM main.artifacts WHERE id NOT IN (SELECT id FROM run.pub)")
+    conn.execute(
+        "INSERT OR REPLACE INTO main.artifacts (id, type, name, shard, fingerprint, linked) "
+        "SELECT p.id, p.type, p.name, p.shard, p.fingerprint, p.linked FROM run.pub p "
+        "LEFT JOIN main.artifacts a ON a.id = p.id WHERE a.id IS NULL OR a.type != p.type "
+        "OR a.name != p.name OR a.fingerprint != p.fingerprint OR a.linked != p.linked"
+    )
 
 
 def _present(dest: Dest, path: str, ref: tree.FileRef, verify: bool) -> bool:
@@ -288,9 +398,11 @@ def _root_is(dest: Dest, sha256: str) -> bool:
     return raw is not None and bool(sha256) and hashlib.sha256(raw).hexdigest() == sha256
 
 
-def _artifact_index_ok(dest: Dest, plan: Plan, item: Item) -> bool:
+def _artifact_index_ok(
+    dest: Dest, plan: Plan, artifact_id: str, type_name: str, offset: int, length: int
+) -> bool:
     """The artifact's index.json holds its show view (verify only)."""
-    raw = dest.read_bytes(tree.artifact_index_path(item.type, item.id))
+    raw = dest.read_bytes(tree.artifact_index_path(type_name, artifact_id))
     try:
         data = json.loads(raw) if raw is not None else None
     except (ValueError, RecursionError):  # a hostile tree file
@@ -298,7 +410,7 @@ def _artifact_index_ok(dest: Dest, plan: Plan, item: Item) -> bool:
     if not isinstance(data, dict):
         return False
     data.pop(tree.MIRROR_KEY, None)
-    return bool(data == json.loads(plan.spools[item.type].get(item.offset, item.length)))
+    return bool(data == json.loads(plan.spools[type_name].get(offset, length)))
 
 
 def _previous(dest: Dest, plan: Plan, entry: list[str] | None, item: Item) -> Item | None:

@@ -39,6 +39,9 @@ _VERIFICATION_ERRORS = {"ChecksumMismatch", "UpstreamChanged", "VerificationErro
 _NETWORK_ERRORS = {"NetworkError", "ConnectionError", "TimeoutError"}
 
 
+LIST_MAX = 10_000  # entries a report lists per kind (copied, repaired, failed, would_copy)
+
+
 @dataclass
 class SyncReport:
     dest: str
@@ -74,11 +77,30 @@ class SyncReport:
     bytes_fetched: int = 0  # bytes read from the catalog (storage or upstream)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # How many of each there were: the lists above stop at LIST_MAX entries (a first
+    # mirror of a million blobs does not keep a million dicts), the counts do not.
+    copied_count: int = 0
+    repaired_count: int = 0
+    failed_count: int = 0
+    would_copy_count: int = 0
+    failed_errors: list[str] = field(default_factory=list)  # every error name among failed
+
+    def add(self, kind: str, entry: dict[str, Any]) -> None:
+        """Count ``entry`` as one more of ``kind`` (copied, repaired, failed, would_copy)
+        and list it while the list holds fewer than LIST_MAX."""
+        setattr(self, f"{kind}_count", getattr(self, f"{kind}_count") + 1)
+        listed = getattr(self, kind)
+        if len(listed) < LIST_MAX:
+            listed.append(entry)
+        if kind == "failed":
+            error = str(entry.get("error", ""))
+            if error not in self.failed_errors:
+                self.failed_errors.append(error)
 
     @property
     def exit_code(self) -> int:
         if self.failed:
-            errors = {f.get("error", "") for f in self.failed}
+            errors = {f.get("error", "") for f in self.failed} | set(self.failed_errors)
             if errors & _VERIFICATION_ERRORS:
                 return EXIT_VERIFICATION
             if errors <= _NETWORK_ERRORS:

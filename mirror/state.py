@@ -27,7 +27,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +262,8 @@ class Store:
         self.writable = writable
         self._db: sqlite3.Connection | None = None
         self._temp: str | None = None  # remote: the local copy
+        self._scratch = False  # a dry run's rebuilt state: never written into the tree
+        self._unsent = False  # remote: saved locally, not uploaded yet
         self.rows_read = 0  # rows fetched from the file (tests count the no-op's)
 
     # -- opening --------------------------------------------------------------------------
@@ -290,7 +292,11 @@ class Store:
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._db is not None:
             return self._db
-        if self.dest.local:
+        path: str | None
+        if self._scratch:
+            path = self._temp
+            assert path is not None
+        elif self.dest.local:
             path = self._local_path(create)
             if path is None:
                 return None
@@ -451,6 +457,68 @@ class Store:
                 out[ref.shard] = ref
         return out
 
+    def open_walk(self, *, dry_run: bool) -> State:
+        """The state of a walk, light: the meta values, the shards and the retired files
+        in memory; the blob, index and artifact rows stay in the file, checked here row
+        by row (hostile input) but not kept, and the walk reads them page by page
+        (:meth:`blob_records`, joins through :attr:`connection`). A state that must be
+        rebuilt (first run, format 1 upgrade, unreadable file) is rebuilt as
+        :meth:`load` does and written first: into a scratch file on a dry run, which
+        writes nothing into the tree. ``State.legacy`` stays set for an upgrade."""
+        state: State | None = None
+        if self.dest.read_bytes(STATE_V1) is None:
+            try:
+                db = self._connect(create=False)
+                if db is not None:
+                    state = self._load(db, light=True)
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                state = None
+            except sqlite3.Error:
+                state = None
+        if state is not None:
+            return state
+        full = self.load()
+        legacy, problem = full.legacy, full.problem
+        if dry_run:
+            self._use_scratch()
+        self.save(full)
+        db = self._connect(create=False)
+        assert db is not None
+        state = self._load(db, light=True)
+        state.legacy, state.problem = legacy, problem
+        return state
+
+    def _use_scratch(self) -> None:
+        """From now on, read and write a temporary copy (a dry run rebuilding the state)."""
+        self.close()
+        fd, path = tempfile.mkstemp(prefix="glarelite-state-", suffix=".sqlite")
+        os.close(fd)
+        self._temp = path
+        self._scratch = True
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open state file (a walk attaches its working tables to it)."""
+        db = self._connect(create=True)
+        assert db is not None
+        return db
+
+    def blob_records(self, paths: Iterable[str]) -> dict[str, list[Any]]:
+        """path -> [sha256, size, mtime_ns] of those of ``paths`` the state records."""
+        db = self._connect(create=False)
+        out: dict[str, list[Any]] = {}
+        if db is None:
+            return out
+        wanted = list(paths)
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            marks = ",".join("?" * len(chunk))
+            for path, sha, size, mtime in self._rows(
+                f"SELECT path, sha256, size, mtime_ns FROM blobs WHERE path IN ({marks})", chunk
+            ):
+                out[path] = [sha, size, mtime]
+        return out
+
     def load(self) -> State:
         """Everything, for a run with work (or ``check``); a malformed file or a format 1
         ``state.json`` -> recovered as today (from the json, or from the tree)."""
@@ -492,31 +560,41 @@ class Store:
             scan_cursor=head.scan_cursor,
         )
 
-    def _load(self, db: sqlite3.Connection) -> State:
+    def _load(self, db: sqlite3.Connection, *, light: bool = False) -> State:
+        """The state in the file, every row checked; ``light``: the blob, index and
+        artifact rows are checked but not kept (a walk reads them from the file)."""
         p = self._published()
         for artifact_id, type_name, name, _shard, fp, linked in self._rows(
             "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"
         ):
             check_artifact_id(artifact_id)
             tree.check_identifier(type_name, "type")
-            p.artifacts[artifact_id] = [type_name, str(fp)]
-            p.names[artifact_id] = str(name)
+            if not isinstance(name, str) or not isinstance(fp, str):
+                raise ValueError(f"bad artifact row {str(artifact_id)[:200]!r}")
+            if light:
+                continue
+            p.artifacts[artifact_id] = [type_name, fp]
+            p.names[artifact_id] = name
             if linked:
                 p.linked.add(artifact_id)
         blobs = Tracked()
-        for path, sha, size, mtime in self._rows("SELECT path, sha256, size, mtime_ns FROM blobs"):
-            if not is_blob_path(path):
+        for path, artifact_id, sha, size, mtime in self._rows(
+            "SELECT path, artifact_id, sha256, size, mtime_ns FROM blobs"
+        ):
+            if not is_blob_path(path) or str(path).split("/")[2] != artifact_id:
                 raise ValueError(f"not a blob path: {str(path)[:200]!r}")
             if not isinstance(sha, str) or not all(
                 isinstance(n, int) and not isinstance(n, bool) for n in (size, mtime)
             ):
                 raise ValueError(f"bad record for {path}")
-            dict.__setitem__(blobs, path, [sha, size, mtime])
+            if not light:
+                dict.__setitem__(blobs, path, [sha, size, mtime])
         indexes = TrackedSet()
         for (path,) in self._rows("SELECT path FROM indexes"):
             if not is_index_path(path) or len(str(path).split("/")) != 4:
                 raise ValueError(f"not an index path: {str(path)[:200]!r}")
-            set.add(indexes, path)
+            if not light:
+                set.add(indexes, path)
         shards: dict[tuple[str, str], tree.ShardRef] = {}
         for row in self._rows(
             "SELECT type, shard, sha256, size, sums_sha256, sums_size, artifacts, blobs, bytes "
@@ -539,13 +617,28 @@ class Store:
                 raise ValueError(f"not a retirable path: {str(path)[:200]!r}")
             retired[path] = float(since)
         state = State(blobs=blobs, indexes=indexes, published=p, shards=shards, retired=retired)
+        state.partial = light
         return _fresh(state)
 
     # -- writing --------------------------------------------------------------------------
-    def save(self, state: State) -> None:
-        """Write what changed since the load or the last save, in one transaction; a
-        remote tree: upload the file, then head.json."""
-        if not state.rewrite and not _dirty(state) and _meta_values(state) == state._saved_meta:
+    def save(
+        self,
+        state: State,
+        *,
+        upload: bool = True,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Write what changed since the load or the last save, in one transaction (with
+        ``also``'s writes: a walk replacing the artifact rows from its working tables); a
+        remote tree: upload the file, then head.json (``upload=False``: later)."""
+        if (
+            also is None
+            and not state.rewrite
+            and not _dirty(state)
+            and _meta_values(state) == state._saved_meta
+        ):
+            if upload and self._unsent:
+                self._upload(state)
             return  # nothing changed since the load or the last save: nothing written
         conn = self._connect(create=True)
         assert conn is not None
@@ -564,6 +657,8 @@ class Store:
                 state._loaded_linked = set()
                 _all_dirty(state)
             self._write(conn, state)
+            if also is not None:
+                also(conn)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -571,15 +666,25 @@ class Store:
             raise
         state.rewrite = False
         _fresh(state)
-        if not self.dest.local:
-            assert self._temp is not None
-            with open(self._temp, "rb") as f:
-                self.dest.write_file(STATE, iter(lambda: f.read(1 << 20), b""))
-            head = json.dumps(_meta_values(state), sort_keys=True).encode()
-            self.dest.write_file(HEAD, [head])
+        if self._scratch:
+            return  # a dry run's copy: nothing goes into the tree
+        self._unsent = not self.dest.local
+        if upload:
+            self._upload(state)
         if state.legacy:
             self.dest.delete(STATE_V1)
             state.legacy = False
+
+    def _upload(self, state: State) -> None:
+        """A remote tree: the file, then head.json."""
+        if not self._unsent:
+            return
+        assert self._temp is not None
+        with open(self._temp, "rb") as f:
+            self.dest.write_file(STATE, iter(lambda: f.read(1 << 20), b""))
+        head = json.dumps(_meta_values(state), sort_keys=True).encode()
+        self.dest.write_file(HEAD, [head])
+        self._unsent = False
 
     def save_meta(self, state: State) -> None:
         """Only the meta rows (a no-op run moving its scan cursor)."""
@@ -716,8 +821,9 @@ def load(dest: Dest) -> State:
 
 
 def remove(dest: Dest) -> None:
-    """Remove the state (a tree taken over by another writer)."""
-    for path in (STATE, HEAD, STATE_V1):
+    """Remove the state (a tree taken over by another writer). SQLite's sidecars go first:
+    a -wal left beside a state.sqlite created later would be replayed into it."""
+    for path in (*(STATE + s for s in ("-wal", "-shm", "-journal")), STATE, HEAD, STATE_V1):
         dest.delete(path)
 
 

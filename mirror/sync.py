@@ -37,7 +37,6 @@ from glarelite import (
 from . import journal as journaling
 from . import partial, signroot
 from . import plan as planning
-from . import prune as pruning
 from . import redirects as redirecting
 from . import scan as scanning
 from .copy import DEFER_MAX, Cancelled, Copier, Job, Outcome, describe, hash_file
@@ -46,12 +45,12 @@ from .lock import TreeLock
 from .options import SyncOptions
 from .progress import SafeProgress
 from .publish import Outcome as PublishOutcome
-from .publish import publish
 from .report import SyncReport
 from .select import Selection
-from .state import Head, State, Store
-
-BATCH_MAX = 256  # small blobs per task (one pipeline per task)
+from .state import Head, State, Store, Tracked
+from .walk import BATCH_MAX, Walk
+from .walk import UNKNOWN as _UNKNOWN
+from .worktable import WorkTable
 
 
 def sync(
@@ -207,6 +206,8 @@ class _Run:
         self.walked = False  # the whole selection was walked (the report's hints need it)
         self.good: set[str] = set()
         self._repair_reasons: dict[str, str] = {}  # path -> why it is being replaced
+        self.failed_shas: set[str] = set()  # blobs that failed (their partials are kept)
+        self.work: WorkTable | None = None  # a walk's working tables, while it runs
         self._since_checkpoint = 0
 
     # -- the run ------------------------------------------------------------------------
@@ -219,113 +220,13 @@ class _Run:
             return
         self.walked = True
         self.report.mode = "walk" if not self.dry_run else ""
-        self.state = self.store.load()
-        if self.state.problem:
-            self.report.warnings.append(self.state.problem)
-        if not self.state.published.generation:
-            # No memory of earlier runs: generations still only go up for readers.
-            self.state.published.generation = _tree_generation(self.dest)
-        plan = planning.build(
-            self.catalog,
-            self.selection,
-            self.dest,
-            self.state,
-            verify=self.verify,
-            redirect=self.redirect,
-        )
-        self.report.scanned = len(plan.skip) + len(plan.check) if self.dest.local else 0
-        try:
-            self._execute_plan(plan)
-        finally:
-            plan.close()
+        Walk(self).execute()
 
-    def _execute_plan(self, plan: planning.Plan) -> None:
-        report = self.report
-        absent = self._absent(plan)
-        report.withdrawn = [absent.withdrawn[i] for i in sorted(absent.withdrawn)]
-        count = len(self.state.published.artifacts)
-        still = count - sum(i in absent.withdrawn for i in self.state.published.artifacts)
-        if absent.stranger:
-            report.refused = (
-                f"this catalog knows none of the {count} artifacts the tree publishes "
-                "(a different catalog?); nothing was changed; force to publish it anyway"
-            )
-        elif plan.artifact_count == 0 and still:
-            report.refused = (
-                f"the selection matches no artifact, yet the catalog still publishes {still} "
-                "that the tree publishes (a typo in a type, tag or name?); nothing was "
-                "changed; force to publish an empty tree"
-            )
-        if report.refused and not self.force:
-            report.generation = self.state.published.generation
-            report.artifacts = count
-            return
-        report.refused = ""
-        if self.dry_run:
-            self._dry_run(plan)
-            return
-        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
-        try:
-            self._check_tree_files(plan, executor)
-            self._copy(plan, executor)
-            self._sweep_partials(plan)
-            self.dest.sync_dirs()
-            self._problems(plan)
-            out = publish(
-                self.dest,
-                self.state,
-                plan,
-                self.selection,
-                self.good,
-                executor,
-                verify=self.verify,
-            )
-        except BaseException:
-            self.stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            self._checkpoint(force=True)
-            raise
-        executor.shutdown(wait=True)
-        p = self.state.published
-        p.catalog = _catalog_id(self.catalog)
-        p.selection = self.signature
-        p.serial = self.serial if self.serial is not None else -1
-        p.selected = dict(plan.selected)
-        now = time.time()
-        for path in out.retired:
-            self.state.retired.setdefault(path, now)
-        self._retire_format1(now)
-        drop = sorted(set(out.drop))
-        # The state names the new root before any file goes; until the removals are
-        # done it is not "complete", so a run killed in between is finished by the next.
-        p.complete = not report.failed and not (report.withdrawn or drop)
-        self.store.save(self.state)
-        self._withdraw()
-        for path in drop:
-            self.dest.delete(path)
-        p.complete = not report.failed
-        report.generation = out.generation
-        report.published = out.changed
-        report.artifacts = out.artifacts
-        report.blobs = out.blobs
-        _report_outcome(report, out)
-        # Kept: what is published, and what is selected though it failed this time (its
-        # files are not "no longer selected"; the next run completes them).
-        chosen = [*(i for v in out.published.values() for i in v)]
-        chosen += [i for v in plan.items.values() for i in v]
-        keep = pruning.keep_set(
-            [p for i in chosen for p, _, _ in i.paths]
-            + [tree.artifact_index_path(i.type, i.id) for i in chosen],
-            self.selection.types,
-        )
-        self._prune(keep, out.artifacts)
-        self._remove_retired(now)
-        self.store.save(self.state)
-
-    def _retire_format1(self, now: float) -> None:
+    def _retire_format1(self, now: float, held: set[str]) -> None:
         """A format 1 tree's type indexes and SHA256SUMS: superseded by the new root, kept
-        for the grace period like any superseded index file."""
-        types = {*self.selection.types, *(p.split("/")[1] for p in self.state.indexes)}
+        for the grace period like any superseded index file (``held``: the types the
+        tree holds artifact index files of)."""
+        types = {*self.selection.types, *held}
         for path in [tree.SUMS, *(tree.type_index_path(t) for t in sorted(types))]:
             if path not in self.state.retired and self.dest.stat(path) is not None:
                 self.state.retired[path] = now
@@ -440,7 +341,7 @@ class _Run:
                     if journaling.has_links(sel, artifact):
                         raise journaling.WalkInstead("an artifact with links changed")
                     links: list[str] = []
-                    planning._add(plan, sel, self.dest, state, artifact, False, set(), links)
+                    planning.add(plan, sel, self.dest, state.blobs, artifact, False, links)
                     dirty.add((artifact.type_name, tree.shard_of(artifact.name)))
                     item = plan.items[artifact.type_name][-1]
                     named = {path for path, _, _ in item.paths}
@@ -517,7 +418,7 @@ class _Run:
         report.published = out.changed
         report.artifacts = out.artifacts
         report.blobs = out.blobs
-        report.skipped = max(0, out.blobs - len(report.copied) - len(report.repaired))
+        report.skipped = max(0, out.blobs - report.copied_count - report.repaired_count)
         _report_outcome(report, out)
         return True
 
@@ -586,27 +487,36 @@ class _Run:
         return sorted(groups.values(), key=lambda g: -g[1])
 
     def _job(self, plan: planning.Plan, group: tuple[str, int, list[str]]) -> Job:
+        """The copy job of one blob; where to read it is the job's now (dropped from the
+        plan, which a walk keeps to the jobs in flight)."""
         sha, size, targets = group
-        return Job(
-            sha,
-            size,
-            targets,
-            list(plan.sources.get(sha, [])),
-            plan.have.get(sha),
-            label=plan.labels.get(targets[0], targets[0]),
-        )
+        label = plan.labels.get(targets[0], targets[0])
+        for path in targets:
+            plan.labels.pop(path, None)
+        return Job(sha, size, targets, plan.sources.pop(sha, []), plan.have.pop(sha, None), label)
 
     def _copy(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
         groups = self._groups(plan)
         if not groups:
             return
         total = sum(size for sha, size, _ in groups if plan.have.get(sha) is None)
+        self._pump(plan, self._tasks(plan, groups), total, executor)
+
+    def _pump(
+        self,
+        plan: planning.Plan,
+        tasks: Iterator[tuple[Callable[[Any], list[Outcome]], Any]],
+        total: int,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        """Run copy ``tasks`` (``plan.fetch`` names the paths they copy), a few per worker
+        at a time, collecting outcomes as they finish."""
         self.progress.begin("mirror", f"mirror into {self.dest.url}", total)
         pending: set[Future[list[Outcome]]] = set()
         finished = False
         try:
             # Bounded submission: a million queued futures would hold a million closures.
-            for run, work in self._tasks(plan, groups):
+            for run, work in tasks:
                 pending.add(executor.submit(run, work))
                 if len(pending) >= self.workers * 4:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -654,25 +564,26 @@ class _Run:
             except Cancelled:
                 raise
             for o in outcomes:
-                sha, size = plan.fetch[o.path]
-                # Done with (copied or failed): where to read it is not needed again.
-                plan.sources.pop(sha, None)
+                # Done with (copied or failed): dropped from the plan.
+                sha, size = plan.fetch.pop(o.path)
+                missing = o.path in plan.missing
+                plan.missing.discard(o.path)
+                why = self._repair_reasons.pop(o.path, None)
+                if missing and why is None:
+                    why = "was missing from the tree"
                 if not o.ok:
-                    why = self._repair_reasons.get(o.path)
-                    if why is None and o.path in plan.missing:
-                        why = "was missing from the tree"
                     reason = f"{why}; not repaired: {o.reason}" if why else o.reason
+                    self.failed_shas.add(sha)
                     self._fail(o.path, o.error, reason)
                     continue
                 self._record(o.path, sha, size, o.stat)
                 self.report.bytes += o.written
                 self.report.bytes_fetched += o.fetched
                 entry = {"path": o.path, "size": size, "sha256": sha, "how": o.how}
-                if o.path in plan.missing:
-                    reason = self._repair_reasons.get(o.path, "was missing from the tree")
-                    self.report.repaired.append({**entry, "reason": reason})
+                if missing:
+                    self.report.add("repaired", {**entry, "reason": why})
                 else:
-                    self.report.copied.append(entry)
+                    self.report.add("copied", entry)
                 self._since_checkpoint += 1
         self._checkpoint()
 
@@ -683,7 +594,7 @@ class _Run:
         self.good.add(path)
 
     def _fail(self, path: str, error: str, reason: str) -> None:
-        self.report.failed.append({"path": path, "error": error, "reason": reason})
+        self.report.add("failed", {"path": path, "error": error, "reason": reason})
 
     def _problems(self, plan: planning.Plan) -> None:
         for items in plan.items.values():
@@ -700,44 +611,17 @@ class _Run:
         self._since_checkpoint = 0
         try:
             self.dest.sync_dirs()
-            self.store.save(self.state)
+            if self.work is not None:  # a walk: its blob rows go to the file, not kept
+                self.work.mark_good(self.good)
+                self.good.clear()
+                self.store.save(self.state)
+                self.state.blobs = Tracked()
+            else:
+                self.store.save(self.state)
         except (OSError, sqlite3.Error) as exc:
             self.report.warnings.append(f"state checkpoint failed: {describe(exc)}")
 
     # -- withdrawal ------------------------------------------------------------------------
-    def _absent(self, plan: planning.Plan) -> _Absent:
-        """The artifacts the tree holds files of that this run does not select, and which
-        of them the catalog no longer publishes (those are withdrawn, ``delete`` or not)."""
-        state, p = self.state, self.state.published
-        planned = {i.id for items in plan.items.values() for i in items}
-        held = _held_ids(state)
-        out = _Absent()
-        unknown = 0
-        gone: dict[str, str] = {}
-        for artifact_id in sorted(set(held) - planned):
-            reason = self._withdraw_reason(artifact_id, p.artifacts.get(artifact_id))
-            if reason == _UNKNOWN:
-                unknown += artifact_id in p.artifacts
-            if reason:
-                gone[artifact_id] = reason
-        files_of: dict[str, list[str]] = {i: [] for i in gone}
-        if gone:  # one pass over the tree's files, whatever the number withdrawn
-            for path in (*state.indexes, *state.blobs):
-                parts = path.split("/")
-                if len(parts) >= 4 and parts[2] in files_of and parts[1] == held[parts[2]]:
-                    files_of[parts[2]].append(path)
-        for artifact_id, reason in gone.items():
-            files = sorted(files_of[artifact_id])
-            out.withdrawn[artifact_id] = {
-                "id": artifact_id,
-                "type": held[artifact_id],
-                "reason": "deleted" if reason == _UNKNOWN else reason,
-                "files": files,
-            }
-        # Not one published artifact known here: a wrong catalog, not a mass withdrawal.
-        out.stranger = bool(p.artifacts) and unknown == len(p.artifacts)
-        return out
-
     def _withdraw_reason(self, artifact_id: str, published: list[str] | None) -> str:
         """Why the catalog no longer publishes this artifact ("" when it still would and
         it merely fell out of the selection)."""
@@ -771,69 +655,12 @@ class _Run:
         self.dest.remove_empty_dirs(files)
         self.dest.sync_dirs()
 
-    # -- prune and dry run -----------------------------------------------------------------
-    def _prune(self, keep: set[str], published: int) -> None:
-        report, state = self.report, self.state
-        decision = pruning.decide(
-            state, keep, published_artifacts=published, force=self.force, max_delete=self.max_delete
-        )
-        state.published.retained = len(decision.candidates)
-        report.retained = len(decision.candidates)
-        if not self.delete:
-            return
-        if report.failed:
-            report.prune = "skipped: some blobs failed; nothing is pruned after an unclean run"
-            return
-        if decision.refused:
-            report.prune = decision.refused
-            report.would_delete = decision.candidates
-            return
-        # The new indexes no longer name these: save that before any file goes.
-        self.store.save(state)
-        report.deleted = pruning.apply(self.dest, state, decision.candidates)
-        state.published.retained = 0
-        report.retained = 0
-        report.prune = f"done: {len(report.deleted)} files removed"
-
-    def _dry_run(self, plan: planning.Plan) -> None:
-        report = self.report
-        report.skipped = len(plan.skip)
-        report.would_check = len(plan.check)
-        report.would_copy = [
-            {"path": p, "size": size, "sha256": sha, "missing": p in plan.missing}
-            for p, (sha, size) in sorted(plan.fetch.items())
-        ]
-        report.generation = self.state.published.generation
-        report.artifacts = plan.artifact_count
-        keep = pruning.keep_set(
-            [p for items in plan.items.values() for i in items for p, _, _ in i.paths]
-            + [tree.artifact_index_path(i.type, i.id) for v in plan.items.values() for i in v],
-            self.selection.types,
-        )
-        decision = pruning.decide(
-            self.state,
-            keep,
-            published_artifacts=plan.artifact_count,
-            force=self.force,
-            max_delete=self.max_delete,
-        )
-        withdrawn = {f for w in report.withdrawn for f in w["files"]}
-        candidates = [c for c in decision.candidates if c not in withdrawn]
-        report.retained = len(candidates)
-        if self.delete:
-            report.would_delete = candidates
-            report.prune = decision.refused or f"would remove {len(candidates)} files"
-        report.nothing_to_do = (
-            not plan.fetch and not plan.check and not candidates and not report.withdrawn
-        )
-
     def _sweep_partials(self, plan: planning.Plan) -> None:
         """Keep the partial downloads of blobs that failed in this run (the next one
         resumes them); drop the others' records and temporaries."""
-        failed = {plan.fetch[f["path"]][0] for f in self.report.failed if f["path"] in plan.fetch}
         kept = 0
         for sha256 in partial.recorded(self.dest):
-            if sha256 in failed:
+            if sha256 in self.failed_shas:
                 kept += 1
             else:
                 partial.drop(self.dest, sha256, with_temp=True)
@@ -885,33 +712,12 @@ def _catalog_serial(catalog: ReadableCatalog) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-_UNKNOWN = "unknown to the catalog"
-
-
-class _Absent:
-    def __init__(self) -> None:
-        self.withdrawn: dict[str, dict[str, Any]] = {}
-        self.stranger = False  # the catalog knows none of the published artifacts
-
-
 def _catalog_id(catalog: ReadableCatalog) -> str:
     """Which catalog a tree was built from, as the state records it: a digest of its
     path, since the state sits in the tree and a host path must not be served."""
     import hashlib
 
     return hashlib.sha256(catalog.path.encode()).hexdigest()[:32]
-
-
-def _held_ids(state: State) -> dict[str, str]:
-    """id -> type of every artifact the tree published or still holds files of."""
-    held: dict[str, str] = {}
-    for path in (*state.indexes, *state.blobs):
-        parts = path.split("/")
-        if len(parts) >= 4 and parts[0] == tree.ARTIFACTS:
-            held.setdefault(parts[2], parts[1])
-    for artifact_id, entry in state.published.artifacts.items():
-        held[artifact_id] = entry[0]
-    return held
 
 
 def _report_outcome(report: SyncReport, out: PublishOutcome) -> None:

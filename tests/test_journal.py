@@ -424,7 +424,7 @@ def test_a_version_1_catalog_migrates_with_every_artifact_in_the_journal(
             i: v for i, v in views.items() if i != ids[2]
         }
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION
     conn.close()
     glarelite.open(tmp_path / "new.db").close()
     assert schema_of(path) == schema_of(tmp_path / "new.db")
@@ -450,21 +450,21 @@ def test_a_version_1_catalog_opened_read_only_says_it_has_no_journal(
         database.close()
 
 
-V2_SCHEMA = Path(__file__).resolve().parent / "fixtures" / "schema_v2.sql"
+V3_SCHEMA = Path(__file__).resolve().parent / "fixtures" / "schema_v3.sql"
 
 
-def test_a_version_2_catalog_migrates_keeping_its_journal_and_creates_add_one_entry(
+def test_a_version_3_catalog_migrates_keeping_its_journal_and_creates_add_one_entry(
     tmp_path: Path, memory_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Version 2 journaled a create by a trigger on the artifact insert; version 3 by the
-    create itself. The migration drops the trigger (else every create would be journaled
-    twice) and keeps every entry, the trim floor and the serial."""
-    path = tmp_path / "v2.db"
+    """Versions 2 and 3 journaled a create by a trigger on the artifact insert; version 4
+    by the create itself. The migration drops the trigger (else every create would be
+    journaled twice) and keeps every entry, the trim floor and the serial."""
+    path = tmp_path / "v3.db"
     with monkeypatch.context() as m:
-        m.setattr(_db, "schema_text", lambda: V2_SCHEMA.read_text(encoding="utf-8"))
-        m.setattr(_db, "SCHEMA_VERSION", 2)
+        m.setattr(_db, "schema_text", lambda: V3_SCHEMA.read_text(encoding="utf-8"))
+        m.setattr(_db, "SCHEMA_VERSION", 3)
         m.setattr(_db, "MIGRATIONS", {})
-        m.setattr(_journal, "record", lambda *args: None)  # version 2: the trigger did it
+        m.setattr(_journal, "record", lambda *args: None)  # version 3: the trigger did it
         with glarelite.open(path, storage=memory_store) as cat:
             cat.define_type("images", blobs=["file"])
             ids = [cat.create("images", f"a{i}").id for i in range(4)]
@@ -474,7 +474,7 @@ def test_a_version_2_catalog_migrates_keeping_its_journal_and_creates_add_one_en
             before = [(c.serial, c.artifact_id, c.at) for c in cat.changes(2)]
             serial = cat.serial()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE name = 'journal_artifact_insert'"
     ).fetchone() == (1,)
@@ -491,7 +491,7 @@ def test_a_version_2_catalog_migrates_keeping_its_journal_and_creates_add_one_en
         assert journal_rows(path) == [*rows, (serial + 1, new.id)]
         assert cat.open_blob(ids[1], "file").read() == b"bytes"
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 4
     conn.close()
     glarelite.open(tmp_path / "new.db").close()
     assert schema_of(path) == schema_of(tmp_path / "new.db")

@@ -188,6 +188,55 @@ def test_a_catalog_mirror_is_not_overwritten_by_from(world: World, tmp_path: Pat
     assert not (other / ".glarelite-mirror" / "state.json").exists()
 
 
+# a writer killed mid-run leaves SQLite's sidecars beside its state: a new state.sqlite
+# created later beside a stale -wal would replay the old catalog's pages into it
+SIDECARS = ("state.sqlite-wal", "state.sqlite-shm", "state.sqlite-journal")
+
+
+def _crashed_writer_state(dest: Path) -> Path:
+    state_dir = dest / tree.STATE_DIR
+    assert (state_dir / "state.sqlite").is_file()
+    for name in SIDECARS:
+        (state_dir / name).write_bytes(b"left by a killed writer")
+    return state_dir
+
+
+@pytest.mark.parametrize("source_format", [tree.FORMAT_V1, tree.FORMAT_VERSION])
+def test_a_forced_hop_over_a_catalog_mirror_removes_all_of_its_state(
+    world: World, tmp_path: Path, source_format: int
+) -> None:
+    hub, other = tmp_path / "hub", tmp_path / "other"
+    if source_format == tree.FORMAT_V1:
+        tree2kit.synth_tree_v1(hub, 5)
+    else:
+        assert mirror.sync(world.catalog, str(hub), **QUICK).exit_code == 0
+        change_hub(world, hub)
+    assert mirror.sync(world.catalog, str(other), **QUICK).exit_code == 0
+    state_dir = _crashed_writer_state(other)
+    out = mirror.sync_from(str(hub), str(other))
+    assert out.refused and "mirror of a catalog" in out.refused
+    assert all((state_dir / name).exists() for name in SIDECARS)  # refused: nothing goes
+    forced = mirror.sync_from(str(hub), str(other), force=True, grace=0)
+    assert forced.exit_code == 0 and forced.published, forced.to_dict()
+    assert tree2kit.root_of(other) == tree2kit.root_of(hub)
+    left = sorted(p.name for p in state_dir.iterdir() if p.name.startswith(("state", "head")))
+    assert left == []
+
+
+def test_state_remove_removes_the_sqlite_sidecars_too(world: World, tmp_path: Path) -> None:
+    from mirror import state
+    from mirror.dest import open_dest
+
+    dest = tmp_path / "dest"
+    assert mirror.sync(world.catalog, str(dest), **QUICK).exit_code == 0
+    state_dir = _crashed_writer_state(dest)
+    (state_dir / "unrelated").write_bytes(b"not the state's")
+    state.remove(open_dest(str(dest), None, create=False))
+    names = {p.name for p in state_dir.iterdir()}
+    assert "unrelated" in names
+    assert not names & {"state.sqlite", "head.json", "state.json", *SIDECARS}, names
+
+
 def test_a_damaged_blob_at_the_source_publishes_nothing(world: World, tmp_path: Path) -> None:
     hub, edge = tmp_path / "hub", tmp_path / "edge"
     assert mirror.sync(world.catalog, str(hub), **QUICK).exit_code == 0

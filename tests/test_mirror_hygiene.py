@@ -4,6 +4,7 @@ file of the tree."""
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ import mirror
 from glarelite import tree
 from mirror.state import STATE
 from tests.fixtures import static
+from tests.fixtures.glare import start_serve
 from tests.fixtures.origin import Origin
 from tests.test_mirror_support import QUICK, World, build_world
 
@@ -112,3 +114,67 @@ def test_the_tutorial_nginx_block_serves_the_api_only(world: World, tmp_path: Pa
         ):
             assert (dest / hidden).exists(), hidden
             assert status(f"{site.url}/{hidden}")[0] == 404, hidden
+
+
+def _served_state(world: World, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A mirrored tree and the paths of the writer's own files in it (all present)."""
+    dest = tmp_path / "tree"
+    assert mirror.sync(world.catalog, str(dest), **QUICK).exit_code == 0
+    partial = dest / tree.STATE_DIR / "partial" / f"{'a' * 64}.json"
+    partial.parent.mkdir(exist_ok=True)
+    partial.write_text("{}")
+    hidden = [STATE, f"{tree.STATE_DIR}/lock", f"{tree.STATE_DIR}/partial/{partial.name}"]
+    assert all((dest / p).is_file() for p in hidden)
+    return dest, hidden
+
+
+def raw_get(base: str, path: str) -> tuple[int, bytes]:
+    """GET with ``path`` sent as written (no client-side normalisation of dot segments)."""
+    host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_python_http_server_serves_the_writer_state_as_the_tutorial_warns(
+    world: World, tmp_path: Path
+) -> None:
+    # docs/tutorial.md says so plainly; if http.server ever stops, the warning can go
+    dest, hidden = _served_state(world, tmp_path)
+    with static.start_http_server(dest) as site:
+        for path in hidden:
+            code, body = raw_get(site.url, f"/{path}")
+            assert code == 200 and body == (dest / path).read_bytes(), path
+    assert "So it serves the mirror's own `.glarelite-mirror/` folder" in " ".join(
+        (DOCS / "tutorial.md").read_text().split()
+    )
+
+
+def test_glarelite_serve_never_serves_the_writer_state(world: World, tmp_path: Path) -> None:
+    dest, hidden = _served_state(world, tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    server = start_serve(["serve", "--port", "0", "--mirror", str(dest)], cwd=site)
+    try:
+        blob = tree.blob_path("images", world.ids["a1"], "file")
+        code, body = raw_get(server.url, f"/{blob}")
+        assert code == 200 and body == (dest / blob).read_bytes()  # the server does serve
+        for path in hidden:
+            for sent in (
+                f"/{path}",
+                f"/artifacts/../{path}",
+                f"/artifacts/images/../../{path}",
+                f"/artifacts/images/{world.ids['a1']}/../../../{path}",
+                f"/%2e{path[1:]}",
+                f"/artifacts/images/{world.ids['a1']}/file/../../../../{path}",
+            ):
+                code, body = raw_get(server.url, sent)
+                assert code == 404, (sent, code)
+                assert b"SQLite format 3" not in body and body != b"{}", sent
+    finally:
+        code, err = server.stop()
+    assert code == 0, err

@@ -121,6 +121,24 @@ def test_a_shard_must_hold_only_its_own_names() -> None:
         tree.check_shard(json.loads(files[path]), type_name, "fff" if shard != "fff" else "000")
 
 
+@pytest.mark.parametrize("name", ["\ud800", "a\udfffb", "\udc80" * 3])
+def test_a_name_that_is_not_unicode_text_is_invalid_input_not_an_encode_error(name: str) -> None:
+    # a lone surrogate has no UTF-8 form: the contract says so itself, as InvalidInput
+    with pytest.raises(InvalidInput, match="not valid Unicode") as raised:
+        tree.shard_of(name)
+    assert not isinstance(raised.value, UnicodeError)
+    files = layout.render(_shows())
+    path = next(p for p in files if "/_shards/" in p)
+    parsed = tree.parse_content_path(path)
+    assert parsed is not None
+    type_name, _kind, shard, _ = parsed
+    data = json.loads(files[path])
+    data["artifacts"][0]["name"] = name
+    with pytest.raises(InvalidInput, match="not valid Unicode") as raised:
+        tree.check_shard(data, type_name, shard)
+    assert not isinstance(raised.value, UnicodeError)
+
+
 def test_a_bucket_must_list_only_its_own_shards() -> None:
     files = layout.render(_shows())
     path = next(p for p in files if "/_buckets/" in p)

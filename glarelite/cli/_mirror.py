@@ -63,7 +63,7 @@ def _mirror_summary(report: Any) -> None:
         return
     if data["dry_run"]:
         typer.echo(
-            f"dry run for {data['dest']}: would copy {len(data['would_copy'])} blobs, "
+            f"dry run for {data['dest']}: would copy {_count(data, 'would_copy')} blobs, "
             f"re-hash {data['would_check']}, withdraw {len(data['withdrawn'])} artifacts, "
             f"delete {len(data['would_delete'])} files",
             err=True,
@@ -85,10 +85,10 @@ def _mirror_summary(report: Any) -> None:
             head = f"generation {data['generation']} unchanged"
         typer.echo(
             f"mirrored into {data['dest']} ({head}): {data['artifacts']} artifacts, "
-            f"{data['blobs']} blobs; copied {len(data['copied'])} "
+            f"{data['blobs']} blobs; copied {_count(data, 'copied')} "
             f"({human_size(data['bytes'])}), skipped {data['skipped']}, "
-            f"repaired {len(data['repaired'])}, withdrawn {len(data['withdrawn'])}, "
-            f"deleted {len(data['deleted'])}, failed {len(data['failed'])} "
+            f"repaired {_count(data, 'repaired')}, withdrawn {len(data['withdrawn'])}, "
+            f"deleted {len(data['deleted'])}, failed {_count(data, 'failed')} "
             f"in {data['seconds']:.1f}s",
             err=True,
         )
@@ -380,3 +380,8 @@ def mirror_cmd(
     code = int(report.exit_code)
     if code:
         raise typer.Exit(code)
+
+
+def _count(data: dict[str, Any], kind: str) -> int:
+    """How many of ``kind`` a report counts (its list stops at mirror.report.LIST_MAX)."""
+    return max(len(data[kind]), int(data.get(f"{kind}_count", 0)))
