@@ -11,7 +11,7 @@ catalog.
 (3) ``--compare-journal``: creates/s with the change journal beside the same creates on a
     catalog whose journal triggers were dropped and whose create writes no entry,
     alternating rounds in one run. Target: with the journal >= 0.90x without it.
-    Measured (10,000 creates, 7 rounds, 2-core VM, ext4): 0.96x wall (4,797 vs 5,011
+    Measured (10,000 creates, 7 rounds, 2-core VM, ext4): 0.95x wall (4,765 vs 5,008
     creates/s), 0.96x CPU; 0.89x with the trigger on the artifact insert that schema 4
     dropped (see schema.sql). Then serial() and a changes() page of 1000 on a journal of
     ``--journal-entries`` (1,000,000): p50 0.015 ms and 1.3 ms.
