@@ -1,4 +1,5 @@
--- glarelite catalog schema, version 3 (2: the change journal; 3: listing indexes, id DESC).
+-- glarelite catalog schema, version 4 (2: the change journal; 3: listing indexes, id DESC;
+-- 4: a create writes its own journal entry, no trigger on the artifact insert).
 -- The single source of the catalog's tables. glarelite applies it to a new file and records
 -- the version in PRAGMA user_version; glarelite/_db.py migrates older files forward (MIGRATIONS).
 -- Timestamps are UTC ISO 8601 text with microseconds ("2026-01-02T03:04:05.123456Z"),
@@ -121,7 +122,13 @@ CREATE TABLE IF NOT EXISTS quotas (
 
 -- The change journal (schema version 2): one row per write that changes what a mirror
 -- could publish, numbered by a serial that only grows. Triggers fill it, so no write path
--- can forget it. The serial is the rowid, allocated as max + 1 inside the write
+-- can forget it, except for a create: Catalog.create writes its entry itself
+-- (_journal.record, schema version 4; tests/test_journal.py checks that every insert into
+-- artifacts does). Any trigger on the artifact insert, even an empty one, makes SQLite
+-- keep a statement journal for it (a copy of every page the insert changes, spilled to a
+-- temporary file when it outgrows 64 KiB): with it a catalog made 0.89x the creates/s of
+-- one without a journal, without it 0.96x (bench/catalog.py --compare-journal).
+-- The serial is the rowid, allocated as max + 1 inside the write
 -- transaction; SQLite has one writer at a time, so serials become visible in order: a
 -- reader never sees N+1 without N. Not AUTOINCREMENT: its sqlite_sequence row is one more
 -- page written by every commit (~3% of creates/s, bench/catalog.py --compare-journal);
@@ -135,14 +142,10 @@ CREATE TABLE IF NOT EXISTS changes (
     at          TEXT NOT NULL
 );
 
--- Every column of an artifact is in its show view: every insert, update and delete counts.
--- `at` is the time the write stamped on the row (updated_at; its format, microseconds),
--- or the current time for a delete: SQLite's strftime on every create cost ~5% of
--- creates/s, the stamp is already there.
-CREATE TRIGGER IF NOT EXISTS journal_artifact_insert AFTER INSERT ON artifacts
-BEGIN
-    INSERT INTO changes (artifact_id, type_name, at) VALUES (new.id, new.type_name, new.updated_at);
-END;
+-- Every column of an artifact is in its show view: every insert (journaled by the create,
+-- see above), update and delete counts. `at` is the time the write stamped on the row
+-- (updated_at; its format, microseconds), or the current time for a delete: the stamp is
+-- already there, SQLite's strftime on every write cost ~5% of creates/s.
 CREATE TRIGGER IF NOT EXISTS journal_artifact_update AFTER UPDATE ON artifacts
 BEGIN
     INSERT INTO changes (artifact_id, type_name, at) VALUES (new.id, new.type_name, new.updated_at);

@@ -19,11 +19,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._journal import add_journal
+from ._journal import add_journal, drop_insert_trigger
 from .errors import Conflict, GlareliteError, InvalidInput, NotFound, StorageFull
 from .fsutil import utcnow as utcnow  # the catalog modules take it from here
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -51,9 +51,11 @@ def _newest_first(db: sqlite_utils.Database) -> None:
 # `import glarelite`). tests/test_migrations.py runs synthetic steps.
 # 1 -> 2: the change journal (see _journal.add_journal; tests/test_journal.py).
 # 2 -> 3: listing indexes that read as the default order (tests/test_query_paging.py).
+# 3 -> 4: a create writes its own journal entry (see _journal.drop_insert_trigger).
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _add_journal,
     2: _newest_first,
+    3: drop_insert_trigger,
 }
 
 

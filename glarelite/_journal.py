@@ -1,10 +1,14 @@
-"""The change journal: reading it, trimming it, and the schema 1 -> 2 migration that adds it.
+"""The change journal: writing a create's entry, reading it, trimming it, and the schema
+migrations that add it (1 -> 2) and take the create's entry out of a trigger (3 -> 4).
 
-The journal itself is written by triggers in schema.sql (table ``changes``): no write path
-in Python takes part, so none can forget it. A serial is the rowid, max + 1, allocated
-inside the write transaction; SQLite admits one writer at a time, so a reader's snapshot
-holding serial N+1 also holds N: paging on by the last serial seen never skips a change
-that commits later. Trimming never deletes the newest row, so max + 1 never goes back.
+The journal (table ``changes``) is written by triggers in schema.sql, so no update, delete
+or blob write can forget it; a create writes its own entry with :func:`record` (a trigger
+on the artifact insert cost ~8% of creates/s: see schema.sql), and
+tests/test_journal.py checks that every insert into ``artifacts`` does. A serial is the
+rowid, max + 1, allocated inside the write transaction; SQLite admits one writer at a
+time, so a reader's snapshot holding serial N+1 also holds N: paging on by the last
+serial seen never skips a change that commits later. Trimming never deletes the newest
+row, so max + 1 never goes back.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ MAX_LIMIT = 100_000
 # rows deleted per trim transaction: the write lock is never held for long
 TRIM_CHUNK = 20_000
 
-# The objects of schema.sql that make the journal (schema version 2).
+# The objects of schema.sql that make the journal (schema version 2, less the insert
+# trigger that version 4 dropped).
 JOURNAL_OBJECTS = (
     "changes",
-    "journal_artifact_insert",
     "journal_artifact_update",
     "journal_artifact_delete",
     "journal_blob_insert",
@@ -54,6 +58,22 @@ def add_journal(db: sqlite_utils.Database, statements: list[str], now: Callable[
         "INSERT INTO changes (artifact_id, type_name, at) "
         "SELECT id, type_name, ? FROM artifacts ORDER BY created_at, id",
         (now(),),
+    )
+
+
+def drop_insert_trigger(db: sqlite_utils.Database) -> None:
+    """Migration 3 -> 4: a create journals itself (:func:`record`); the trigger of
+    versions 2 and 3 would give it a second entry. The entries, the trim floor and the
+    serial stay."""
+    db.execute("DROP TRIGGER IF EXISTS journal_artifact_insert")
+
+
+def record(conn: sqlite3.Connection, artifact_id: str, type_name: str, at: str) -> None:
+    """The journal entry of a create, in its write transaction, after the artifact row.
+    ``at``: the artifact's updated_at, as the triggers stamp theirs."""
+    conn.execute(
+        "INSERT INTO changes (artifact_id, type_name, at) VALUES (?, ?, ?)",
+        (artifact_id, type_name, at),
     )
 
 

@@ -285,6 +285,7 @@ class Catalog:
                     now,
                 ),
             )
+            _journal.record(conn, artifact_id, type_name, now)  # no trigger: see schema.sql
             self._write_index_rows(conn, artifact_id, atype, tag_list, props)
         blobs: dict[str, Any] = {f: None for f in atype.blobs}
         blobs.update({f: {} for f in atype.blob_dicts})

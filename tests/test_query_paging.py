@@ -292,7 +292,7 @@ def test_a_version_2_catalog_migrates_to_newest_first_indexes(
         assert [a.id for a in cat.iter_all("images", limit=7)] == sorted(ids)
         assert cat.serial() == serial  # the migration changed no artifact
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _db.SCHEMA_VERSION == 4
     conn.close()
     assert created_index_columns(path) == {
         "artifacts_by_type_created": [("type_name", 0), ("created_at", 0), ("id", 1)],
