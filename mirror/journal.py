@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, cast
 
 from glarelite import Artifact, Forbidden, GlareliteError, JournalTrimmed, NotFound, tree
@@ -398,8 +398,7 @@ def run_changes(run: _Run, head: Head, cursor: str) -> bool:
         check_shards(run.dest, run.store, dirty)
         report.mode = "journal"
         report.withdrawn = sorted(withdrawn, key=lambda w: str(w["id"]))
-        executor = ThreadPoolExecutor(run.workers, thread_name_prefix="mirror")
-        try:
+        with run.pool() as executor:
             run._check_tree_files(plan, executor)
             run._copy(plan, executor)
             run._sweep_partials(plan)
@@ -416,12 +415,6 @@ def run_changes(run: _Run, head: Head, cursor: str) -> bool:
                 changed=ids,
                 dirty=dirty,
             )
-        except BaseException:
-            run.stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            run._checkpoint(force=True)
-            raise
-        executor.shutdown(wait=True)
         p.serial = cast(int, run.serial)
         now = time.time()
         for path in out.retired:

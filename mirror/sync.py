@@ -14,6 +14,7 @@ mtime against the state); damage that kept both needs ``verify``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -292,6 +293,20 @@ class _Run:
             self._remove_retired(time.time())
             self.store.save(self.state)
         return True
+
+    @contextlib.contextmanager
+    def pool(self) -> Iterator[ThreadPoolExecutor]:
+        """``workers`` threads for copies and index writes. On any failure (Ctrl-C too)
+        the copies stop, what was verified so far is saved, and the error goes on."""
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mirror")
+        try:
+            yield executor
+        except BaseException:
+            self.stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._checkpoint(force=True)
+            raise
+        executor.shutdown(wait=True)
 
     def _scan(self, cursor: str) -> str | None:
         """lstat up to ``scan`` blobs from ``cursor`` on (wrapping round): the next

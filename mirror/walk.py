@@ -197,8 +197,7 @@ class Walk:
         if run.dry_run:
             self._dry_run(selected)
             return
-        executor = ThreadPoolExecutor(run.workers, thread_name_prefix="mirror")
-        try:
+        with run.pool() as executor:
             self._check(executor)
             self._copy(executor)
             work.finish_copies()
@@ -216,12 +215,6 @@ class Walk:
                 verify=run.verify,
                 legacy=self.legacy,
             )
-        except BaseException:
-            run.stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            run._checkpoint(force=True)
-            raise
-        executor.shutdown(wait=True)
         self._finish(out)
 
     def _finish(self, out: Any) -> None:
@@ -238,8 +231,7 @@ class Walk:
         now = time.time()
         for path in out.retired:
             state.retired.setdefault(path, now)
-        if self.legacy:
-            run._retire_format1(now, self._held_types())
+        run._retire_format1(now, self._held_types())
         drop = sorted(set(out.drop))
         # The state names the new root before any file goes; until the removals are
         # done it is not "complete", so a run killed in between is finished by the next.
@@ -260,7 +252,8 @@ class Walk:
         run.store.save(state)
 
     def _held_types(self) -> set[str]:
-        """Types the tree holds artifact index files of (a format 1 upgrade)."""
+        """Types the tree holds artifact index files of (a format 1 tree's type indexes
+        may be there to retire)."""
         return {
             r[0]
             for r in self.work.conn.execute(

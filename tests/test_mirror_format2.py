@@ -413,6 +413,26 @@ def test_a_format1_tree_is_upgraded_by_the_next_sync(world: World, tmp_path: Pat
     assert mirror.check_tree(str(dest)).ok
 
 
+def test_a_format1_tree_that_lost_its_state_is_upgraded_and_its_old_indexes_retired(
+    world: World, tmp_path: Path
+) -> None:
+    """No state.json to say it was format 1: the tree's own root says so, and its type
+    indexes and SHA256SUMS are retired like an upgrade's, not left behind."""
+    cat, dest = world.catalog, tmp_path / "tree"
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
+    to_format1(dest)
+    (dest / mirror_state.STATE_V1).unlink()
+    old_files = [tree.SUMS, tree.type_index_path("images"), tree.type_index_path("charts")]
+
+    report = mirror.sync(cat, str(dest), **QUICK)
+    assert (report.exit_code, report.mode) == (0, "walk")
+    assert tree.format_of(json.loads((dest / tree.ROOT_INDEX).read_bytes())) == 2
+    assert all((dest / p).exists() for p in old_files)  # retired: readers of the old root
+    mirror.sync(cat, str(dest), **NO_GRACE)
+    assert not any((dest / p).exists() for p in old_files)
+    assert mirror.check_tree(str(dest)).ok
+
+
 # -- readers and kills during publishes ---------------------------------------------------------
 def many_world(tmp_path: Path, count: int) -> tuple[glarelite.Catalog, list[str]]:
     cat = open_catalog(tmp_path)

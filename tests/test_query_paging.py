@@ -6,7 +6,6 @@ sorted the whole tie group in a temporary B-tree, so ``iter_all`` made no headwa
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from glarelite import _db
 from glarelite._query import select_page
 from glarelite.types import make_type
 from tests.fixtures.rows import new_db, ts
+from tests.test_journal import schema_of
 
 THING = make_type("thing")
 OTHER = make_type("other")
@@ -244,17 +244,6 @@ def test_paging_is_exact_through_ties_with_deletes_between_pages(
 # -- migration ----------------------------------------------------------------------------
 
 V2_SCHEMA = Path(__file__).resolve().parent / "fixtures" / "schema_v2.sql"
-
-
-def schema_of(path: Path) -> set[tuple[str, str, str]]:
-    conn = sqlite3.connect(path)
-    try:
-        return {
-            (kind, name, re.sub(r"\s+", " ", sql or ""))
-            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master")
-        }
-    finally:
-        conn.close()
 
 
 def created_index_columns(path: Path) -> dict[str, list[tuple[str, int]]]:
