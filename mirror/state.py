@@ -563,7 +563,13 @@ class Store:
 
     def _load(self, db: sqlite3.Connection, *, light: bool = False) -> State:
         """The state in the file, every row checked; ``light``: the blob, index and
-        artifact rows are checked but not kept (a walk reads them from the file)."""
+        artifact rows are checked but not kept (a walk reads them from the file). A file
+        with triggers or views is refused: a walk writes to it and queries it after
+        checking it, and a trigger could add rows the check never saw."""
+        for (kind,) in self._rows(
+            "SELECT type FROM sqlite_master WHERE type IN ('trigger', 'view') LIMIT 1"
+        ):
+            raise ValueError(f"the file holds a {kind}, which this mirror never writes")
         p = self._published()
         for artifact_id, type_name, name, _shard, fp, linked in self._rows(
             "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"
@@ -641,6 +647,8 @@ class Store:
             if upload and self._unsent:
                 self._upload(state)
             return  # nothing changed since the load or the last save: nothing written
+        if state.rewrite:
+            self._new_file()
         conn = self._connect(create=True)
         assert conn is not None
         db = sqlite_utils.Database(conn)
@@ -675,6 +683,19 @@ class Store:
         if state.legacy:
             self.dest.delete(STATE_V1)
             state.legacy = False
+
+    def _new_file(self) -> None:
+        """A state rebuilt is written into a new file: nothing of an unreadable (or
+        hostile: triggers, views, other tables) one is kept."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._temp is not None:  # remote, or a dry run's scratch copy
+            with open(self._temp, "wb"):
+                pass
+        else:
+            for suffix in ("-wal", "-shm", "-journal", ""):
+                self.dest.delete(STATE + suffix)
 
     def _upload(self, state: State) -> None:
         """A remote tree: the file, then head.json."""

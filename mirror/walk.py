@@ -28,6 +28,7 @@ from glarelite import Artifact, NotFound, ReadableCatalog, tree
 from . import partial
 from . import plan as planning
 from . import prune as pruning
+from ._paths import is_blob_path, is_index_path
 from .copy import DEFER_MAX, Job, Outcome, Source, hash_file
 from .dest import Dest
 from .publish import publish, report_outcome
@@ -483,12 +484,15 @@ class Walk:
         """Files the tree wrote that no selected artifact names: index files first, then
         blobs."""
         conn = self.work.conn
+        # Checked again, though the load checked every row: only the tree's own kinds of
+        # file are ever removed.
         indexes = [
             r[0]
             for r in conn.execute(
                 "SELECT path FROM main.indexes WHERE path NOT IN (SELECT 'artifacts/' || type "
                 "|| '/' || id || '/index.json' FROM run.items) ORDER BY path"
             )
+            if is_index_path(r[0])
         ]
         blobs = [
             r[0]
@@ -496,6 +500,7 @@ class Walk:
                 "SELECT path FROM main.blobs WHERE path NOT IN (SELECT path FROM run.paths) "
                 "AND path NOT IN (SELECT path FROM run.kept_paths) ORDER BY path"
             )
+            if is_blob_path(r[0])
         ]
         return indexes + blobs
 

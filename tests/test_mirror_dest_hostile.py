@@ -355,6 +355,37 @@ def test_a_hostile_state_file_cannot_make_prune_delete_what_the_tree_did_not_wri
     assert mirror.check_tree(str(dest)).ok
 
 
+def test_a_state_file_with_a_trigger_is_rebuilt_not_written_through(
+    world: Any, tmp_path: Path
+) -> None:
+    """A walk writes to the state and queries it after checking it: a trigger planted in
+    it could add rows the check never saw (here: name a site file for pruning). The file
+    is refused and rebuilt anew, its trigger gone."""
+    cat, ids = world
+    dest = tmp_path / "tree"
+    assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
+    (dest / "README.txt").write_bytes(b"site notes")
+    db = sqlite3.connect(dest / STATE)
+    db.execute(
+        "CREATE TRIGGER plant AFTER INSERT ON blobs "
+        "BEGIN INSERT OR IGNORE INTO indexes VALUES ('README.txt'); END"
+    )
+    db.execute("DELETE FROM blobs")  # every blob is re-hashed and recorded again
+    db.commit()
+    db.close()
+    cat.deactivate(ids["b"])
+    report = mirror.sync(cat, str(dest), delete=True, **QUICK)
+    assert report.exit_code == 0
+    assert any("state.sqlite" in w and "trigger" in w for w in report.warnings), report.warnings
+    assert (dest / "README.txt").read_bytes() == b"site notes"
+    db = sqlite3.connect(dest / STATE)
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (
+        0,
+    )
+    db.close()
+    assert mirror.check_tree(str(dest)).ok
+
+
 def test_partial_records_name_only_temporaries_of_blobs(tmp_path: Path) -> None:
     from mirror import partial
 
