@@ -120,6 +120,17 @@ def publish(
         dest.write_file(sums, [built.sums], defer=True)
         return [path, sums]
 
+    stale: list[Item] = []  # artifact indexes to write, a batch of shards at a time
+
+    def write_stale() -> None:
+        nonlocal stale_written
+        if stale:
+            stale_written += len(stale)
+            write_artifact_indexes(dest, state, plan, stale, generation, executor)
+            store.save(state, upload=False)  # their rows: the state names them, then...
+            state.indexes = TrackedSet()  # ...not kept in memory
+            stale.clear()
+
     def settle(limit: int) -> None:
         while len(pending) > limit:
             for path in pending.pop(0).result():
@@ -151,7 +162,7 @@ def publish(
                 shard_writes += 1
                 pending.append(executor.submit(write_shard, type_name, built))
                 settle(8)
-            stale = [
+            stale += [
                 Item(m[0], type_name, m[2], [], m[3], m[4], name=m[1])
                 for m in members
                 if legacy  # format 1 -> 2: every artifact index says its format
@@ -160,16 +171,13 @@ def publish(
                 or (dest.local and dest.stat(tree.artifact_index_path(type_name, m[0])) is None)
                 or (verify and not _artifact_index_ok(dest, plan, m[0], type_name, m[3], m[4]))
             ]
-            if stale:
-                stale_written += len(stale)
-                write_artifact_indexes(dest, state, plan, stale, generation, executor)
-                if len(state.indexes) >= _FLUSH:
-                    store.save(state, upload=False)
-                    state.indexes = TrackedSet()
+            if len(stale) >= _FLUSH:
+                write_stale()
             conn.executemany(
                 "INSERT INTO run.pub VALUES (?, ?, ?, ?, ?, ?)",
                 [(m[0], type_name, m[1], shard, m[2], m[5]) for m in members],
             )
+    write_stale()
     settle(0)
     dest.sync_dirs()
     out.artifacts = sum(r.artifacts for r in new_shards.values())
@@ -270,7 +278,7 @@ def publish(
     return out
 
 
-_FLUSH = 2000  # artifact index rows held before they are saved
+_FLUSH = 2000  # artifact indexes written at a time (their rows saved after)
 # The published members of one shard, in shard order: the items whole in this run, and
 # those left as the previous generation had them; with the state's row of each.
 _MEMBERS = """

@@ -460,6 +460,8 @@ class _Run:
                 if not o.ok:
                     reason = f"{why}; not repaired: {o.reason}" if why else o.reason
                     self.failed_shas.add(sha)
+                    if self.work is not None:
+                        self.work.add_failed(o.path)
                     self._fail(o.path, o.error, reason)
                     continue
                 self._record(o.path, sha, size, o.stat)
@@ -498,7 +500,6 @@ class _Run:
         try:
             self.dest.sync_dirs()
             if self.work is not None:  # a walk: its blob rows go to the file, not kept
-                self.work.mark_good(self.good)
                 self.good.clear()
                 self.store.save(self.state)
                 self.state.blobs = Tracked()

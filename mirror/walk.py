@@ -77,6 +77,7 @@ class Walk:
             self.spools[type_name] = planning.Spool()
         try:
             self._plan()
+            self.work.planned()
             if run.dest.local:  # blob files checked with one lstat against the state
                 self.report.scanned = self.work.count("paths", "action != ?", (FETCH,))
             self._decide()
@@ -376,13 +377,13 @@ class Walk:
                 "UPDATE run.paths SET action = ?, missing = 1, reason = ? WHERE path = ?", bad
             )
             self.flush(upload=False)
+        self.work.checked()
         run.progress.end("verify")
 
     def flush(self, *, upload: bool = True) -> None:
-        """Save what is verified so far: the good paths into the working tables, their
-        blob rows into the state (then dropped from memory)."""
+        """Save what is verified so far: its blob rows into the state (then dropped from
+        memory; the working tables learn what is good from what failed, at the end)."""
         run = self.run
-        self.work.mark_good(run.good)
         run.good.clear()
         run.store.save(run.state, upload=upload)
         run.state.blobs = Tracked()

@@ -36,15 +36,11 @@ SCHEMA = (
     "length INTEGER NOT NULL, problem TEXT NOT NULL, error TEXT NOT NULL, "
     "withheld INTEGER NOT NULL, linked INTEGER NOT NULL, redirects TEXT, "
     "bad INTEGER NOT NULL DEFAULT 0, pub INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX run.items_order ON items (type, shard, name, id)",
     # action: 0 skip (the state and one lstat vouch for it), 1 re-hash, 2 fetch; missing:
     # a fetch the state said the tree had; slot/external: where to read it (action > 0)
     "CREATE TABLE run.paths (path TEXT PRIMARY KEY, id TEXT NOT NULL, sha256 TEXT NOT NULL, "
     "size INTEGER NOT NULL, action INTEGER NOT NULL, missing INTEGER NOT NULL, "
     "slot TEXT, external INTEGER, label TEXT, reason TEXT, good INTEGER NOT NULL)",
-    "CREATE INDEX run.paths_id ON paths (id)",
-    "CREATE INDEX run.paths_sha ON paths (sha256, action, good)",
-    "CREATE INDEX run.paths_action ON paths (action, path)",
     "CREATE TABLE run.groups (sha256 TEXT NOT NULL, size INTEGER NOT NULL)",
     "CREATE TABLE run.held (id TEXT PRIMARY KEY, type TEXT NOT NULL, published INTEGER NOT NULL)",
     "CREATE TABLE run.kept (id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL, "
@@ -57,6 +53,14 @@ SCHEMA = (
     "CREATE TABLE run.pub (id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL, "
     "shard TEXT NOT NULL, fingerprint TEXT NOT NULL, linked INTEGER NOT NULL)",
     "CREATE TABLE run.links (id TEXT PRIMARY KEY, tried INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE run.failed (path TEXT PRIMARY KEY)",
+)
+# Made once the planning is done: one sort each instead of upkeep on every insert.
+INDEXES = (
+    "CREATE INDEX run.items_order ON items (type, shard, name, id)",
+    "CREATE INDEX run.paths_id ON paths (id)",
+    "CREATE INDEX run.paths_sha ON paths (sha256, action, good)",
+    "CREATE INDEX run.paths_action ON paths (action, path)",
 )
 
 SKIP, CHECK, FETCH = 0, 1, 2  # paths.action
@@ -104,8 +108,19 @@ class WorkTable:
             ((*r, int(r[4] == SKIP)) for r in rows),
         )
 
-    def mark_good(self, paths: Iterable[str]) -> None:
-        self.conn.executemany("UPDATE run.paths SET good = 1 WHERE path = ?", ((p,) for p in paths))
+    def planned(self) -> None:
+        """The planning is done: index what the later steps look up."""
+        for statement in INDEXES:
+            self.conn.execute(statement)
+
+    def add_failed(self, path: str) -> None:
+        """A blob file this run could not put in the tree (it is not good)."""
+        self.conn.execute("INSERT OR IGNORE INTO run.failed VALUES (?)", (path,))
+
+    def checked(self) -> None:
+        """The re-hashing is done: what is still to re-hash matched (the rest became
+        fetches)."""
+        self.conn.execute("UPDATE run.paths SET good = 1 WHERE action = ?", (CHECK,))
 
     def add_links(self, ids: Iterable[str]) -> None:
         self.conn.executemany(
@@ -148,7 +163,13 @@ class WorkTable:
         return out
 
     def finish_copies(self) -> None:
-        """Mark the artifacts a blob of which is not in the tree after the copies."""
+        """The copies are done: every fetch that did not fail is good; mark the artifacts
+        a blob of which is not in the tree."""
+        self.conn.execute(
+            "UPDATE run.paths SET good = 1 WHERE action = ? "
+            "AND path NOT IN (SELECT path FROM run.failed)",
+            (FETCH,),
+        )
         self.conn.execute(
             "UPDATE run.items SET bad = 1 WHERE id IN (SELECT id FROM run.paths WHERE good = 0)"
         )
