@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from glarelite.fsutil import utcnow
 
 from . import layout
 from . import redirects as redirecting
+from ._paths import is_sums_path
 from .dest import Dest
 from .plan import Item, Plan
 from .report import SyncReport
@@ -260,6 +261,7 @@ def publish(
                 out.retired.append(old_entry.bucket_path(bucket))
         if new_entry is None:
             out.drop.append(tree.type_sums_path(type_name))
+    out.drop += _unpinned_sums(dest, new_shards, selection.types)
 
     old.generation = generation
     old.generated_at = root.generated_at
@@ -361,6 +363,25 @@ def _keep_previous(dest: Dest, work: WorkTable, plan: Plan) -> list[str]:
                 "INSERT OR IGNORE INTO run.kept_paths VALUES (?, ?, ?, ?)",
                 [(path, aid, sha, size) for path, sha, size in previous.paths],
             )
+
+
+def _unpinned_sums(
+    dest: Dest, shards: dict[tuple[str, str], tree.ShardRef], types: Iterable[str]
+) -> list[str]:
+    """Shard sums files in the tree that no shard of the new root has: written by a run
+    killed before its state named their shard (``sha256sum -c`` would read them). Local
+    trees only (a folder listing per type, at most one entry per shard)."""
+    listdir = getattr(dest, "listdir", None)
+    if listdir is None:
+        return []
+    out = []
+    for type_name in types:
+        folder = f"{tree.SUMS_DIR}/{type_name}"
+        for name in listdir(folder):
+            path = f"{folder}/{name}"
+            if name != tree.TYPE_SUMS and is_sums_path(path) and (type_name, name) not in shards:
+                out.append(path)
+    return out
 
 
 def _replace_artifacts(conn: sqlite3.Connection) -> None:
