@@ -221,6 +221,9 @@ def publish(
         and new_types == old.types
         and _root_is(dest, old.root_sha256)
     )
+    # Also when nothing else changed: a run killed after publishing this same root may
+    # have left them.
+    out.drop += _unpinned_sums(dest, new_shards, selection.types)
     if root_same:
         return out
     out.changed = True
@@ -261,7 +264,6 @@ def publish(
                 out.retired.append(old_entry.bucket_path(bucket))
         if new_entry is None:
             out.drop.append(tree.type_sums_path(type_name))
-    out.drop += _unpinned_sums(dest, new_shards, selection.types)
 
     old.generation = generation
     old.generated_at = root.generated_at

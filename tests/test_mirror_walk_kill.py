@@ -57,8 +57,10 @@ if owner is not None:
         return original(*args, **kwargs)
     setattr(owner, name, killing)
 catalog = glarelite.open(sys.argv[1], storage=sys.argv[3])
+walking = sys.argv[6] == "walk"
 report = mirror.sync(catalog, sys.argv[2], workers=2, backoff=0.01, retries=1, grace=0,
-                     delete=True, force=True, fsync=False)
+                     delete=walking, force=walking, fsync=False)
+assert report.mode == sys.argv[6], report.mode
 print(report.exit_code, report.mode, file=sys.stderr)
 print(report.exit_code)
 """
@@ -66,7 +68,9 @@ print(report.exit_code)
 COUNT = 40
 
 
-def walker(cat_dir: Path, dest: Path, target: str, n: int) -> subprocess.Popen[bytes]:
+def walker(
+    cat_dir: Path, dest: Path, target: str, n: int, mode: str = "walk"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -77,6 +81,7 @@ def walker(cat_dir: Path, dest: Path, target: str, n: int) -> subprocess.Popen[b
             str(cat_dir / "blobs"),
             target,
             str(n),
+            mode,
         ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -131,9 +136,9 @@ def _catalog(tmp_path: Path) -> tuple[glarelite.Catalog, Path]:
     return cat, dest
 
 
-def _kill(tmp_path: Path, dest: Path, target: str, n: int) -> bool:
-    """Whether the walk was killed (else it must have ended well)."""
-    proc = walker(tmp_path, dest, target, n)
+def _kill(tmp_path: Path, dest: Path, target: str, n: int, mode: str = "walk") -> bool:
+    """Whether the run was killed (else it must have ended well)."""
+    proc = walker(tmp_path, dest, target, n, mode)
     out, err = proc.communicate(timeout=300)
     if proc.returncode == -signal.SIGKILL:
         return True
@@ -178,6 +183,21 @@ def test_a_walk_killed_at_one_point_is_finished_by_the_next_run(
     try:
         _change(cat, random.Random(n), 0)
         assert _kill(tmp_path, dest, target, n)
+        _finished(cat, dest)
+    finally:
+        cat.close()
+
+
+@pytest.mark.parametrize(("target", "n"), [("write", 3), ("save", 1), ("delete", 1)])
+def test_a_journal_run_killed_at_one_point_is_finished_by_the_next_run(
+    tmp_path: Path, target: str, n: int
+) -> None:
+    """The same for a run driven by the journal (withdrawals, changes, new artifacts):
+    the next run walks (the state says incomplete) and finishes it."""
+    cat, dest = _catalog(tmp_path)
+    try:
+        _change(cat, random.Random(n), 0)
+        assert _kill(tmp_path, dest, target, n, mode="journal")
         _finished(cat, dest)
     finally:
         cat.close()
