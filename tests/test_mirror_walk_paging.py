@@ -271,3 +271,56 @@ def test_a_renamed_artifact_kept_as_before_is_published_once_under_its_old_name(
             assert [names[a] for a in moved] == ["img-03", "img-15", "img-21"]
     finally:
         site.cat.close()
+
+
+def _stored(site: Site, data: bytes) -> Path:
+    """The catalog's own stored file holding ``data``."""
+    found = [p for p in (site.tmp / "blobs").rglob("*") if p.is_file() and p.read_bytes() == data]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_switching_to_redirect_and_back_across_pages_publishes_the_same_tree(
+    tmp_path: Path, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copy, then redirect mode (an artifact kept as before: its internal blob cannot be
+    had; one withheld: its origin's bytes changed), then copy again: paged or not, the
+    same tree, every time whole."""
+    site = Site(tmp_path, origin, monkeypatch)
+    _build(site)
+    try:
+        small, big = site.sync_both(**SELECTION)
+        _same(site, small, big)
+
+        cat = site.cat
+        data = b"image 5" * 40
+        stored = _stored(site, data)
+        aside = tmp_path / "aside"
+        stored.rename(aside)
+        cat.update(site.ids["img5"], add_tags=["changed"])
+        lost = tree.blob_path("images", site.ids["img5"], "file")
+        for root in (site.small, site.big):
+            (root / lost).unlink()
+        origin.add("/ext-18", data=b"other bytes entirely", etag=True)
+        cat.check(rehash=True)
+        small, big = site.sync_both(externals="redirect", **SELECTION)
+        _same(site, small, big, damaged=(lost,))
+        assert small.failed_count == 2
+        views = {v["id"]: v for v in type_views(site.small, "images")}
+        assert "changed" not in views[site.ids["img5"]]["tags"]  # as before
+        assert site.ids["img18"] not in views  # withheld: no redirect to other bytes
+        redirected = [
+            b for v in views.values() for _f, _k, b in tree.iter_blob_entries(v) if "redirect" in b
+        ]
+        assert redirected
+
+        aside.rename(stored)
+        small, big = site.sync_both(delete=True, **SELECTION)
+        _same(site, small, big)
+        views = {v["id"]: v for v in type_views(site.small, "images")}
+        assert "changed" in views[site.ids["img5"]]["tags"]
+        assert not [
+            b for v in views.values() for _f, _k, b in tree.iter_blob_entries(v) if "redirect" in b
+        ]
+    finally:
+        site.cat.close()
