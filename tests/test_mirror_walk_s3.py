@@ -134,3 +134,73 @@ def test_s3_first_mirror_checkpoints_and_a_killed_runs_successor_skips_them(
         assert again.mode == "no-op" and again.nothing_to_do
     finally:
         cat.close()
+
+
+# Killed before its Nth delete: after the save that names the new root, before the files
+# the run withdraws and the sums files of shards gone are removed.
+KILLED_DELETING = """
+import json, os, signal, sys
+import glarelite, mirror
+from mirror import dest
+original, calls = dest.FsspecDest.delete, [0]
+def killing(self, path):
+    calls[0] += path.startswith("artifacts/")  # a withdrawn file
+    if calls[0] == int(sys.argv[5]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, path)
+dest.FsspecDest.delete = killing
+catalog = glarelite.open(sys.argv[1], storage=sys.argv[3])
+mirror.sync(catalog, sys.argv[2], storage_options=json.loads(sys.argv[4]), workers=1,
+            verify=True, backoff=0.01, retries=1, grace=0)
+print("not killed")
+"""
+
+
+def test_s3_a_walk_killed_before_its_removals_is_finished_by_the_next(
+    tmp_path: Path, seaweedfs: Any, s3_store_url: str
+) -> None:
+    """The sums files of shards no root pins any more are removed by the next run (the
+    state named the new root before the kill: only its retired rows say what to
+    remove)."""
+    cat = _catalog(tmp_path)
+    options = seaweedfs.storage_options
+    fs, prefix = seaweedfs.other_fs, s3_store_url[len("s3://") :]
+    try:
+        assert mirror.sync(cat, s3_store_url, storage_options=options, **QUICK).exit_code == 0
+        for a in list(cat.iter_all("charts"))[: COUNT // 2]:
+            cat.deactivate(a.id)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                KILLED_DELETING,
+                str(tmp_path / "catalog.db"),
+                s3_store_url,
+                str(tmp_path / "blobs"),
+                json.dumps(options),
+                "1",
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, (out, err.decode()[-2000:])
+
+        report = mirror.sync(cat, s3_store_url, storage_options=options, grace=0, **QUICK)
+        assert report.exit_code == 0, report.failed
+        assert mirror.check_tree(s3_store_url, storage_options=options).ok
+        fs.invalidate_cache()
+        root = tree.Root.from_dict(json.loads(fs.cat(f"{prefix}/{tree.ROOT_INDEX}")))
+        pinned = set()
+        for bucket, ref in root.types["charts"].buckets.items():
+            raw = fs.cat(f"{prefix}/{root.types['charts'].bucket_path(bucket)}")
+            assert hashlib.sha256(raw).hexdigest() == ref.sha256
+            pinned |= set(tree.Bucket.from_dict(json.loads(raw), "charts", bucket).shards)
+        sums = {k.rsplit("/", 1)[1] for k in fs.find(f"{prefix}/{tree.SUMS_DIR}/charts")} - {
+            tree.TYPE_SUMS
+        }
+        assert sums == pinned
+    finally:
+        cat.close()
