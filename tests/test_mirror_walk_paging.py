@@ -324,3 +324,70 @@ def test_switching_to_redirect_and_back_across_pages_publishes_the_same_tree(
         ]
     finally:
         site.cat.close()
+
+
+def test_bytes_already_in_the_tree_are_linked_from_another_page_not_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New artifacts holding bytes another artifact's file already has, planned in other
+    pages (one a page) and windows: hard-linked from the tree, nothing fetched."""
+    from tests.test_mirror_support import define_types, open_catalog
+
+    monkeypatch.setattr(walk, "PAGE", 1)
+    monkeypatch.setattr(walk, "WINDOW", 1)
+    cat = open_catalog(tmp_path)
+    define_types(cat)
+    data = b"the same bytes" * 300
+    try:
+        for n in range(5):
+            a = cat.create("charts", f"c{n}", version="1.0")
+            cat.upload(a.id, "package", data if n == 2 else f"own {n}".encode())
+            cat.activate(a.id)
+            cat.publish(a.id)
+        dest = tmp_path / "tree"
+        assert mirror.sync(cat, str(dest), fsync=False, **NO_GRACE).exit_code == 0
+        for name in ("a-first", "z-last"):  # planned before and after the holder
+            a = cat.create("charts", name, version="1.0")
+            cat.upload(a.id, "package", data)
+            cat.activate(a.id)
+            cat.publish(a.id)
+        report = mirror.sync(cat, str(dest), fsync=False, delete=True, **NO_GRACE)
+    finally:
+        cat.close()
+    assert (report.exit_code, report.mode, report.bytes_fetched) == (0, "walk", 0)
+    assert [c["how"] for c in report.copied] == ["linked", "linked"]
+    assert mirror.check_tree(str(dest)).ok
+
+
+def test_a_format1_upgrade_in_pages_keeps_an_artifact_as_before_and_withdraws(
+    tmp_path: Path, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The format 1 -> 2 upgrade, one artifact a page: one changed artifact whose bytes
+    cannot be had stays as the format 1 tree had it (its index rewritten in format 2),
+    one deactivated is withdrawn; the lost file is the check's only fault."""
+    from tests.test_mirror_format2 import to_format1
+    from tests.test_mirror_support import QUICK, build_world
+
+    w = build_world(tmp_path, origin)
+    cat, dest, a2 = w.catalog, tmp_path / "tree", w.ids["a2"]
+    try:
+        assert mirror.sync(cat, str(dest), **QUICK).exit_code == 0
+        to_format1(dest)
+        cat.update(a2, add_tags=["later"])
+        origin.add("/a2.img", status=404)
+        lost = tree.blob_path("images", a2, "file")
+        (dest / lost).unlink()
+        cat.deactivate(w.ids["b1"])
+        monkeypatch.setattr(walk, "PAGE", 1)
+        monkeypatch.setattr(walk, "WINDOW", 1)
+        report = mirror.sync(cat, str(dest), **NO_GRACE)
+    finally:
+        cat.close()
+    assert (report.mode, report.kept) == ("walk", [a2])
+    assert [x["id"] for x in report.withdrawn] == [w.ids["b1"]]
+    faults = mirror.check_tree(str(dest)).faults
+    assert [(f["path"], f["kind"]) for f in faults] == [(lost, "missing")]
+    views = {v["id"]: v for v in type_views(dest, "images")}
+    assert views[a2]["tags"] == ["linux"]
+    own = json.loads((dest / tree.artifact_index_path("images", a2)).read_text())
+    assert own["mirror"]["format_version"] == tree.FORMAT_VERSION and own["tags"] == ["linux"]
