@@ -142,6 +142,9 @@ def publish(
             views = [spool.get(m[3], m[4]) for m in members]
             built = layout.shard_files(type_name, shard, views, lines)
             new_shards[(type_name, shard)] = built.ref
+            # Pinned again (a content-addressed file an earlier root superseded, still
+            # there within the grace period): no longer retired, written or not.
+            state.retired.pop(built.ref.path(type_name), None)
             if (
                 state.shards.get((type_name, shard)) != built.ref
                 or not _present(dest, built.ref.path(type_name), built.ref.file, verify)
@@ -197,6 +200,7 @@ def publish(
             file_ref = tree.FileRef(hashlib.sha256(data).hexdigest(), len(data))
             buckets[bucket] = file_ref
             path = tree.bucket_path(type_name, bucket, file_ref.sha256)
+            state.retired.pop(path, None)  # pinned again: see the shards
             if not _present(dest, path, file_ref, verify):
                 bucket_writes.append((path, data))
         all_refs = [r for shard_refs in refs.values() for r in shard_refs.values()]
