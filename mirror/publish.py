@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from glarelite.fsutil import utcnow
 
 from . import layout
 from . import redirects as redirecting
+from ._paths import is_sums_path
 from .dest import Dest
 from .plan import Item, Plan
 from .report import SyncReport
@@ -152,6 +153,9 @@ def publish(
             views = [spool.get(m[3], m[4]) for m in members]
             built = layout.shard_files(type_name, shard, views, lines)
             new_shards[(type_name, shard)] = built.ref
+            # Pinned again (a content-addressed file an earlier root superseded, still
+            # there within the grace period): no longer retired, written or not.
+            state.retired.pop(built.ref.path(type_name), None)
             if (
                 state.shards.get((type_name, shard)) != built.ref
                 or not _present(dest, built.ref.path(type_name), built.ref.file, verify)
@@ -204,6 +208,7 @@ def publish(
             file_ref = tree.FileRef(hashlib.sha256(data).hexdigest(), len(data))
             buckets[bucket] = file_ref
             path = tree.bucket_path(type_name, bucket, file_ref.sha256)
+            state.retired.pop(path, None)  # pinned again: see the shards
             if not _present(dest, path, file_ref, verify):
                 bucket_writes.append((path, data))
         all_refs = [r for shard_refs in refs.values() for r in shard_refs.values()]
@@ -228,6 +233,9 @@ def publish(
         and new_types == old.types
         and _root_is(dest, old.root_sha256)
     )
+    # Also when nothing else changed: a run killed after publishing this same root may
+    # have left them.
+    out.drop += _unpinned_sums(dest, new_shards, selection.types)
     if root_same:
         return out
     out.changed = True
@@ -369,6 +377,25 @@ def _keep_previous(dest: Dest, work: WorkTable, plan: Plan) -> list[str]:
                 "INSERT OR IGNORE INTO run.kept_paths VALUES (?, ?, ?, ?)",
                 [(path, aid, sha, size) for path, sha, size in previous.paths],
             )
+
+
+def _unpinned_sums(
+    dest: Dest, shards: dict[tuple[str, str], tree.ShardRef], types: Iterable[str]
+) -> list[str]:
+    """Shard sums files in the tree that no shard of the new root has: written by a run
+    killed before its state named their shard (``sha256sum -c`` would read them). Local
+    trees only (a folder listing per type, at most one entry per shard)."""
+    listdir = getattr(dest, "listdir", None)
+    if listdir is None:
+        return []
+    out = []
+    for type_name in types:
+        folder = f"{tree.SUMS_DIR}/{type_name}"
+        for name in listdir(folder):
+            path = f"{folder}/{name}"
+            if name != tree.TYPE_SUMS and is_sums_path(path) and (type_name, name) not in shards:
+                out.append(path)
+    return out
 
 
 def _replace_artifacts(conn: sqlite3.Connection) -> None:

@@ -235,6 +235,11 @@ class Walk:
             state.retired.setdefault(path, now)
         run._retire_format1(now, self._held_types())
         drop = sorted(set(out.drop))
+        for path in drop:
+            # Recorded as retired and due at once (no root pins it): the state about to be
+            # saved no longer names its shard, so only this row has a run killed before
+            # the removal below remove it.
+            state.retired[path] = 0.0
         # The state names the new root before any file goes; until the removals are
         # done it is not "complete", so a run killed in between is finished by the next.
         p.complete = not report.failed and not (report.withdrawn or drop)
@@ -242,6 +247,7 @@ class Walk:
         run._withdraw()
         for path in drop:
             run.dest.delete(path)
+            state.retired.pop(path, None)
         p.complete = not report.failed
         report.generation = out.generation
         report.published = out.changed
@@ -332,7 +338,10 @@ class Walk:
             if r[0].split("/")[1] == type_name
         ]
         index = tree.artifact_index_path(type_name, artifact_id)
-        if conn.execute("SELECT 1 FROM main.indexes WHERE path = ?", (index,)).fetchone():
+        # Also when the state does not name it: a run killed after writing it, before
+        # saving its row, leaves it there (the id is one the tree held: the file is ours).
+        known = conn.execute("SELECT 1 FROM main.indexes WHERE path = ?", (index,)).fetchone()
+        if known or self.run.dest.stat(index) is not None:
             files.append(index)
         return sorted(files)
 
