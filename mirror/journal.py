@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
@@ -337,7 +338,10 @@ def run_changes(run: _Run, head: Head, cursor: str) -> bool:
         )
         return False
     sel, report = run.selection, run.report
-    state = run.store.load_partial(ids, sel.types)
+    try:
+        state = run.store.load_partial(ids, sel.types)
+    except (ValueError, TypeError, sqlite3.Error) as exc:
+        raise WalkInstead(f"the state does not read back: {exc}") from exc
     run.state = state
     p = state.published
     p.scan_cursor = cursor

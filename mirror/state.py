@@ -27,7 +27,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ HEAD = f"{tree.STATE_DIR}/head.json"  # remote trees: the meta rows, for a no-op
 STATE_VERSION = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _SHARD = re.compile(rf"[0-9a-f]{{{tree.SHARD_DIGITS}}}\Z")
+_PINNED_SHARD = "SELECT 1 FROM shards WHERE type = ? AND shard = ?"
 _CONTENT = re.compile(r"[0-9a-f]{1,3}\.[0-9a-f]{64}\.json\Z")
 
 _SCHEMA = (
@@ -543,8 +544,37 @@ class Store:
         _adopt_root(self.dest, state)
         return _fresh(state)
 
+    def pinned(self, path: str, types: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Whether the root the state records pins ``path`` (a bucket or shard file, or
+        a sums file of one of its shards or types): ``types`` are its RootType dicts."""
+        parts = path.split("/")
+        try:
+            if len(parts) == 3 and parts[0] == tree.SUMS_DIR:
+                if parts[2] == tree.TYPE_SUMS:
+                    return parts[1] in types
+                return any(self._rows(_PINNED_SHARD, (parts[1], parts[2])))
+            if len(parts) == 4 and parts[0] == tree.ARTIFACTS and is_retirable_path(path):
+                prefix, sha = parts[3].split(".")[:2]
+                if parts[2] == "_shards":
+                    return any(
+                        self._rows(_PINNED_SHARD + " AND sha256 = ?", (parts[1], prefix, sha))
+                    )
+                entry = types.get(parts[1])
+                if entry is None:
+                    return False
+                bucket = tree.RootType.from_dict(parts[1], entry).buckets.get(prefix)
+                return bucket is not None and bucket.sha256 == sha
+        except (ValueError, sqlite3.Error):
+            return True  # cannot tell: keep the file
+        return False
+
     def _published(self) -> Published:
-        """What the meta rows say the tree publishes."""
+        """What the meta rows say the tree publishes (a file with triggers or views is
+        refused: runs write to it and read it back after checking it)."""
+        for (kind,) in self._rows(
+            "SELECT type FROM sqlite_master WHERE type IN ('trigger', 'view') LIMIT 1"
+        ):
+            raise ValueError(f"the file holds a {kind}, which this mirror never writes")
         meta = {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM meta")}
         head = _head_of(meta)
         return Published(
@@ -566,10 +596,6 @@ class Store:
         artifact rows are checked but not kept (a walk reads them from the file). A file
         with triggers or views is refused: a walk writes to it and queries it after
         checking it, and a trigger could add rows the check never saw."""
-        for (kind,) in self._rows(
-            "SELECT type FROM sqlite_master WHERE type IN ('trigger', 'view') LIMIT 1"
-        ):
-            raise ValueError(f"the file holds a {kind}, which this mirror never writes")
         p = self._published()
         for artifact_id, type_name, name, _shard, fp, linked in self._rows(
             "SELECT id, type, name, shard, fingerprint, linked FROM artifacts"

@@ -236,7 +236,10 @@ class _Run:
         if not due:
             return
         for path in due:
-            self.dest.delete(path)
+            # A row naming a file the root pins is wrong (the state is hostile input):
+            # the row goes, the file stays.
+            if not self.store.pinned(path, self.state.published.types):
+                self.dest.delete(path)
             del self.state.retired[path]
         self.dest.remove_empty_dirs(due)
         self.dest.sync_dirs()
@@ -278,6 +281,16 @@ class _Run:
                 self.state = State()
                 self.good = set()
                 return False
+        due = self.store.retired_due(time.time(), self.grace)
+        if not self.dry_run and (cursor != head.scan_cursor or due):
+            try:
+                self.state = self.store.load_partial([], self.selection.types)
+            except (ValueError, TypeError, sqlite3.Error):
+                self.state = State()
+                return False  # a state that does not read back: the walk rebuilds it
+            self.state.published.scan_cursor = cursor
+            self._remove_retired(time.time())
+            self.store.save(self.state)
         report = self.report
         report.mode = "no-op"
         report.nothing_to_do = True
@@ -286,12 +299,6 @@ class _Run:
         report.blobs = sum(int(t.get("blobs", 0)) for t in head.types.values())
         report.skipped = report.blobs
         report.retained = head.retained
-        due = self.store.retired_due(time.time(), self.grace)
-        if not self.dry_run and (cursor != head.scan_cursor or due):
-            self.state = self.store.load_partial([], self.selection.types)
-            self.state.published.scan_cursor = cursor
-            self._remove_retired(time.time())
-            self.store.save(self.state)
         return True
 
     @contextlib.contextmanager

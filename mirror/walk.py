@@ -335,7 +335,7 @@ class Walk:
             for r in conn.execute(
                 "SELECT path FROM main.blobs WHERE artifact_id = ?", (artifact_id,)
             )
-            if r[0].split("/")[1] == type_name
+            if is_blob_path(r[0]) and r[0].split("/")[1] == type_name
         ]
         index = tree.artifact_index_path(type_name, artifact_id)
         # Also when the state does not name it: a run killed after writing it, before

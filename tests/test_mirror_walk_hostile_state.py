@@ -126,3 +126,62 @@ def test_a_hostile_state_row_is_rebuilt_from_the_tree_and_removes_no_site_file(
     # rebuilt: the next run finds nothing to do and a clean state
     again = mirror.sync(cat, str(dest), **NO_GRACE)
     assert again.exit_code == 0 and not any("rebuilt" in w for w in again.warnings)
+
+
+def test_a_retired_row_naming_a_pinned_file_never_removes_it(world: World, tmp_path: Path) -> None:
+    """A no-op run removes retired files that are due; a row naming a shard, bucket or
+    sums file the current root pins is wrong: its row goes, the file stays."""
+    cat, dest = world.catalog, tmp_path / "tree"
+    assert mirror.sync(cat, str(dest), **NO_GRACE).exit_code == 0
+    pinned = sorted(
+        p
+        for p in tree_files(dest)
+        if "/_shards/" in p or "/_buckets/" in p or p.startswith(tree.SUMS_DIR + "/")
+    )
+    assert len(pinned) >= 4
+    db = sqlite3.connect(dest / mirror_state.STATE)
+    with db:
+        db.executemany("INSERT INTO retired VALUES (?, 0)", [(p,) for p in pinned])
+    db.close()
+
+    report = mirror.sync(cat, str(dest), **NO_GRACE)
+
+    assert (report.exit_code, report.mode) == (0, "no-op")
+    assert all(p in tree_files(dest) for p in pinned)
+    db = sqlite3.connect(dest / mirror_state.STATE)
+    assert db.execute("SELECT count(*) FROM retired").fetchone() == (0,)
+    db.close()
+    assert mirror.check_tree(str(dest)).ok and sums_check(dest).returncode == 0
+
+
+@pytest.mark.parametrize("then", ["no-op", "journal"])
+def test_a_trigger_planted_in_the_state_makes_the_next_run_rebuild_it(
+    world: World, tmp_path: Path, then: str
+) -> None:
+    """Runs that read part of the state (a no-op moving its scan, a journal run) refuse
+    a file with a trigger too: the run walks and rebuilds the state in a new file."""
+    cat, ids, dest = world.catalog, world.ids, tmp_path / "tree"
+    assert mirror.sync(cat, str(dest), **NO_GRACE).exit_code == 0
+    (dest / "README.txt").write_bytes(b"site notes")
+    db = sqlite3.connect(dest / mirror_state.STATE)
+    with db:
+        db.execute(
+            "CREATE TRIGGER plant AFTER INSERT ON blobs "
+            "BEGIN INSERT OR IGNORE INTO indexes VALUES ('README.txt'); END"
+        )
+        db.execute("INSERT INTO retired VALUES ('artifacts/images/_shards/gone.json', 0)")
+    db.close()
+    if then == "journal":
+        cat.update(ids["a2"], add_tags=["after"])
+
+    report = mirror.sync(cat, str(dest), **NO_GRACE)
+
+    assert (report.exit_code, report.mode) == (0, "walk"), report.warnings
+    assert any("trigger" in w for w in report.warnings), report.warnings
+    assert (dest / "README.txt").read_bytes() == b"site notes"
+    db = sqlite3.connect(dest / mirror_state.STATE)
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (
+        0,
+    )
+    db.close()
+    assert mirror.check_tree(str(dest)).ok
