@@ -42,6 +42,9 @@ class SyncOptions:
     externals: str = "copy"  # "redirect": leave external blobs at their origin (issue 20)
     grace: float = 3600.0  # seconds superseded index files stay for readers of the old root
     scan: int = 20_000  # blobs lstat-checked per run with nothing else to do (0: none)
+    # ...for at most this long (None: no bound): on a cold inode cache, 20,000 lstats of
+    # files in 20,000 folders take seconds; the next run goes on from where this one stopped
+    scan_seconds: float | None = 0.25
 
     def __post_init__(self) -> None:
         # Iterables become tuples: a generator would be consumed by the first run, and a
@@ -68,6 +71,14 @@ class SyncOptions:
             raise InvalidInput(f"grace must be >= 0, not {self.grace}")
         if isinstance(self.scan, bool) or not isinstance(self.scan, int) or self.scan < 0:
             raise InvalidInput(f"scan must be an integer >= 0, not {self.scan!r}")
+        if self.scan_seconds is not None and (
+            isinstance(self.scan_seconds, bool)
+            or not isinstance(self.scan_seconds, (int, float))
+            or not self.scan_seconds > 0
+        ):
+            raise InvalidInput(
+                f"scan_seconds must be a number of seconds > 0 or None, not {self.scan_seconds!r}"
+            )
         if self.workers < 1:
             raise InvalidInput(f"workers must be >= 1, not {self.workers}")
 

@@ -50,6 +50,8 @@ from .walk import BATCH_MAX, Walk, catalog_id
 from .walk import UNKNOWN as _UNKNOWN
 from .worktable import WorkTable
 
+_SCAN_CHUNK = 1000  # state rows read at a time by the bounded scan
+
 
 def sync(
     catalog: ReadableCatalog,
@@ -131,6 +133,7 @@ def sync(
             redirect=opts.externals == "redirect",
             grace=float(opts.grace),
             scan=opts.scan,
+            scan_seconds=opts.scan_seconds,
             copier_options={
                 "retries": opts.retries,
                 "backoff": opts.backoff,
@@ -177,6 +180,7 @@ class _Run:
         redirect: bool = False,
         grace: float = 3600.0,
         scan: int = 200_000,
+        scan_seconds: float | None = None,
     ) -> None:
         self.catalog = catalog
         self.dest = dest
@@ -200,6 +204,7 @@ class _Run:
         self.store = Store(dest)
         self.grace = grace
         self.scan = scan
+        self.scan_seconds = scan_seconds
         self.serial: int | None = None
         self.walked = False  # the whole selection was walked (the report's hints need it)
         self.good: set[str] = set()
@@ -316,23 +321,37 @@ class _Run:
         executor.shutdown(wait=True)
 
     def _scan(self, cursor: str) -> str | None:
-        """lstat up to ``scan`` blobs from ``cursor`` on (wrapping round): the next
-        cursor, or None when one is missing or changed. Remote trees: not scanned (a
-        request per object); ``verify`` re-hashes them."""
+        """lstat up to ``scan`` blobs from ``cursor`` on (wrapping round), for at most
+        ``scan_seconds``: the next cursor ("" after a full round), or None when one is
+        missing or changed. Remote trees: not scanned (a request per object); ``verify``
+        re-hashes them."""
         if not self.scan or not self.dest.local:
             return cursor
+        deadline = scanning.deadline(self.scan_seconds)
+        at, wrapped, checked = cursor, False, 0
         try:
-            rows = self.store.read_blobs(cursor, self.scan)
-            if len(rows) < self.scan and cursor:  # wrap round to the start
-                more = self.store.read_blobs("", self.scan - len(rows))
-                rows += [r for r in more if r[0] <= cursor]
+            while checked < self.scan:
+                rows = self.store.read_blobs(at, min(_SCAN_CHUNK, self.scan - checked))
+                if wrapped:
+                    rows = [r for r in rows if r[0] <= cursor]
+                if not rows:
+                    if wrapped or not cursor:
+                        at = ""  # every blob checked: start again from the first next time
+                        break
+                    wrapped, at = True, ""
+                    continue
+                done = scanning.unchanged(self.dest, rows, deadline)
+                if done is None:
+                    return None  # damage found: the walk repairs it
+                if done:
+                    checked += done
+                    at = rows[done - 1][0]
+                if done < len(rows):
+                    break  # out of time: the next run goes on from here
         except (ValueError, OSError, sqlite3.Error):
             return None
-        if not scanning.unchanged(self.dest, rows):
-            return None
-        self.report.scanned = len(rows)
-        # every blob checked in this run: start again from the first next time
-        return rows[-1][0] if len(rows) == self.scan else ""
+        self.report.scanned = checked
+        return at
 
     # -- phase 1: tree files that need re-hashing ------------------------------------------
     def _check_tree_files(self, plan: planning.Plan, executor: ThreadPoolExecutor) -> None:
