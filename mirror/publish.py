@@ -132,6 +132,12 @@ def publish(
             state.indexes = TrackedSet()  # ...not kept in memory
             stale.clear()
 
+    pub: list[tuple[Any, ...]] = []  # rows of what the new root publishes, a batch at a time
+
+    def add_pub() -> None:
+        conn.executemany("INSERT INTO run.pub VALUES (?, ?, ?, ?, ?, ?)", pub)
+        pub.clear()
+
     def settle(limit: int) -> None:
         while len(pending) > limit:
             for path in pending.pop(0).result():
@@ -165,7 +171,7 @@ def publish(
             ):
                 shard_writes += 1
                 pending.append(executor.submit(write_shard, type_name, built))
-                settle(8)
+                settle(_IN_FLIGHT)
             stale += [
                 Item(m[0], type_name, m[2], [], m[3], m[4], name=m[1])
                 for m in members
@@ -175,13 +181,13 @@ def publish(
                 or (dest.local and dest.stat(tree.artifact_index_path(type_name, m[0])) is None)
                 or (verify and not _artifact_index_ok(dest, plan, m[0], type_name, m[3], m[4]))
             ]
+            pub += [(m[0], type_name, m[1], shard, m[2], m[5]) for m in members]
             if len(stale) >= _FLUSH:
                 write_stale()
-            conn.executemany(
-                "INSERT INTO run.pub VALUES (?, ?, ?, ?, ?, ?)",
-                [(m[0], type_name, m[1], shard, m[2], m[5]) for m in members],
-            )
+            if len(pub) >= _FLUSH:
+                add_pub()
     write_stale()
+    add_pub()
     settle(0)
     dest.sync_dirs()
     out.artifacts = sum(r.artifacts for r in new_shards.values())
@@ -286,7 +292,8 @@ def publish(
     return out
 
 
-_FLUSH = 2000  # artifact indexes written at a time (their rows saved after)
+_FLUSH = 2000  # artifact indexes written (their rows saved after), publish rows added
+_IN_FLIGHT = 64  # shard files being written at once (each holds its bytes, ~170 KB at 1M)
 # The published members of one shard, in shard order: the items whole in this run, and
 # those left as the previous generation had them; with the state's row of each.
 _MEMBERS = """
