@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from glarelite import Artifact, NotFound, ReadableCatalog, tree
+from glarelite import (
+    Artifact,
+    DestinationError,
+    NotFound,
+    ReadableCatalog,
+    StorageFull,
+    tree,
+)
 
 from . import partial
 from . import plan as planning
@@ -62,6 +70,18 @@ class Walk:
         return self._work
 
     def execute(self) -> None:
+        try:
+            self._execute()
+        except sqlite3.Error as exc:
+            # The state file or the working tables could not be written or read (a full
+            # disk under the tree or the temporary folder...): a GlareliteError, never a
+            # raw sqlite3 one. What was saved before is intact: the next run goes on.
+            text = " ".join(str(exc).split())
+            if "full" in text or "I/O" in text:
+                raise StorageFull(f"the mirror's state could not be written: {text}") from exc
+            raise DestinationError(f"the mirror's state failed: {text}") from exc
+
+    def _execute(self) -> None:
         run = self.run
         state = run.store.open_walk(dry_run=run.dry_run)
         run.state = state

@@ -145,3 +145,35 @@ def test_the_exit_code_counts_errors_beyond_the_listed_failures() -> None:
     report.add("failed", {"path": "q", "error": "ChecksumMismatch", "reason": "changed"})
     assert len(report.failed) == mirror.report.LIST_MAX and report.failed_count > len(report.failed)
     assert report.exit_code == mirror.EXIT_VERIFICATION
+
+
+def test_a_full_disk_under_the_working_tables_is_a_glarelite_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database or disk is full" from the walk's working tables (the temporary
+    folder) or the state is StorageFull, not a raw sqlite3 error; the CLI says one line."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    import glarelite
+    from glarelite.cli import app
+    from mirror import worktable
+
+    cat = _catalog_of(tmp_path, 3)
+    cat.close()
+
+    def full(self: Any, rows: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(worktable.WorkTable, "add_items", full)
+    with (
+        glarelite.open(tmp_path / "catalog.db") as again,
+        pytest.raises(glarelite.StorageFull, match="disk is full"),
+    ):
+        mirror.sync(again, str(tmp_path / "tree"), fsync=False)
+    result = CliRunner().invoke(
+        app, ["--catalog", str(tmp_path / "catalog.db"), "mirror", str(tmp_path / "tree2")]
+    )
+    assert result.exit_code != 0
+    assert "disk is full" in result.output and "Traceback" not in result.output
