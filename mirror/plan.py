@@ -90,13 +90,8 @@ class Plan:
     sources: dict[str, list[Source]] = field(default_factory=dict)  # sha256 -> sources
     have: dict[str, str] = field(default_factory=dict)  # sha256 -> a good tree path
     path_sources: dict[str, Source] = field(default_factory=dict)  # fetch/check path -> its slot
-    selected: dict[str, int] = field(default_factory=dict)  # type -> selected artifacts
     labels: dict[str, str] = field(default_factory=dict)  # tree path -> label for people
     redirect: bool = False  # externals="redirect"
-
-    @property
-    def artifact_count(self) -> int:
-        return sum(len(v) for v in self.items.values())
 
     def close(self) -> None:
         for spool in self.spools.values():

@@ -37,7 +37,6 @@ class Outcome:
     changed: bool
     artifacts: int = 0
     blobs: int = 0
-    published: dict[str, list[Item]] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # ids published as the previous generation
     retired: list[str] = field(default_factory=list)  # index files the new root no longer pins
     drop: list[str] = field(default_factory=list)  # sums files of shards and types now gone
@@ -192,7 +191,6 @@ def publish(
     dest.sync_dirs()
     out.artifacts = sum(r.artifacts for r in new_shards.values())
     out.blobs = sum(r.blobs for r in new_shards.values())
-    out.published = {}
 
     # Buckets and type entries.
     entries: dict[str, tree.RootType] = {}

@@ -734,10 +734,6 @@ class Store:
         self.dest.write_file(HEAD, [head])
         self._unsent = False
 
-    def save_meta(self, state: State) -> None:
-        """Only the meta rows (a no-op run moving its scan cursor)."""
-        self.save(state)
-
     def _write(self, conn: sqlite3.Connection, state: State) -> None:
         p = state.published
         conn.executemany(

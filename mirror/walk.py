@@ -61,7 +61,6 @@ class Walk:
         self.legacy = False
         self.spools: dict[str, planning.Spool] = {}
         self.window = planning.Plan(redirect=run.redirect, spools=self.spools)
-        self.failed_shas: set[str] = set()
         self._work: WorkTable | None = None
 
     @property
@@ -253,7 +252,10 @@ class Walk:
         now = time.time()
         for path in out.retired:
             state.retired.setdefault(path, now)
-        run._retire_format1(now, self._held_types())
+        # A format 1 tree always has its SHA256SUMS (retired with its type indexes): only
+        # then are the held types worth a pass over the index rows.
+        if self.legacy or run.dest.stat(tree.SUMS) is not None:
+            run._retire_format1(now, self._held_types())
         drop = sorted(set(out.drop))
         for path in drop:
             # Recorded as retired and due at once (no root pins it): the state about to be

@@ -127,17 +127,6 @@ class WorkTable:
             "INSERT OR IGNORE INTO run.links (id) VALUES (?)", ((i,) for i in ids)
         )
 
-    def has_items(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are selected already."""
-        found: set[str] = set()
-        for chunk in chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0]
-                for r in self.conn.execute(f"SELECT id FROM run.items WHERE id IN ({marks})", chunk)
-            )
-        return found
-
     def pending_links(self) -> list[str]:
         """Link targets not selected yet and not tried, marked tried (each is looked up
         once, however many artifacts link to it)."""

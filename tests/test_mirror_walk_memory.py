@@ -19,35 +19,6 @@ BATCH = 16  # small batches (instead of BATCH_MAX): a small catalog shows the bo
 COUNT = 200  # more blobs than one worker's batches in flight (4 x BATCH) hold
 
 
-def test_copy_jobs_are_made_batch_by_batch_not_all_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cat = open_catalog(tmp_path)
-    define_types(cat)
-    for n in range(COUNT):
-        a = cat.create("charts", f"chart-{n}", version="1.0")
-        cat.upload(a.id, "package", f"package {n}".encode())
-        cat.activate(a.id)
-        cat.publish(a.id)
-    alive: list[int] = []
-    run_batch = mirror_copy.Copier.run_batch
-
-    def counting(self: mirror_copy.Copier, jobs: list[mirror_copy.Job]) -> Any:
-        alive.append(sum(isinstance(o, mirror_copy.Job) for o in gc.get_objects()))
-        return run_batch(self, jobs)
-
-    monkeypatch.setattr(mirror_copy.Copier, "run_batch", counting)
-    monkeypatch.setattr(sys.modules["mirror.walk"], "BATCH_MAX", BATCH)
-    try:
-        report = mirror.sync(cat, str(tmp_path / "tree"), workers=1, fsync=False)
-    finally:
-        cat.close()
-    assert (report.exit_code, report.failed, len(report.copied)) == (0, [], COUNT)
-    assert len(alive) >= COUNT // BATCH  # the blobs went in batches
-    # One worker: 4 tasks in flight, plus the batch being made.
-    assert max(alive) <= 5 * BATCH < COUNT
-
-
 def _catalog_of(tmp_path: Path, count: int) -> Any:
     cat = open_catalog(tmp_path)
     define_types(cat)
@@ -59,6 +30,35 @@ def _catalog_of(tmp_path: Path, count: int) -> Any:
     return cat
 
 
+def _count_alive_at_each_batch(monkeypatch: pytest.MonkeyPatch, kind: type) -> list[int]:
+    """How many objects of ``kind`` exist each time a batch of copies starts."""
+    alive: list[int] = []
+    run_batch = mirror_copy.Copier.run_batch
+
+    def counting(self: mirror_copy.Copier, jobs: list[mirror_copy.Job]) -> Any:
+        alive.append(sum(isinstance(o, kind) for o in gc.get_objects()))
+        return run_batch(self, jobs)
+
+    monkeypatch.setattr(mirror_copy.Copier, "run_batch", counting)
+    return alive
+
+
+def test_copy_jobs_are_made_batch_by_batch_not_all_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cat = _catalog_of(tmp_path, COUNT)
+    alive = _count_alive_at_each_batch(monkeypatch, mirror_copy.Job)
+    monkeypatch.setattr(sys.modules["mirror.walk"], "BATCH_MAX", BATCH)
+    try:
+        report = mirror.sync(cat, str(tmp_path / "tree"), workers=1, fsync=False)
+    finally:
+        cat.close()
+    assert (report.exit_code, report.failed, len(report.copied)) == (0, [], COUNT)
+    assert len(alive) >= COUNT // BATCH  # the blobs went in batches
+    # One worker: 4 tasks in flight, plus the batch being made.
+    assert max(alive) <= 5 * BATCH < COUNT
+
+
 def test_a_walk_holds_a_page_of_artifacts_not_the_catalog(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,14 +68,7 @@ def test_a_walk_holds_a_page_of_artifacts_not_the_catalog(
 
     page = 10
     cat = _catalog_of(tmp_path, 120)
-    alive: list[int] = []
-    run_batch = mirror_copy.Copier.run_batch
-
-    def counting(self: mirror_copy.Copier, jobs: list[mirror_copy.Job]) -> Any:
-        alive.append(sum(isinstance(o, mirror_plan.Item) for o in gc.get_objects()))
-        return run_batch(self, jobs)
-
-    monkeypatch.setattr(mirror_copy.Copier, "run_batch", counting)
+    alive = _count_alive_at_each_batch(monkeypatch, mirror_plan.Item)
     monkeypatch.setattr(sys.modules["mirror.walk"], "PAGE", page)
     try:
         report = mirror.sync(cat, str(tmp_path / "tree"), workers=1, fsync=False)
